@@ -1,0 +1,10 @@
+//! The expression language: AST, canonical printing, nom parsers, errors.
+//! Pure code: no IO, no async.
+
+pub mod ast;
+pub mod error;
+pub mod parser;
+
+pub use ast::*;
+pub use error::ParseError;
+pub use parser::{MAX_DEPTH, MAX_EXPRESSION_BYTES, parse_event, parse_metric};

@@ -1,0 +1,7 @@
+//! Cubed: a time-series server that collects timestamped events and derives
+//! metrics from them after the fact, compatible with square/cube's API.
+//!
+//! See README.md for the code map and the invariants between modules.
+
+pub mod expr;
+pub mod plan;

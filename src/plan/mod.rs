@@ -1,0 +1,275 @@
+//! The planner: turns parsed expressions into query plans.
+//!
+//! A metric plan is an arithmetic tree whose leaves are [`LeafPlan`]s: one event
+//! type, one reduce, a value evaluator, a storage-neutral [`EventFilter`], and
+//! the canonical source text that keys the metric cache. Pure code: no IO, no async.
+
+pub mod filter;
+pub mod value;
+
+use serde_json::{Map, Value, json};
+
+pub use filter::{EventFilter, compile_regex, number_json};
+pub use value::Scalar;
+
+use crate::expr::{
+    self, BinOp, EventExpr, FieldPath, MetricExpr, ParseError, Reduce, ReduceExpr, ValueExpr,
+};
+
+/// Why an expression could not be planned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanError {
+    Parse(ParseError),
+    /// Only for hand-built ASTs: the parser rejects bad patterns itself.
+    Regex(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Parse(e) => write!(f, "{e}"),
+            PlanError::Regex(e) => write!(f, "invalid regular expression: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl From<ParseError> for PlanError {
+    fn from(e: ParseError) -> Self {
+        PlanError::Parse(e)
+    }
+}
+
+impl From<regex::Error> for PlanError {
+    fn from(e: regex::Error) -> Self {
+        PlanError::Regex(e.to_string())
+    }
+}
+
+/// One reduce over one event type: the unit the evaluator computes and caches.
+#[derive(Debug, Clone)]
+pub struct LeafPlan {
+    pub event_type: String,
+    pub reduce: Reduce,
+    /// `None`: each event counts as 1.
+    pub value: Option<ValueExpr>,
+    pub filter: EventFilter,
+    /// Fields the value reads (projection), in order of first use, deduplicated.
+    pub fields: Vec<FieldPath>,
+    /// Canonical text of the leaf, e.g. `sum(request(duration).eq(path, "/"))`: the cache key.
+    pub source: String,
+}
+
+impl LeafPlan {
+    pub fn new(leaf: &ReduceExpr) -> Result<Self, PlanError> {
+        let mut fields = Vec::new();
+        if let Some(v) = &leaf.value {
+            value::collect_fields(v, &mut fields);
+        }
+        let filter = EventFilter::build(&leaf.filters, &fields)?;
+        Ok(LeafPlan {
+            event_type: leaf.event_type.clone(),
+            reduce: leaf.reduce,
+            value: leaf.value.clone(),
+            filter,
+            fields,
+            source: leaf.to_string(),
+        })
+    }
+
+    /// The value this leaf takes from an event's data; `None` when a field it
+    /// reads is missing (the event is skipped).
+    pub fn value_of(&self, data: &Value) -> Option<Scalar> {
+        match &self.value {
+            None => Some(Scalar::Number(1.0)),
+            Some(v) => value::eval(v, data),
+        }
+    }
+
+    /// MongoDB projection document: `{"d.x.y": 1, ...}`.
+    pub fn mongo_fields(&self) -> Map<String, Value> {
+        projection(&self.fields)
+    }
+}
+
+fn projection(fields: &[FieldPath]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|f| (filter::short_key(f).0, json!(1)))
+        .collect()
+}
+
+/// A planned metric expression.
+#[derive(Debug, Clone)]
+pub enum MetricPlan {
+    Constant(f64),
+    Neg(Box<MetricPlan>),
+    Binary(BinOp, Box<MetricPlan>, Box<MetricPlan>),
+    Leaf(LeafPlan),
+}
+
+impl MetricPlan {
+    /// Plans a parsed metric expression; `-` applied to a constant folds into it.
+    pub fn new(expr: &MetricExpr) -> Result<Self, PlanError> {
+        Ok(match expr {
+            MetricExpr::Constant(x) => MetricPlan::Constant(*x),
+            MetricExpr::Neg(arg) => match MetricPlan::new(arg)? {
+                MetricPlan::Constant(x) => MetricPlan::Constant(-x),
+                other => MetricPlan::Neg(Box::new(other)),
+            },
+            MetricExpr::Binary(op, l, r) => MetricPlan::Binary(
+                *op,
+                Box::new(MetricPlan::new(l)?),
+                Box::new(MetricPlan::new(r)?),
+            ),
+            MetricExpr::Reduce(leaf) => MetricPlan::Leaf(LeafPlan::new(leaf)?),
+        })
+    }
+
+    /// Every leaf, left to right.
+    pub fn leaves(&self) -> Vec<&LeafPlan> {
+        let mut out = Vec::new();
+        self.collect_leaves(&mut out);
+        out
+    }
+
+    fn collect_leaves<'a>(&'a self, out: &mut Vec<&'a LeafPlan>) {
+        match self {
+            MetricPlan::Constant(_) => {}
+            MetricPlan::Neg(arg) => arg.collect_leaves(out),
+            MetricPlan::Binary(_, l, r) => {
+                l.collect_leaves(out);
+                r.collect_leaves(out);
+            }
+            MetricPlan::Leaf(leaf) => out.push(leaf),
+        }
+    }
+
+    /// Combines per-leaf values (in [`leaves`](Self::leaves) order) into the
+    /// expression's value; an undefined leaf (`None`) makes the result NaN.
+    pub fn combine(&self, leaf_values: &[Option<f64>]) -> f64 {
+        let mut next = 0;
+        self.combine_from(leaf_values, &mut next)
+    }
+
+    fn combine_from(&self, leaf_values: &[Option<f64>], next: &mut usize) -> f64 {
+        match self {
+            MetricPlan::Constant(x) => *x,
+            MetricPlan::Neg(arg) => -arg.combine_from(leaf_values, next),
+            MetricPlan::Binary(op, l, r) => {
+                let a = l.combine_from(leaf_values, next);
+                let b = r.combine_from(leaf_values, next);
+                op.apply(a, b)
+            }
+            MetricPlan::Leaf(_) => {
+                let v = leaf_values
+                    .get(*next)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(f64::NAN);
+                *next += 1;
+                v
+            }
+        }
+    }
+
+    /// The plan as `cubed explain` prints it.
+    pub fn explain(&self) -> Value {
+        match self {
+            MetricPlan::Constant(x) => json!({ "constant": number_json(*x) }),
+            MetricPlan::Neg(arg) => json!({ "op": "neg", "arg": arg.explain() }),
+            MetricPlan::Binary(op, l, r) => {
+                json!({ "op": op.symbol(), "left": l.explain(), "right": r.explain() })
+            }
+            MetricPlan::Leaf(leaf) => json!({
+                "type": leaf.event_type,
+                "reduce": leaf.reduce.name(),
+                "source": leaf.source,
+                "filter": leaf.filter.mongo(),
+                "fields": leaf.mongo_fields(),
+            }),
+        }
+    }
+}
+
+/// A planned event expression (for event/get and live streams).
+#[derive(Debug, Clone)]
+pub struct EventPlan {
+    pub event_type: String,
+    /// The fields returned with each event.
+    pub fields: Vec<FieldPath>,
+    pub filter: EventFilter,
+    pub canonical: String,
+}
+
+impl EventPlan {
+    pub fn new(expr: &EventExpr) -> Result<Self, PlanError> {
+        Ok(EventPlan {
+            event_type: expr.event_type.clone(),
+            fields: expr.fields.clone(),
+            filter: EventFilter::build(&expr.filters, &expr.fields)?,
+            canonical: expr.to_string(),
+        })
+    }
+
+    /// MongoDB projection document: `{"d.x": 1, ...}`.
+    pub fn mongo_fields(&self) -> Map<String, Value> {
+        projection(&self.fields)
+    }
+
+    /// The part of `data` this expression returns: only the named fields, at
+    /// their places (`a.b` gives `{"a": {"b": ...}}`); `None` when none is named.
+    pub fn project(&self, data: &Value) -> Option<Value> {
+        if self.fields.is_empty() {
+            return None;
+        }
+        let mut out = Map::new();
+        for field in &self.fields {
+            value::project_into(data, field, &mut out);
+        }
+        Some(Value::Object(out))
+    }
+
+    pub fn explain(&self) -> Value {
+        json!({
+            "type": self.event_type,
+            "filter": self.filter.mongo(),
+            "fields": self.mongo_fields(),
+        })
+    }
+}
+
+/// Parses and plans a metric expression.
+pub fn compile_metric(source: &str) -> Result<(MetricExpr, MetricPlan), PlanError> {
+    let ast = expr::parse_metric(source)?;
+    let plan = MetricPlan::new(&ast)?;
+    Ok((ast, plan))
+}
+
+/// Parses and plans an event expression.
+pub fn compile_event(source: &str) -> Result<EventPlan, PlanError> {
+    EventPlan::new(&expr::parse_event(source)?)
+}
+
+/// `cubed explain` output for a metric expression.
+pub fn explain_metric(source: &str) -> Result<Value, PlanError> {
+    let (ast, plan) = compile_metric(source)?;
+    Ok(json!({
+        "kind": "metric",
+        "expression": source,
+        "canonical": ast.to_string(),
+        "plan": plan.explain(),
+    }))
+}
+
+/// `cubed explain --event` output.
+pub fn explain_event(source: &str) -> Result<Value, PlanError> {
+    let plan = compile_event(source)?;
+    Ok(json!({
+        "kind": "event",
+        "expression": source,
+        "canonical": plan.canonical,
+        "plan": plan.explain(),
+    }))
+}

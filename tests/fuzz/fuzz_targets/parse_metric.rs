@@ -1,0 +1,17 @@
+//! Fuzzes the metric expression parser and planner: no input may panic, and
+//! an accepted expression's canonical text must parse back to the same tree.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(ast) = cubed::expr::parse_metric(text) {
+        let canonical = ast.to_string();
+        let again = cubed::expr::parse_metric(&canonical);
+        assert_eq!(again.as_ref().ok(), Some(&ast), "canonical {canonical:?}");
+        let _ = cubed::plan::MetricPlan::new(&ast);
+    }
+});

@@ -4,4 +4,6 @@
 //! See README.md for the code map and the invariants between modules.
 
 pub mod expr;
+pub mod model;
 pub mod plan;
+pub mod storage;

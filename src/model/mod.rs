@@ -1,0 +1,13 @@
+//! Domain types shared by every layer — pure: no IO, no async.
+
+pub mod clock;
+pub mod event;
+pub mod service;
+pub mod time;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{
+    BatchError, EventError, MAX_DATA_DEPTH, NewEvent, StoredEvent, parse_event_batch,
+    validate_event,
+};
+pub use service::{Service, ServiceError};

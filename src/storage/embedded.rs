@@ -1,0 +1,477 @@
+//! The embedded backend, on fjall (an LSM-tree storage engine).
+//!
+//! Why fjall rather than redb: events arrive as large append-mostly batches
+//! and are read as time-range scans. fjall's LSM write path appends batches to
+//! one journal and sorts them in memory, so a 1000-event batch costs one
+//! journal write; redb's copy-on-write B-tree rewrites tree pages on every
+//! commit and allows one writer at a time, which costs far more per batch.
+//! Both give atomic batches, ordered range scans in both directions and crash
+//! safety; see README "Storage" for the numbers behind the choice.
+//!
+//! Keyspaces: `events` (see [`keys`]), `ids` (id → event key, for upserts),
+//! `types` (`service 0x00 type`), `metrics` (the metric cache), `metric_log`
+//! (cache insertion order, for the byte cap), `metric_sources` (the sources
+//! cached per type, for invalidation).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Mutex;
+
+use dashmap::DashMap;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde_json::Value;
+
+use super::keys;
+use super::{CachedBin, EventStore, MetricCache, Order, PutOutcome, StoreError};
+use crate::model::{NewEvent, Service, StoredEvent};
+
+/// When a put is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// Written to the operating system before the acknowledgement: survives
+    /// `kill -9` or a crash of Cubed, not a crash of the OS or a power loss.
+    #[default]
+    Process,
+    /// Also `fdatasync`ed before the acknowledgement (concurrent puts share
+    /// one sync): survives power loss; slower.
+    Sync,
+}
+
+/// Default metric cache cap per event type: 10 MiB, like Cube's capped collections.
+pub const DEFAULT_CACHE_BYTES_PER_TYPE: u64 = 10 * 1024 * 1024;
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+/// Bytes used and insertion counter of one type's metric cache.
+#[derive(Debug, Default, Clone, Copy)]
+struct CacheUsage {
+    bytes: u64,
+    next_seq: u64,
+}
+
+pub struct EmbeddedStore {
+    db: Database,
+    events: Keyspace,
+    ids: Keyspace,
+    types: Keyspace,
+    metrics: Keyspace,
+    metric_log: Keyspace,
+    metric_sources: Keyspace,
+    durability: Durability,
+    /// Serialises puts: id upserts read then write. Holds the next sequence number.
+    writer: Mutex<u64>,
+    run: u64,
+    known_types: DashMap<String, BTreeSet<String>>,
+    cache_cap: u64,
+    /// Per type prefix: cache usage. Also serialises cache writes of a type.
+    cache_usage: Mutex<HashMap<Vec<u8>, CacheUsage>>,
+    sources: DashMap<Vec<u8>, HashSet<String>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, durability: Durability, cache_cap: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(engine)?;
+        let db = Database::builder(dir).open().map_err(engine)?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(engine)
+        };
+        let store = EmbeddedStore {
+            events: ks("events")?,
+            ids: ks("ids")?,
+            types: ks("types")?,
+            metrics: ks("metrics")?,
+            metric_log: ks("metric_log")?,
+            metric_sources: ks("metric_sources")?,
+            db,
+            durability,
+            writer: Mutex::new(0),
+            run: run_id(),
+            known_types: DashMap::new(),
+            cache_cap,
+            cache_usage: Mutex::new(HashMap::new()),
+            sources: DashMap::new(),
+        };
+        store.load_indexes()?;
+        Ok(store)
+    }
+
+    fn load_indexes(&self) -> Result<(), StoreError> {
+        for item in self.types.iter() {
+            let key = item.key().map_err(engine)?;
+            let (svc, t) = split_type_key(&key)?;
+            self.known_types.entry(svc).or_default().insert(t);
+        }
+        for item in self.metric_sources.iter() {
+            let key = item.key().map_err(engine)?;
+            let (prefix, source) = split_prefixed(&key)?;
+            self.sources.entry(prefix).or_default().insert(source);
+        }
+        let mut usage = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        for item in self.metric_log.iter() {
+            let (key, value) = item.into_inner().map_err(engine)?;
+            let plen = key
+                .len()
+                .checked_sub(8)
+                .ok_or_else(|| corrupt("metric log key"))?;
+            let seq = u64::from_be_bytes(key[plen..].try_into().map_err(|_| corrupt("seq"))?);
+            let u = usage.entry(key[..plen].to_vec()).or_default();
+            u.bytes += entry_bytes(&value);
+            u.next_seq = u.next_seq.max(seq + 1);
+        }
+        Ok(())
+    }
+
+    fn persist_mode(&self) -> PersistMode {
+        PersistMode::Buffer
+    }
+
+    fn decode(&self, value: &[u8], time: i64) -> Result<StoredEvent, StoreError> {
+        let (id, data) = keys::decode_event_value(value).ok_or_else(|| corrupt("event value"))?;
+        let data: Value =
+            serde_json::from_slice(data).map_err(|e| corrupt(&format!("event data: {e}")))?;
+        let id = match id {
+            Some(id) => {
+                Some(serde_json::from_slice(id).map_err(|e| corrupt(&format!("event id: {e}")))?)
+            }
+            None => None,
+        };
+        Ok(StoredEvent { time, data, id })
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// Unique per server run: nanoseconds since the epoch at start-up.
+fn run_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `service 0x00 type` → (service, type)
+fn split_type_key(key: &[u8]) -> Result<(String, String), StoreError> {
+    let text = std::str::from_utf8(key).map_err(|_| corrupt("type key"))?;
+    let (svc, t) = text.split_once('\0').ok_or_else(|| corrupt("type key"))?;
+    Ok((svc.to_owned(), t.to_owned()))
+}
+
+/// `service 0x00 type 0x00 rest` → (prefix, rest)
+fn split_prefixed(key: &[u8]) -> Result<(Vec<u8>, String), StoreError> {
+    let first = key
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| corrupt("key"))?;
+    let second = key[first + 1..]
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| corrupt("key"))?
+        + first
+        + 1;
+    let rest = std::str::from_utf8(&key[second + 1..]).map_err(|_| corrupt("key"))?;
+    Ok((key[..=second].to_vec(), rest.to_owned()))
+}
+
+fn type_key(service: &Service, event_type: &str) -> Vec<u8> {
+    let mut k = service.key().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(event_type.as_bytes());
+    k
+}
+
+impl EventStore for EmbeddedStore {
+    fn put(&self, service: &Service, events: &[NewEvent]) -> Result<PutOutcome, StoreError> {
+        let mut outcome = PutOutcome::default();
+        if events.is_empty() {
+            return Ok(outcome);
+        }
+        let mut new_types: Vec<String> = Vec::new();
+        {
+            let mut seq = self.writer.lock().map_err(|_| StoreError::Closed)?;
+            let mut batch = self.db.batch().durability(Some(self.persist_mode()));
+            let mut pending_ids: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+            let mut prefix_cache: Option<(&str, Vec<u8>)> = None;
+            for e in events {
+                let prefix = match &prefix_cache {
+                    Some((t, p)) if *t == e.event_type => p.clone(),
+                    _ => {
+                        let p = keys::type_prefix(service, &e.event_type);
+                        prefix_cache = Some((&e.event_type, p.clone()));
+                        p
+                    }
+                };
+                let key = keys::event_key(&prefix, e.time, self.run, *seq);
+                *seq += 1;
+                if let Some(id) = &e.id {
+                    let ik = keys::id_key(&prefix, id);
+                    let old = match pending_ids.get(&ik) {
+                        Some(k) => Some(k.clone()),
+                        None => self.ids.get(&ik).map_err(engine)?.map(|v| v.to_vec()),
+                    };
+                    if let Some(old) = old {
+                        let old_time = keys::event_time(&old, prefix.len())
+                            .ok_or_else(|| corrupt("id index"))?;
+                        batch.remove(&self.events, old);
+                        outcome.replaced.push((e.event_type.clone(), old_time));
+                    }
+                    batch.insert(&self.ids, ik.clone(), key.clone());
+                    pending_ids.insert(ik, key.clone());
+                }
+                batch.insert(
+                    &self.events,
+                    key,
+                    keys::encode_event_value(e.id.as_deref(), &e.data),
+                );
+                let known = self
+                    .known_types
+                    .get(service.key())
+                    .is_some_and(|set| set.contains(&e.event_type));
+                if !known && !new_types.contains(&e.event_type) {
+                    batch.insert(
+                        &self.types,
+                        type_key(service, &e.event_type),
+                        Vec::<u8>::new(),
+                    );
+                    new_types.push(e.event_type.clone());
+                }
+                outcome.written.push((e.event_type.clone(), e.time));
+            }
+            batch.commit().map_err(engine)?;
+        }
+        if self.durability == Durability::Sync {
+            self.db.persist(PersistMode::SyncData).map_err(engine)?;
+        }
+        if !new_types.is_empty() {
+            let mut set = self
+                .known_types
+                .entry(service.key().to_owned())
+                .or_default();
+            set.extend(new_types);
+        }
+        Ok(outcome)
+    }
+
+    fn scan(
+        &self,
+        service: &Service,
+        event_type: &str,
+        start: i64,
+        stop: i64,
+        order: Order,
+        visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        if start >= stop {
+            return Ok(());
+        }
+        let prefix = keys::type_prefix(service, event_type);
+        let lo = keys::time_bound(&prefix, start);
+        let hi = keys::time_bound(&prefix, stop);
+        let range = self.events.range(lo..hi);
+        let mut each = |item: fjall::Guard| -> Result<ControlFlow<()>, StoreError> {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            let time = keys::event_time(&k, prefix.len()).ok_or_else(|| corrupt("event key"))?;
+            Ok(visit(self.decode(&v, time)?))
+        };
+        match order {
+            Order::Ascending => {
+                for item in range {
+                    if each(item)?.is_break() {
+                        break;
+                    }
+                }
+            }
+            Order::Descending => {
+                for item in range.rev() {
+                    if each(item)?.is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .known_types
+            .get(service.key())
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+}
+
+/// Cache value: `valid(1) has_value(1) value(8) seq(8)`.
+fn encode_bin(valid: bool, value: Option<f64>, seq: u64) -> [u8; 18] {
+    let mut v = [0u8; 18];
+    v[0] = u8::from(valid);
+    v[1] = u8::from(value.is_some());
+    v[2..10].copy_from_slice(&value.unwrap_or(0.0).to_be_bytes());
+    v[10..18].copy_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn decode_bin(v: &[u8]) -> Option<(bool, Option<f64>, u64)> {
+    if v.len() != 18 {
+        return None;
+    }
+    let value = f64::from_be_bytes(v[2..10].try_into().ok()?);
+    let seq = u64::from_be_bytes(v[10..18].try_into().ok()?);
+    Some((v[0] == 1, (v[1] == 1).then_some(value), seq))
+}
+
+/// Bytes one cache entry is charged: its key (the log value) plus its value.
+fn entry_bytes(metric_key: &[u8]) -> u64 {
+    metric_key.len() as u64 + 18
+}
+
+fn log_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl MetricCache for EmbeddedStore {
+    fn get(
+        &self,
+        service: &Service,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<CachedBin>, StoreError> {
+        let mut out = Vec::new();
+        if start >= stop {
+            return Ok(out);
+        }
+        let prefix = keys::type_prefix(service, event_type);
+        let lo = keys::metric_key(&prefix, tier, start, source);
+        let hi = keys::metric_key(&prefix, tier, stop, source);
+        // One source's bins are interleaved with other sources' in the same
+        // bins; the per-type source count is small.
+        let tail_start = keys::metric_bin_prefix(&prefix, tier, 0).len();
+        for item in self.metrics.range(lo..hi) {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            if k.get(tail_start..) != Some(source.as_bytes()) {
+                continue;
+            }
+            let time =
+                keys::decode_i64(&k[tail_start - 8..]).ok_or_else(|| corrupt("metric key"))?;
+            let (valid, value, _) = decode_bin(&v).ok_or_else(|| corrupt("metric value"))?;
+            if valid && time >= start && time < stop {
+                out.push(CachedBin { time, value });
+            }
+        }
+        Ok(out)
+    }
+
+    fn put(
+        &self,
+        service: &Service,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        bins: &[CachedBin],
+    ) -> Result<(), StoreError> {
+        if bins.is_empty() {
+            return Ok(());
+        }
+        let prefix = keys::type_prefix(service, event_type);
+        let mut usage_map = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let usage = usage_map.entry(prefix.clone()).or_default();
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        if !self
+            .sources
+            .get(&prefix)
+            .is_some_and(|s| s.contains(source))
+        {
+            let mut k = prefix.clone();
+            k.extend_from_slice(source.as_bytes());
+            batch.insert(&self.metric_sources, k, Vec::<u8>::new());
+            self.sources
+                .entry(prefix.clone())
+                .or_default()
+                .insert(source.to_owned());
+        }
+        for bin in bins {
+            let key = keys::metric_key(&prefix, tier, bin.time, source);
+            let seq = usage.next_seq;
+            usage.next_seq += 1;
+            usage.bytes += entry_bytes(&key);
+            batch.insert(&self.metric_log, log_key(&prefix, seq), key.clone());
+            batch.insert(
+                &self.metrics,
+                key,
+                encode_bin(true, bin.value, seq).to_vec(),
+            );
+        }
+        // Evict the oldest entries until the type fits its cap again.
+        if usage.bytes > self.cache_cap {
+            for item in self.metric_log.prefix(&prefix) {
+                if usage.bytes <= self.cache_cap {
+                    break;
+                }
+                let (lk, mk) = item.into_inner().map_err(engine)?;
+                let seq = u64::from_be_bytes(
+                    lk[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| corrupt("log key"))?,
+                );
+                usage.bytes = usage.bytes.saturating_sub(entry_bytes(&mk));
+                batch.remove(&self.metric_log, lk.to_vec());
+                // Remove the entry only if this log record is its latest write.
+                let current = self.metrics.get(&mk).map_err(engine)?;
+                let latest_in_store = current
+                    .as_deref()
+                    .and_then(decode_bin)
+                    .is_some_and(|(_, _, s)| s == seq);
+                if latest_in_store {
+                    batch.remove(&self.metrics, mk.to_vec());
+                }
+            }
+        }
+        batch.commit().map_err(engine)
+    }
+
+    fn invalidate(
+        &self,
+        service: &Service,
+        event_type: &str,
+        tiers: &[i64],
+        times: &[i64],
+    ) -> Result<(), StoreError> {
+        let prefix = keys::type_prefix(service, event_type);
+        let Some(sources) = self.sources.get(&prefix).map(|s| s.clone()) else {
+            return Ok(());
+        };
+        let mut bins: BTreeSet<(i64, i64)> = BTreeSet::new();
+        for &tier in tiers.iter().filter(|t| **t > 0) {
+            for &t in times {
+                bins.insert((tier, t - t.rem_euclid(tier)));
+            }
+        }
+        let _guard = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        for (tier, bin) in bins {
+            for source in &sources {
+                let key = keys::metric_key(&prefix, tier, bin, source);
+                if let Some(v) = self.metrics.get(&key).map_err(engine)?
+                    && let Some((true, value, seq)) = decode_bin(&v)
+                {
+                    batch.insert(&self.metrics, key, encode_bin(false, value, seq).to_vec());
+                }
+            }
+        }
+        batch.commit().map_err(engine)
+    }
+}

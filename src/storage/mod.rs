@@ -1,0 +1,116 @@
+//! The storage contract: what the collector and evaluator need from a backend.
+//!
+//! Calls are synchronous (storage engines are); async callers cross over with
+//! `tokio::task::spawn_blocking` in `service/`. Every backend passes the one
+//! contract suite in `tests/storage_contract.rs`.
+
+pub mod embedded;
+pub mod keys;
+
+use std::ops::ControlFlow;
+
+use crate::model::{NewEvent, Service, StoredEvent};
+
+/// Why a storage call failed. What the caller should do is in each variant's doc.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine failed (disk full, IO error, corruption). Report as 500 and
+    /// alert an operator; retrying the same call may succeed after they act.
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A stored record could not be decoded: the data directory was written by
+    /// something else or is damaged.
+    #[error("corrupt record in store: {0}")]
+    Corrupt(String),
+    /// The store is shutting down; the call was not carried out.
+    #[error("store is closed")]
+    Closed,
+}
+
+/// What a put did, for cache invalidation: every event's (type, time), and
+/// for each upsert that replaced an earlier event, that event's (type, old time).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PutOutcome {
+    pub written: Vec<(String, i64)>,
+    pub replaced: Vec<(String, i64)>,
+}
+
+/// Scan direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first.
+    Ascending,
+    /// Newest first.
+    Descending,
+}
+
+/// The event store.
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores a batch atomically: all of it or none. Returns once the batch is
+    /// durable as configured (by default: it survives `kill -9`). An event
+    /// whose `id` was seen before for its type replaces that event.
+    fn put(&self, service: &Service, events: &[NewEvent]) -> Result<PutOutcome, StoreError>;
+
+    /// Visits the events of one type with `start <= time < stop` in `order`
+    /// until `visit` breaks.
+    fn scan(
+        &self,
+        service: &Service,
+        event_type: &str,
+        start: i64,
+        stop: i64,
+        order: Order,
+        visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+
+    /// The service's event types, sorted.
+    fn types(&self, service: &Service) -> Result<Vec<String>, StoreError>;
+
+    /// Makes everything acknowledged so far durable against power loss, and
+    /// stops background work. Called on clean shutdown.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// One cached metric bin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CachedBin {
+    pub time: i64,
+    /// `None`: the reduce had no value for this bin (e.g. median of nothing).
+    pub value: Option<f64>,
+}
+
+/// The metric cache: per service and type, entries keyed by (leaf source,
+/// tier, bin time) with a value and a validity flag. Capped in bytes per type;
+/// when full, the oldest entries go first. Invalid entries are never returned.
+pub trait MetricCache: Send + Sync + 'static {
+    /// The valid cached bins of `source` at `tier` with `start <= time < stop`, by time.
+    fn get(
+        &self,
+        service: &Service,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<CachedBin>, StoreError>;
+
+    /// Stores (or overwrites, as valid) computed bins.
+    fn put(
+        &self,
+        service: &Service,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        bins: &[CachedBin],
+    ) -> Result<(), StoreError>;
+
+    /// Marks invalid, for every source, the bins of `tiers` that contain any of `times`.
+    fn invalidate(
+        &self,
+        service: &Service,
+        event_type: &str,
+        tiers: &[i64],
+        times: &[i64],
+    ) -> Result<(), StoreError>;
+}

@@ -1,0 +1,443 @@
+//! The storage contract suite: every backend must pass every test here.
+//! `contract_suite!(name, factory)` instantiates the suite for one backend;
+//! the factory returns a fresh, empty store and a guard that keeps it alive.
+//! (The MongoDB backend will run it when CUBED_TEST_MONGO_URL is set.)
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use cubed::model::{NewEvent, Service};
+use cubed::storage::{CachedBin, EventStore, MetricCache, Order};
+
+pub struct Fresh<S> {
+    pub store: Arc<S>,
+    pub _guard: Box<dyn std::any::Any>,
+}
+
+fn ev(t: &str, time: i64, data: &str, id: Option<&str>) -> NewEvent {
+    NewEvent {
+        event_type: t.into(),
+        time,
+        data: data.into(),
+        id: id.map(str::to_owned),
+    }
+}
+
+fn all<S: EventStore>(
+    s: &S,
+    svc: &Service,
+    t: &str,
+    order: Order,
+) -> Vec<(i64, serde_json::Value)> {
+    let mut out = Vec::new();
+    s.scan(svc, t, i64::MIN, i64::MAX, order, &mut |e| {
+        out.push((e.time, e.data));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    out
+}
+
+pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    s.put(
+        &svc,
+        &[
+            ev("test", 30, r#"{"i":3}"#, None),
+            ev("test", 10, r#"{"i":1}"#, None),
+            ev("test", 20, r#"{"i":2}"#, None),
+        ],
+    )
+    .unwrap();
+    s.put(
+        &svc,
+        &[
+            ev("other", 15, "{}", None),
+            ev("test", -5, r#"{"i":0}"#, None),
+        ],
+    )
+    .unwrap();
+    let asc: Vec<i64> = all(s, &svc, "test", Order::Ascending)
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(asc, [-5, 10, 20, 30]);
+    let desc: Vec<i64> = all(s, &svc, "test", Order::Descending)
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(desc, [30, 20, 10, -5]);
+    assert_eq!(
+        all(s, &svc, "test", Order::Ascending)[1].1,
+        serde_json::json!({"i": 1})
+    );
+    // [start, stop)
+    let mut got = Vec::new();
+    s.scan(&svc, "test", 10, 30, Order::Ascending, &mut |e| {
+        got.push(e.time);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(got, [10, 20]);
+    // a visitor can stop early
+    let mut got = Vec::new();
+    s.scan(
+        &svc,
+        "test",
+        i64::MIN,
+        i64::MAX,
+        Order::Descending,
+        &mut |e| {
+            got.push(e.time);
+            if got.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(got, [30, 20]);
+    // an empty or inverted range is empty
+    let mut n = 0;
+    s.scan(&svc, "test", 30, 10, Order::Ascending, &mut |_| {
+        n += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(s.types(&svc).unwrap(), ["other", "test"]);
+}
+
+pub fn same_time_events_are_all_kept<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    let batch: Vec<NewEvent> = (0..100)
+        .map(|i| ev("test", 1000, &format!(r#"{{"i":{i}}}"#), None))
+        .collect();
+    s.put(&svc, &batch).unwrap();
+    s.put(&svc, &batch).unwrap();
+    assert_eq!(all(s, &svc, "test", Order::Ascending).len(), 200);
+}
+
+pub fn ids_upsert_and_report_the_old_time<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    let out = s
+        .put(&svc, &[ev("test", 100, r#"{"v":1}"#, Some("\"a\""))])
+        .unwrap();
+    assert!(out.replaced.is_empty());
+    assert_eq!(out.written, [("test".to_owned(), 100)]);
+    let out = s
+        .put(&svc, &[ev("test", 200, r#"{"v":2}"#, Some("\"a\""))])
+        .unwrap();
+    assert_eq!(out.replaced, [("test".to_owned(), 100)]);
+    assert_eq!(
+        all(s, &svc, "test", Order::Ascending),
+        [(200, serde_json::json!({"v": 2}))]
+    );
+    // the same id twice in one batch: the later one wins
+    let out = s
+        .put(
+            &svc,
+            &[
+                ev("test", 300, r#"{"v":3}"#, Some("\"a\"")),
+                ev("test", 400, r#"{"v":4}"#, Some("\"a\"")),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        out.replaced,
+        [("test".to_owned(), 200), ("test".to_owned(), 300)]
+    );
+    assert_eq!(
+        all(s, &svc, "test", Order::Ascending),
+        [(400, serde_json::json!({"v": 4}))]
+    );
+    // ids are per type, and "1" (string) differs from 1 (number)
+    s.put(
+        &svc,
+        &[
+            ev("other", 1, "{}", Some("\"a\"")),
+            ev("test", 5, "{}", Some("1")),
+            ev("test", 6, "{}", Some("\"1\"")),
+        ],
+    )
+    .unwrap();
+    assert_eq!(all(s, &svc, "test", Order::Ascending).len(), 3);
+    assert_eq!(all(s, &svc, "other", Order::Ascending).len(), 1);
+    let mut ids = Vec::new();
+    s.scan(
+        &svc,
+        "test",
+        i64::MIN,
+        i64::MAX,
+        Order::Ascending,
+        &mut |e| {
+            ids.push(e.id);
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        ids,
+        [
+            Some(serde_json::json!(1)),
+            Some(serde_json::json!("1")),
+            Some(serde_json::json!("a"))
+        ]
+    );
+}
+
+pub fn services_are_isolated<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let a = Service::from_header(Some("acme")).unwrap();
+    let b = Service::from_header(Some("globex")).unwrap();
+    let d = Service::default_service();
+    s.put(&a, &[ev("secret", 1, "{}", Some("\"x\""))]).unwrap();
+    s.put(&b, &[ev("public", 2, "{}", Some("\"x\""))]).unwrap();
+    assert_eq!(s.types(&a).unwrap(), ["secret"]);
+    assert_eq!(s.types(&b).unwrap(), ["public"]);
+    assert!(s.types(&d).unwrap().is_empty());
+    assert!(all(s, &b, "secret", Order::Ascending).is_empty());
+    assert!(all(s, &d, "secret", Order::Ascending).is_empty());
+    assert_eq!(all(s, &a, "secret", Order::Ascending).len(), 1);
+}
+
+pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
+    let c = &*f.store;
+    let svc = Service::default_service();
+    let bins = [
+        CachedBin {
+            time: 0,
+            value: Some(1.0),
+        },
+        CachedBin {
+            time: 60_000,
+            value: Some(0.0),
+        },
+        CachedBin {
+            time: 120_000,
+            value: None,
+        },
+    ];
+    c.put(&svc, "test", "sum(test)", 60_000, &bins).unwrap();
+    c.put(
+        &svc,
+        "test",
+        "max(test(x))",
+        60_000,
+        &[CachedBin {
+            time: 60_000,
+            value: Some(9.0),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        c.get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
+            .unwrap(),
+        bins
+    );
+    assert_eq!(
+        c.get(&svc, "test", "sum(test)", 60_000, 60_000, 120_000)
+            .unwrap(),
+        &bins[1..2]
+    );
+    assert!(
+        c.get(&svc, "test", "sum(test)", 10_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.get(&svc, "other", "sum(test)", 60_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.get(
+            &Service::from_key("acme"),
+            "test",
+            "sum(test)",
+            60_000,
+            0,
+            180_000
+        )
+        .unwrap()
+        .is_empty()
+    );
+    // an event at 61s invalidates the 1-minute bin at 60s for every source
+    c.invalidate(&svc, "test", &[10_000, 60_000], &[61_000])
+        .unwrap();
+    let left: Vec<i64> = c
+        .get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
+        .unwrap()
+        .iter()
+        .map(|b| b.time)
+        .collect();
+    assert_eq!(left, [0, 120_000]);
+    assert!(
+        c.get(&svc, "test", "max(test(x))", 60_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    // recomputing makes it valid again
+    c.put(
+        &svc,
+        "test",
+        "sum(test)",
+        60_000,
+        &[CachedBin {
+            time: 60_000,
+            value: Some(5.0),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        c.get(&svc, "test", "sum(test)", 60_000, 60_000, 120_000)
+            .unwrap(),
+        [CachedBin {
+            time: 60_000,
+            value: Some(5.0)
+        }]
+    );
+}
+
+pub fn cache_is_capped_oldest_first<S: MetricCache>(f: Fresh<S>) {
+    let c = &*f.store;
+    let svc = Service::default_service();
+    for i in 0..2000 {
+        c.put(
+            &svc,
+            "test",
+            "sum(test)",
+            10_000,
+            &[CachedBin {
+                time: i * 10_000,
+                value: Some(i as f64),
+            }],
+        )
+        .unwrap();
+    }
+    let kept = c
+        .get(&svc, "test", "sum(test)", 10_000, 0, i64::MAX)
+        .unwrap();
+    assert!(!kept.is_empty() && kept.len() < 2000, "kept {}", kept.len());
+    // the newest survive, the oldest went first
+    assert_eq!(kept.last().map(|b| b.time), Some(1999 * 10_000));
+    let first = kept[0].time / 10_000;
+    let expected: Vec<i64> = (first..2000).map(|i| i * 10_000).collect();
+    assert_eq!(kept.iter().map(|b| b.time).collect::<Vec<_>>(), expected);
+    // another type has its own cap
+    c.put(
+        &svc,
+        "other",
+        "sum(other)",
+        10_000,
+        &[CachedBin {
+            time: 0,
+            value: Some(1.0),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        c.get(&svc, "other", "sum(other)", 10_000, 0, 1)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[macro_export]
+macro_rules! contract_suite {
+    ($backend:ident, $factory:expr) => {
+        mod $backend {
+            use super::*;
+            #[test]
+            fn puts_and_scans_in_time_order() {
+                super::puts_and_scans_in_time_order($factory())
+            }
+            #[test]
+            fn same_time_events_are_all_kept() {
+                super::same_time_events_are_all_kept($factory())
+            }
+            #[test]
+            fn ids_upsert_and_report_the_old_time() {
+                super::ids_upsert_and_report_the_old_time($factory())
+            }
+            #[test]
+            fn services_are_isolated() {
+                super::services_are_isolated($factory())
+            }
+            #[test]
+            fn cache_round_trips_and_invalidates() {
+                super::cache_round_trips_and_invalidates($factory())
+            }
+            #[test]
+            fn cache_is_capped_oldest_first() {
+                super::cache_is_capped_oldest_first($factory())
+            }
+        }
+    };
+}
+
+mod embedded_backend {
+    use super::Fresh;
+    use cubed::storage::embedded::{Durability, EmbeddedStore};
+    use std::sync::Arc;
+
+    /// A fresh embedded store in a temporary directory, with a small cache cap
+    /// (16 KiB per type) so the cap test is quick.
+    pub fn fresh() -> Fresh<EmbeddedStore> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), Durability::Process, 16 * 1024).expect("open");
+        Fresh {
+            store: Arc::new(store),
+            _guard: Box::new(dir),
+        }
+    }
+
+    #[test]
+    fn events_survive_reopening() {
+        use cubed::model::{NewEvent, Service};
+        use cubed::storage::{EventStore, Order};
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::from_key("acme");
+        {
+            let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
+            s.put(
+                &svc,
+                &[NewEvent {
+                    event_type: "test".into(),
+                    time: 7,
+                    data: "{\"a\":1}".into(),
+                    id: Some("\"k\"".into()),
+                }],
+            )
+            .unwrap();
+        }
+        let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
+        assert_eq!(s.types(&svc).unwrap(), ["test"]);
+        let out = s
+            .put(
+                &svc,
+                &[NewEvent {
+                    event_type: "test".into(),
+                    time: 8,
+                    data: "{}".into(),
+                    id: Some("\"k\"".into()),
+                }],
+            )
+            .unwrap();
+        assert_eq!(out.replaced, [("test".to_owned(), 7)]);
+        let mut n = 0;
+        s.scan(&svc, "test", 0, 100, Order::Ascending, &mut |_| {
+            n += 1;
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+}
+
+contract_suite!(embedded, embedded_backend::fresh);

@@ -1,7 +1,12 @@
 //! Command-line interface. Every flag can also be set by an environment
 //! variable named `CUBED_<FLAG>`.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use cubed::storage::embedded::Durability;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -11,7 +16,7 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     /// Log filter (tracing-subscriber syntax), e.g. `info` or `cubed=debug`.
-    #[arg(long, global = true, env = "CUBED_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "CUBED_LOG", default_value = "info,fjall=warn,lsm_tree=warn")]
     pub log: String,
 
     #[command(subcommand)]
@@ -20,6 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server: collector (HTTP + WebSocket), UDP collector, evaluator.
+    Serve(ServeArgs),
     /// Print the query plan of an expression as JSON (exit 1 with the error on stderr if it is invalid).
     Explain {
         /// Treat EXPR as an event expression (`type(fields).filters`) instead of a metric expression.
@@ -29,4 +36,62 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         expr: String,
     },
+}
+
+/// Size strings like `16MiB`, `1 MiB`, `512KiB`, `1000`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        other => return Err(format!("invalid size unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("invalid size {s:?}"))
+}
+
+/// A listener address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(OptionalAddr(None));
+    }
+    s.parse()
+        .map(|a| OptionalAddr(Some(a)))
+        .map_err(|e| format!("invalid address {s:?}: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the embedded store keeps its files.
+    #[arg(long, env = "CUBED_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Collector listener (HTTP and WebSocket event put, collectd).
+    #[arg(long, env = "CUBED_COLLECTOR_ADDR", default_value = "127.0.0.1:1080")]
+    pub collector_addr: SocketAddr,
+    /// Evaluator listener (types, events, metrics, dashboard).
+    #[arg(long, env = "CUBED_EVALUATOR_ADDR", default_value = "127.0.0.1:1081")]
+    pub evaluator_addr: SocketAddr,
+    /// UDP collector (one JSON event per datagram), or `off`.
+    #[arg(long, env = "CUBED_UDP_ADDR", default_value = "127.0.0.1:1180", value_parser = parse_optional_addr)]
+    pub udp_addr: OptionalAddr,
+    /// When a put is acknowledged: `process` (survives kill -9 of Cubed) or
+    /// `sync` (also fdatasync'ed: survives power loss, slower).
+    #[arg(long, env = "CUBED_DURABILITY", value_enum, default_value_t = Durability::Process)]
+    pub durability: Durability,
+    /// Largest HTTP request body.
+    #[arg(long, env = "CUBED_MAX_BODY", default_value = "16MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// Largest WebSocket message.
+    #[arg(long, env = "CUBED_MAX_WS_MESSAGE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_ws_message: usize,
+    /// Metric cache cap per event type.
+    #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
+    pub cache_per_type: usize,
 }

@@ -7,3 +7,5 @@ pub mod expr;
 pub mod model;
 pub mod plan;
 pub mod storage;
+pub mod service;
+pub mod server;

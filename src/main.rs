@@ -6,14 +6,24 @@ use clap::Parser;
 use cubed::plan;
 
 mod cli;
+mod serve;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match args.command {
+        cli::Command::Serve(serve) => match serve::run(serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         cli::Command::Explain { event, expr } => {
             let result = if event {
                 plan::explain_event(&expr)

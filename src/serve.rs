@@ -1,0 +1,79 @@
+//! `cubed serve`: open the store, bind the listeners, run until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use cubed::model::SystemClock;
+use cubed::server::{self, App, Limits, Listeners};
+use cubed::storage::embedded::EmbeddedStore;
+
+use crate::cli::ServeArgs;
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let store = EmbeddedStore::open(&args.data_dir, args.durability, args.cache_per_type as u64)
+        .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
+    let store = Arc::new(store);
+    let bind = |addr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("binding {addr}: {e}"))
+    };
+    let listeners = Listeners {
+        collector: bind(args.collector_addr).await?,
+        evaluator: bind(args.evaluator_addr).await?,
+        udp: match args.udp_addr.0 {
+            Some(addr) => Some(
+                tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|e| format!("binding udp {addr}: {e}"))?,
+            ),
+            None => None,
+        },
+    };
+    let limits = Limits { max_body_bytes: args.max_body, max_ws_message_bytes: args.max_ws_message };
+    let app = App::new(store.clone(), store, Arc::new(SystemClock), limits);
+    let addr = |l: &tokio::net::TcpListener| l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string());
+    let udp = listeners
+        .udp
+        .as_ref()
+        .and_then(|u| u.local_addr().ok())
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(
+        collector = %addr(&listeners.collector),
+        evaluator = %addr(&listeners.evaluator),
+        udp = %udp,
+        data_dir = %args.data_dir.display(),
+        durability = ?args.durability,
+        "cubed serving"
+    );
+    server::run(listeners, app, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,105 @@
+//! Filters and helpers shared by both listeners.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, HeaderValue,
+};
+use warp::{Filter, Rejection, Reply};
+
+use super::App;
+use super::error::{ApiError, json_response};
+use crate::model::Service;
+
+/// Extracts the shared state.
+pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&app))
+}
+
+/// The request's service from `Fiware-Service` (validated in the handler, so
+/// that a bad name gets our 400 body).
+pub fn service_header() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Copy {
+    warp::header::optional::<String>("fiware-service")
+}
+
+pub fn service(header: Option<String>) -> Result<Service, ApiError> {
+    Ok(Service::from_header(header.as_deref())?)
+}
+
+/// Reads a request body, refusing (413) more than `limit` bytes — by its
+/// Content-Length before reading, or while reading a chunked body.
+pub async fn read_body<S, B>(content_length: Option<u64>, body: S, limit: usize) -> Result<bytes::Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if content_length.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut buf = BytesMut::with_capacity(content_length.map_or(8192, |n| n as usize));
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", e.to_string())
+        })?;
+        if buf.len() + chunk.remaining() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            let n = piece.len();
+            buf.extend_from_slice(piece);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Turns a handler result into a response.
+pub fn respond(result: Result<warp::reply::Response, ApiError>) -> warp::reply::Response {
+    result.unwrap_or_else(Reply::into_response)
+}
+
+/// Answers CORS preflight requests (Cube did not; we do).
+pub fn preflight() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    // Matched by hand so that other methods on unknown paths get 404, not 405.
+    warp::method()
+        .and_then(|m: warp::http::Method| async move {
+            if m == warp::http::Method::OPTIONS { Ok(()) } else { Err(warp::reject::not_found()) }
+        })
+        .untuple_one()
+        .map(|| {
+        let mut r = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+        let h = r.headers_mut();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+        h.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Content-Type, Fiware-Service, Fiware-ServicePath"),
+        );
+        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        r
+    })
+}
+
+/// Unmatched requests: JSON 404 / 405 / 400 instead of warp's plain text.
+pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let (status, error) = if err.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned())
+    } else if let Some(e) = err.find::<warp::reject::InvalidHeader>() {
+        (StatusCode::BAD_REQUEST, e.to_string())
+    } else if err.find::<warp::reject::InvalidQuery>().is_some() {
+        (StatusCode::BAD_REQUEST, "invalid query string".to_owned())
+    } else {
+        (StatusCode::BAD_REQUEST, format!("{err:?}"))
+    };
+    Ok(json_response(status, &json!({ "error": error })))
+}

@@ -1,0 +1,150 @@
+//! The one place where errors become HTTP answers (status + JSON body).
+//!
+//! Bodies are `{"error": "<Cube's text>"}`, with `"message"` giving details
+//! where there are any, and `"errors"` listing bad batch items.
+
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
+use warp::reply::Reply;
+
+use crate::model::{BatchError, ServiceError};
+use crate::service::{CollectorError, EventQueryError};
+use crate::storage::StoreError;
+
+/// An answer that is not a success.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &str) -> Self {
+        ApiError { status, body: json!({ "error": error }) }
+    }
+
+    pub fn with_message(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
+        ApiError { status, body: json!({ "error": error, "message": message.into() }) }
+    }
+
+    pub fn bad_request(error: &str) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        ApiError::with_message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            format!("the limit is {limit} bytes"),
+        )
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::with_message(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string())
+    }
+
+    /// The message a WebSocket client gets for this error.
+    pub fn ws_body(&self) -> Value {
+        self.body.clone()
+    }
+}
+
+/// A JSON answer with Cube's headers (`Content-Type: application/json`, CORS).
+pub fn json_response(status: StatusCode, body: &Value) -> warp::reply::Response {
+    let mut r = warp::reply::with_status(warp::reply::json(body), status).into_response();
+    r.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> warp::reply::Response {
+        json_response(self.status, &self.body)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::with_message(StatusCode::BAD_REQUEST, "invalid service", e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => ApiError::with_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down",
+                "the server is shutting down; retry against the next instance",
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::NotAnArray => ApiError::with_message(
+                StatusCode::BAD_REQUEST,
+                "invalid body",
+                "expected a JSON array of events",
+            ),
+            BatchError::Json(m) => ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", m),
+            BatchError::Invalid(bad) => {
+                let errors: Vec<Value> = bad
+                    .iter()
+                    .map(|(index, reason)| json!({ "index": index, "error": reason.to_string() }))
+                    .collect();
+                let first = bad.first().map(|(_, r)| r.to_string()).unwrap_or_default();
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    body: json!({
+                        "error": first,
+                        "message": format!("{} invalid event(s); nothing from this batch was stored", bad.len()),
+                        "errors": errors,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl From<CollectorError> for ApiError {
+    fn from(e: CollectorError) -> Self {
+        match e {
+            CollectorError::Store(s) => s.into(),
+            CollectorError::Collectd(list) => {
+                let errors: Vec<Value> = list
+                    .iter()
+                    .map(|e| json!({ "index": e.index, "error": e.reason }))
+                    .collect();
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    body: json!({
+                        "error": "invalid collectd body",
+                        "message": "nothing from this body was stored",
+                        "errors": errors,
+                    }),
+                }
+            }
+            CollectorError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<EventQueryError> for ApiError {
+    fn from(e: EventQueryError) -> Self {
+        match e {
+            EventQueryError::Expression(p) => {
+                ApiError::with_message(StatusCode::BAD_REQUEST, "invalid expression", p.to_string())
+            }
+            EventQueryError::Start | EventQueryError::Stop | EventQueryError::Limit => {
+                ApiError::bad_request(&e.to_string())
+            }
+            EventQueryError::Store(s) => s.into(),
+            EventQueryError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! event/get: the newest matching events of a range, in chronological order.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::model::{Service, time};
+use crate::plan::{EventPlan, PlanError, compile_event};
+use crate::storage::{EventStore, Order, StoreError};
+
+/// The largest (and default) number of events one request returns.
+pub const MAX_EVENT_LIMIT: usize = 10_000;
+
+/// A parsed event/get request.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub plan: EventPlan,
+    pub start: i64,
+    pub stop: i64,
+    pub limit: usize,
+}
+
+/// Why an event request was refused. `Display` is Cube's error text.
+#[derive(Debug, thiserror::Error)]
+pub enum EventQueryError {
+    #[error("invalid expression")]
+    Expression(PlanError),
+    #[error("invalid start")]
+    Start,
+    #[error("invalid stop")]
+    Stop,
+    #[error("invalid limit")]
+    Limit,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EventQuery {
+    /// Parses the request parameters: `expression`, `start` (default 0),
+    /// `stop` (default now), `limit` (default and maximum 10000).
+    pub fn parse(
+        expression: Option<&str>,
+        start: Option<&str>,
+        stop: Option<&str>,
+        limit: Option<&str>,
+        now: i64,
+    ) -> Result<Self, EventQueryError> {
+        let plan = compile_event(expression.unwrap_or_default()).map_err(EventQueryError::Expression)?;
+        let start = match start {
+            None => 0,
+            Some(s) => time::parse_param(s).ok_or(EventQueryError::Start)?,
+        };
+        let stop = match stop {
+            None => now,
+            Some(s) => time::parse_param(s).ok_or(EventQueryError::Stop)?,
+        };
+        let limit = match limit {
+            None => MAX_EVENT_LIMIT,
+            Some(s) => {
+                let n: f64 = s.trim().parse().map_err(|_| EventQueryError::Limit)?;
+                if !(n >= 0.0) {
+                    return Err(EventQueryError::Limit);
+                }
+                (n as usize).min(MAX_EVENT_LIMIT)
+            }
+        };
+        Ok(EventQuery { plan, start, stop, limit })
+    }
+}
+
+/// One event as the API returns it: `{time, data?, id?}`.
+pub fn event_json(plan: &EventPlan, time: i64, data: &Value, id: Option<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("time".into(), Value::String(time::format_iso(time)));
+    if let Some(projected) = plan.project(data) {
+        m.insert("data".into(), projected);
+    }
+    if let Some(id) = id {
+        m.insert("id".into(), id);
+    }
+    Value::Object(m)
+}
+
+/// The newest `limit` matching events in `[start, stop)`, oldest first.
+pub async fn query_events(
+    store: &Arc<dyn EventStore>,
+    service: &Service,
+    q: EventQuery,
+    order: Order,
+) -> Result<Vec<Value>, EventQueryError> {
+    let store = Arc::clone(store);
+    let svc = service.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        if q.limit == 0 {
+            return Ok(out);
+        }
+        store.scan(&svc, &q.plan.event_type, q.start, q.stop, Order::Descending, &mut |e| {
+            if q.plan.filter.matches(&e.data) {
+                out.push(event_json(&q.plan, e.time, &e.data, e.id));
+                if out.len() >= q.limit {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if order == Order::Ascending {
+            out.reverse();
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| EventQueryError::Internal(e.to_string()))?
+}

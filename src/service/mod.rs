@@ -1,0 +1,9 @@
+//! Services: what the server does, independent of HTTP. Async at the edges
+//! (storage calls cross into blocking threads here), no routing, no wire formats.
+
+pub mod collectd;
+pub mod collector;
+pub mod events;
+
+pub use collector::{Collector, CollectorError};
+pub use events::{EventQuery, EventQueryError, query_events};

@@ -16,7 +16,12 @@ use cubed::storage::embedded::Durability;
 )]
 pub struct Cli {
     /// Log filter (tracing-subscriber syntax), e.g. `info` or `cubed=debug`.
-    #[arg(long, global = true, env = "CUBED_LOG", default_value = "info,fjall=warn,lsm_tree=warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUBED_LOG",
+        default_value = "info,fjall=warn,lsm_tree=warn"
+    )]
     pub log: String,
 
     #[command(subcommand)]
@@ -49,9 +54,15 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
         "g" | "gb" | "gib" => 1024 * 1024 * 1024,
-        other => return Err(format!("invalid size unit {other:?} (use B, KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} (use B, KiB, MiB or GiB)"
+            ));
+        }
     };
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("invalid size {s:?}"))
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("invalid size {s:?}"))
 }
 
 /// A listener address, or `off`.

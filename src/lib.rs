@@ -6,6 +6,6 @@
 pub mod expr;
 pub mod model;
 pub mod plan;
-pub mod storage;
-pub mod service;
 pub mod server;
+pub mod service;
+pub mod storage;

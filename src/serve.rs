@@ -37,9 +37,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             None => None,
         },
     };
-    let limits = Limits { max_body_bytes: args.max_body, max_ws_message_bytes: args.max_ws_message };
+    let limits = Limits {
+        max_body_bytes: args.max_body,
+        max_ws_message_bytes: args.max_ws_message,
+    };
     let app = App::new(store.clone(), store, Arc::new(SystemClock), limits);
-    let addr = |l: &tokio::net::TcpListener| l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string());
+    let addr = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string())
+    };
     let udp = listeners
         .udp
         .as_ref()

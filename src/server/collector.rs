@@ -18,9 +18,15 @@ use crate::model::{NewEvent, Service, parse_event_batch, validate_event};
 /// Most WebSocket messages stored in one put.
 const WS_BATCH: usize = 1000;
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let put = warp::post()
-        .and(warp::path!("1.0" / "event" / "put").or(warp::path!("1.0" / "event")).unify())
+        .and(
+            warp::path!("1.0" / "event" / "put")
+                .or(warp::path!("1.0" / "event"))
+                .unify(),
+        )
         .and(service_header())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
@@ -42,14 +48,16 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (warp::reply::Response,), 
         .and(warp::ws())
         .and(service_header())
         .and(with_app(Arc::clone(&app)))
-        .map(|ws: Ws, svc: Option<String>, app: Arc<App>| match service(svc) {
-            Ok(service) => ws
-                .max_message_size(app.limits.max_ws_message_bytes)
-                .max_frame_size(app.limits.max_ws_message_bytes)
-                .on_upgrade(move |socket| ws_put(socket, app, service))
-                .into_response(),
-            Err(e) => e.into_response(),
-        });
+        .map(
+            |ws: Ws, svc: Option<String>, app: Arc<App>| match service(svc) {
+                Ok(service) => ws
+                    .max_message_size(app.limits.max_ws_message_bytes)
+                    .max_frame_size(app.limits.max_ws_message_bytes)
+                    .on_upgrade(move |socket| ws_put(socket, app, service))
+                    .into_response(),
+                Err(e) => e.into_response(),
+            },
+        );
 
     let collectd = warp::post()
         .and(warp::path!("collectd"))
@@ -86,7 +94,10 @@ fn ws_event(text: &str, now: i64) -> Result<NewEvent, String> {
     validate_event(raw, now).map_err(|e| e.to_string())
 }
 
-async fn send(tx: &mut futures_util::stream::SplitSink<WebSocket, Message>, body: serde_json::Value) -> bool {
+async fn send(
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    body: serde_json::Value,
+) -> bool {
     tx.send(Message::text(body.to_string())).await.is_ok()
 }
 
@@ -119,7 +130,9 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service) {
                     Ok(Err(reason)) => errors.push(json!({ "error": reason })),
                     Err(()) => errors.push(json!({ "error": "invalid message" })),
                 },
-                Ok(m) if m.is_binary() => errors.push(json!({ "error": "expected a text message" })),
+                Ok(m) if m.is_binary() => {
+                    errors.push(json!({ "error": "expected a text message" }))
+                }
                 Ok(m) if m.is_close() => open = false,
                 Ok(_) => {}
                 Err(e) => {

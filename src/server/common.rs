@@ -34,7 +34,11 @@ pub fn service(header: Option<String>) -> Result<Service, ApiError> {
 
 /// Reads a request body, refusing (413) more than `limit` bytes — by its
 /// Content-Length before reading, or while reading a chunked body.
-pub async fn read_body<S, B>(content_length: Option<u64>, body: S, limit: usize) -> Result<bytes::Bytes, ApiError>
+pub async fn read_body<S, B>(
+    content_length: Option<u64>,
+    body: S,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -71,21 +75,29 @@ pub fn preflight() -> impl Filter<Extract = (warp::reply::Response,), Error = Re
     // Matched by hand so that other methods on unknown paths get 404, not 405.
     warp::method()
         .and_then(|m: warp::http::Method| async move {
-            if m == warp::http::Method::OPTIONS { Ok(()) } else { Err(warp::reject::not_found()) }
+            if m == warp::http::Method::OPTIONS {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
         })
         .untuple_one()
         .map(|| {
-        let mut r = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
-        let h = r.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
-        h.insert(
-            ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, Fiware-Service, Fiware-ServicePath"),
-        );
-        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-        r
-    })
+            let mut r =
+                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+            let h = r.headers_mut();
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            h.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+            );
+            h.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("Content-Type, Fiware-Service, Fiware-ServicePath"),
+            );
+            h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+            r
+        })
 }
 
 /// Unmatched requests: JSON 404 / 405 / 400 instead of warp's plain text.
@@ -93,7 +105,10 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
     let (status, error) = if err.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_owned(),
+        )
     } else if let Some(e) = err.find::<warp::reject::InvalidHeader>() {
         (StatusCode::BAD_REQUEST, e.to_string())
     } else if err.find::<warp::reject::InvalidQuery>().is_some() {

@@ -21,11 +21,17 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &str) -> Self {
-        ApiError { status, body: json!({ "error": error }) }
+        ApiError {
+            status,
+            body: json!({ "error": error }),
+        }
     }
 
     pub fn with_message(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
-        ApiError { status, body: json!({ "error": error, "message": message.into() }) }
+        ApiError {
+            status,
+            body: json!({ "error": error, "message": message.into() }),
+        }
     }
 
     pub fn bad_request(error: &str) -> Self {
@@ -42,7 +48,11 @@ impl ApiError {
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        ApiError::with_message(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string())
+        ApiError::with_message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
     }
 
     /// The message a WebSocket client gets for this error.
@@ -54,7 +64,8 @@ impl ApiError {
 /// A JSON answer with Cube's headers (`Content-Type: application/json`, CORS).
 pub fn json_response(status: StatusCode, body: &Value) -> warp::reply::Response {
     let mut r = warp::reply::with_status(warp::reply::json(body), status).into_response();
-    r.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r.headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     r
 }
 
@@ -91,7 +102,9 @@ impl From<BatchError> for ApiError {
                 "invalid body",
                 "expected a JSON array of events",
             ),
-            BatchError::Json(m) => ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", m),
+            BatchError::Json(m) => {
+                ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", m)
+            }
             BatchError::Invalid(bad) => {
                 let errors: Vec<Value> = bad
                     .iter()

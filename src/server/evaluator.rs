@@ -14,9 +14,15 @@ use super::error::json_response;
 use crate::service::{EventQuery, query_events};
 use crate::storage::Order;
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let types = warp::get()
-        .and(warp::path!("1.0" / "types").or(warp::path!("1.0" / "types" / "get")).unify())
+        .and(
+            warp::path!("1.0" / "types")
+                .or(warp::path!("1.0" / "types" / "get"))
+                .unify(),
+        )
         .and(service_header())
         .and(with_app(Arc::clone(&app)))
         .then(|svc, app: Arc<App>| async move {
@@ -34,27 +40,40 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (warp::reply::Response,), 
         });
 
     let events = warp::get()
-        .and(warp::path!("1.0" / "event").or(warp::path!("1.0" / "event" / "get")).unify())
+        .and(
+            warp::path!("1.0" / "event")
+                .or(warp::path!("1.0" / "event" / "get"))
+                .unify(),
+        )
         .and(service_header())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_app(app))
-        .then(|svc, q: HashMap<String, String>, app: Arc<App>| async move {
-            respond(
-                async {
-                    let service = service(svc)?;
-                    let query = EventQuery::parse(
-                        q.get("expression").map(String::as_str),
-                        q.get("start").map(String::as_str),
-                        q.get("stop").map(String::as_str),
-                        q.get("limit").map(String::as_str),
-                        app.clock.now_ms(),
-                    )?;
-                    let events = query_events(&app.store, &service, query, Order::Ascending).await?;
-                    Ok(json_response(StatusCode::OK, &Value::Array(events)))
-                }
-                .await,
-            )
-        });
+        .then(
+            |svc, q: HashMap<String, String>, app: Arc<App>| async move {
+                respond(
+                    async {
+                        let service = service(svc)?;
+                        let query = EventQuery::parse(
+                            q.get("expression").map(String::as_str),
+                            q.get("start").map(String::as_str),
+                            q.get("stop").map(String::as_str),
+                            q.get("limit").map(String::as_str),
+                            app.clock.now_ms(),
+                        )?;
+                        let events =
+                            query_events(&app.store, &service, query, Order::Ascending).await?;
+                        Ok(json_response(StatusCode::OK, &Value::Array(events)))
+                    }
+                    .await,
+                )
+            },
+        );
 
-    types.or(events).unify().or(preflight()).unify().recover(recover).unify()
+    types
+        .or(events)
+        .unify()
+        .or(preflight())
+        .unify()
+        .recover(recover)
+        .unify()
 }

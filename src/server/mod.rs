@@ -29,7 +29,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 16 * 1024 * 1024, max_ws_message_bytes: 1024 * 1024 }
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_ws_message_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -50,7 +53,13 @@ impl App {
         limits: Limits,
     ) -> Arc<Self> {
         let collector = Collector::new(Arc::clone(&store), Arc::clone(&clock));
-        Arc::new(App { store, cache, clock, collector, limits })
+        Arc::new(App {
+            store,
+            cache,
+            clock,
+            collector,
+            limits,
+        })
     }
 }
 
@@ -63,7 +72,11 @@ pub struct Listeners {
 
 /// Serves until `shutdown` completes, then stops accepting, lets requests in
 /// flight finish, and flushes the store.
-pub async fn run(listeners: Listeners, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn run(
+    listeners: Listeners,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let (tx, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -65,7 +65,11 @@ impl DeriveState {
 /// now + 1e9 s is taken to be in that format.
 fn time_ms(time: f64, now_ms: i64) -> f64 {
     let now_s = now_ms as f64 / 1000.0;
-    let seconds = if time > now_s + 1e9 { time / 1_073_741_824.0 } else { time };
+    let seconds = if time > now_s + 1e9 {
+        time / 1_073_741_824.0
+    } else {
+        time
+    };
     seconds.round() * 1000.0
 }
 
@@ -76,26 +80,41 @@ pub fn convert(
     state: &mut DeriveState,
 ) -> Result<Vec<NewEvent>, Vec<CollectdError>> {
     let lists: Vec<Value> = serde_json::from_slice(body).map_err(|e| {
-        vec![CollectdError { index: 0, reason: format!("body is not a JSON array: {e}") }]
+        vec![CollectdError {
+            index: 0,
+            reason: format!("body is not a JSON array: {e}"),
+        }]
     })?;
     let mut parsed = Vec::with_capacity(lists.len());
     let mut errors = Vec::new();
     for (index, v) in lists.into_iter().enumerate() {
         match serde_json::from_value::<ValueList>(v) {
-            Ok(vl) if !vl.time.is_finite() => errors.push(CollectdError { index, reason: "invalid time".into() }),
-            Ok(vl) if vl.plugin.is_empty() => errors.push(CollectdError { index, reason: "missing plugin".into() }),
+            Ok(vl) if !vl.time.is_finite() => errors.push(CollectdError {
+                index,
+                reason: "invalid time".into(),
+            }),
+            Ok(vl) if vl.plugin.is_empty() => errors.push(CollectdError {
+                index,
+                reason: "missing plugin".into(),
+            }),
             Ok(vl) => parsed.push(vl),
-            Err(e) => errors.push(CollectdError { index, reason: format!("not a collectd value list: {e}") }),
+            Err(e) => errors.push(CollectdError {
+                index,
+                reason: format!("not a collectd value list: {e}"),
+            }),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(parsed.iter().map(|vl| to_event(vl, now_ms, state)).collect())
+    Ok(parsed
+        .iter()
+        .map(|vl| to_event(vl, now_ms, state))
+        .collect())
 }
 
 fn number(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    crate::plan::number_json(x)
 }
 
 /// One value list → one `collectd` event.
@@ -166,10 +185,22 @@ mod tests {
         let events = convert(body.to_string().as_bytes(), now, &mut state).unwrap();
         assert_eq!(events[0].time, 1_334_592_000_000);
         assert_eq!(events[1].time, 1_334_592_001_000);
-        assert_eq!(data(&events[0]), json!({"host": "web1", "type": "free", "memory": 1230000000}));
-        assert_eq!(data(&events[1]), json!({"host": "web1", "load": {"shortterm": 0.5, "midterm": 0.4, "longterm": 0.3}}));
-        assert_eq!(data(&events[2]), json!({"host": "h", "plugin": "0", "type": "user", "cpu": 0}));
-        assert_eq!(data(&events[3]), json!({"host": "h", "plugin": "eth0", "interface": {"if_octets": {"rx": 0, "tx": 0}}}));
+        assert_eq!(
+            data(&events[0]),
+            json!({"host": "web1", "type": "free", "memory": 1230000000})
+        );
+        assert_eq!(
+            data(&events[1]),
+            json!({"host": "web1", "load": {"shortterm": 0.5, "midterm": 0.4, "longterm": 0.3}})
+        );
+        assert_eq!(
+            data(&events[2]),
+            json!({"host": "h", "plugin": "0", "type": "user", "cpu": 0})
+        );
+        assert_eq!(
+            data(&events[3]),
+            json!({"host": "h", "plugin": "eth0", "interface": {"if_octets": {"rx": 0, "tx": 0}}})
+        );
         assert!(events.iter().all(|e| e.event_type == "collectd"));
         // derive: the next sample stores the difference
         let body2 = json!([{"values": [130], "dstypes": ["derive"], "dsnames": ["value"], "time": 1334592010, "host": "h",

@@ -30,7 +30,12 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
-        Collector { store, clock, derive: Mutex::default(), listeners: Mutex::default() }
+        Collector {
+            store,
+            clock,
+            derive: Mutex::default(),
+            listeners: Mutex::default(),
+        }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -45,7 +50,11 @@ impl Collector {
     }
 
     /// Stores a validated batch; returns once it is durable.
-    pub async fn put(&self, service: &Service, events: Vec<NewEvent>) -> Result<PutOutcome, CollectorError> {
+    pub async fn put(
+        &self,
+        service: &Service,
+        events: Vec<NewEvent>,
+    ) -> Result<PutOutcome, CollectorError> {
         if events.is_empty() {
             return Ok(PutOutcome::default());
         }
@@ -62,9 +71,16 @@ impl Collector {
     }
 
     /// Converts and stores a collectd `write_http` JSON body.
-    pub async fn put_collectd(&self, service: &Service, body: &[u8]) -> Result<usize, CollectorError> {
+    pub async fn put_collectd(
+        &self,
+        service: &Service,
+        body: &[u8],
+    ) -> Result<usize, CollectorError> {
         let events = {
-            let mut states = self.derive.lock().map_err(|e| CollectorError::Internal(e.to_string()))?;
+            let mut states = self
+                .derive
+                .lock()
+                .map_err(|e| CollectorError::Internal(e.to_string()))?;
             let state = states.entry(service.clone()).or_default();
             collectd::convert(body, self.now_ms(), state).map_err(CollectorError::Collectd)?
         };

@@ -48,7 +48,8 @@ impl EventQuery {
         limit: Option<&str>,
         now: i64,
     ) -> Result<Self, EventQueryError> {
-        let plan = compile_event(expression.unwrap_or_default()).map_err(EventQueryError::Expression)?;
+        let plan =
+            compile_event(expression.unwrap_or_default()).map_err(EventQueryError::Expression)?;
         let start = match start {
             None => 0,
             Some(s) => time::parse_param(s).ok_or(EventQueryError::Start)?,
@@ -61,13 +62,18 @@ impl EventQuery {
             None => MAX_EVENT_LIMIT,
             Some(s) => {
                 let n: f64 = s.trim().parse().map_err(|_| EventQueryError::Limit)?;
-                if !(n >= 0.0) {
+                if n.is_nan() || n < 0.0 {
                     return Err(EventQueryError::Limit);
                 }
                 (n as usize).min(MAX_EVENT_LIMIT)
             }
         };
-        Ok(EventQuery { plan, start, stop, limit })
+        Ok(EventQuery {
+            plan,
+            start,
+            stop,
+            limit,
+        })
     }
 }
 
@@ -98,15 +104,22 @@ pub async fn query_events(
         if q.limit == 0 {
             return Ok(out);
         }
-        store.scan(&svc, &q.plan.event_type, q.start, q.stop, Order::Descending, &mut |e| {
-            if q.plan.filter.matches(&e.data) {
-                out.push(event_json(&q.plan, e.time, &e.data, e.id));
-                if out.len() >= q.limit {
-                    return ControlFlow::Break(());
+        store.scan(
+            &svc,
+            &q.plan.event_type,
+            q.start,
+            q.stop,
+            Order::Descending,
+            &mut |e| {
+                if q.plan.filter.matches(&e.data) {
+                    out.push(event_json(&q.plan, e.time, &e.data, e.id));
+                    if out.len() >= q.limit {
+                        return ControlFlow::Break(());
+                    }
                 }
-            }
-            ControlFlow::Continue(())
-        })?;
+                ControlFlow::Continue(())
+            },
+        )?;
         if order == Order::Ascending {
             out.reverse();
         }

@@ -1,0 +1,320 @@
+//! The collector and the event/type endpoints over real sockets.
+
+mod common;
+
+use common::{TestServer, enc, get, post};
+use serde_json::json;
+
+#[test]
+fn put_then_get_events_and_types() {
+    let s = TestServer::start();
+    let body = json!([
+        {"type": "request", "time": "2012-04-16T16:00:00Z", "data": {"path": "/a", "ms": 5, "user": {"id": 1, "name": "x"}}},
+        {"type": "request", "time": 1334592010000i64, "data": {"path": "/b", "ms": 50}, "id": "r2"},
+        {"type": "other", "time": "2012-04-16T16:00:00Z"}
+    ]);
+    assert_eq!(
+        post(&s.collector_url("/1.0/event/put"), &body.to_string(), None),
+        (200, json!({}))
+    );
+    // the alias
+    let (status, _) = post(
+        &s.collector_url("/1.0/event"),
+        r#"[{"type":"request","time":1334592020000,"data":{"path":"/a","ms":7}}]"#,
+        None,
+    );
+    assert_eq!(status, 200);
+
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/types"), None),
+        (200, json!(["other", "request"]))
+    );
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/types/get"), None).1,
+        json!(["other", "request"])
+    );
+
+    let (status, events) = get(
+        &s.evaluator_url(&format!(
+            "/1.0/event/get?expression={}",
+            enc("request(path).gt(ms, 6)")
+        )),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        events,
+        json!([
+            {"time": "2012-04-16T16:00:10.000Z", "data": {"path": "/b"}, "id": "r2"},
+            {"time": "2012-04-16T16:00:20.000Z", "data": {"path": "/a"}}
+        ])
+    );
+    // fields named must exist: only the first event has user.id
+    let (_, events) = get(
+        &s.evaluator_url(&format!(
+            "/1.0/event?expression={}",
+            enc("request(path, user.id).gt(ms, 0)")
+        )),
+        None,
+    );
+    assert_eq!(
+        events,
+        json!([{"time": "2012-04-16T16:00:00.000Z", "data": {"path": "/a", "user": {"id": 1}}}])
+    );
+    let (_, events) = get(
+        &s.evaluator_url(&format!(
+            "/1.0/event?expression={}",
+            enc("request(user.id)")
+        )),
+        None,
+    );
+    assert_eq!(
+        events,
+        json!([{"time": "2012-04-16T16:00:00.000Z", "data": {"user": {"id": 1}}}])
+    );
+    // no fields named: only times; limit keeps the newest, in chronological order
+    let (_, events) = get(
+        &s.evaluator_url("/1.0/event?expression=request&limit=2"),
+        None,
+    );
+    assert_eq!(
+        events,
+        json!([{"time": "2012-04-16T16:00:10.000Z", "id": "r2"}, {"time": "2012-04-16T16:00:20.000Z"}])
+    );
+    // [start, stop)
+    let (_, events) = get(
+        &s.evaluator_url(
+            "/1.0/event?expression=request&start=2012-04-16T16:00:10Z&stop=1334592020000",
+        ),
+        None,
+    );
+    assert_eq!(
+        events,
+        json!([{"time": "2012-04-16T16:00:10.000Z", "id": "r2"}])
+    );
+}
+
+#[test]
+fn bad_batches_are_refused_whole_with_every_reason() {
+    let s = TestServer::start();
+    let body =
+        r#"[{"type":"good","time":1},{"type":"x"},{"type":"good","time":"never"},{"time":5},[1]]"#;
+    let (status, err) = post(&s.collector_url("/1.0/event/put"), body, None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        err["errors"],
+        json!([
+            {"index": 1, "error": "invalid type"},
+            {"index": 2, "error": "invalid time"},
+            {"index": 3, "error": "invalid type"},
+            {"index": 4, "error": "invalid event: not a JSON object"}
+        ])
+    );
+    assert_eq!(err["error"], "invalid type");
+    // nothing of the batch was stored, not even the good event
+    assert_eq!(get(&s.evaluator_url("/1.0/types"), None).1, json!([]));
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/event?expression=good"), None).1,
+        json!([])
+    );
+
+    for bad in ["{}", "not json", "[{", "", "\"str\""] {
+        let (status, err) = post(&s.collector_url("/1.0/event/put"), bad, None);
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(err["error"], "invalid body", "{bad}");
+    }
+}
+
+#[test]
+fn limits_and_errors_are_clear() {
+    let limits = cubed::server::Limits {
+        max_body_bytes: 1000,
+        max_ws_message_bytes: 1000,
+    };
+    let s = TestServer::start_with(std::sync::Arc::new(cubed::model::SystemClock), limits);
+    let big = format!(
+        r#"[{{"type":"test","data":{{"s":"{}"}}}}]"#,
+        "x".repeat(2000)
+    );
+    let (status, err) = post(&s.collector_url("/1.0/event/put"), &big, None);
+    assert_eq!(status, 413);
+    assert_eq!(err["error"], "request body too large");
+    let deep = format!(
+        r#"[{{"type":"test","data":{}1{}}}]"#,
+        "[".repeat(70),
+        "]".repeat(70)
+    );
+    let (status, err) = post(&s.collector_url("/1.0/event/put"), &deep, None);
+    assert_eq!(
+        (status, err["errors"][0]["error"].clone()),
+        (400, json!("invalid data: nested too deeply"))
+    );
+
+    let (status, err) = get(
+        &s.evaluator_url(&format!("/1.0/event?expression={}", enc("request("))),
+        None,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        err,
+        json!({"error": "invalid expression", "message": "expected field name at 8"})
+    );
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/event?expression=test&start=x"), None),
+        (400, json!({"error": "invalid start"}))
+    );
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/event?expression=test&stop=x"), None),
+        (400, json!({"error": "invalid stop"}))
+    );
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/event?expression=test&limit=x"), None),
+        (400, json!({"error": "invalid limit"}))
+    );
+    assert_eq!(get(&s.evaluator_url("/nothing/here"), None).0, 404);
+}
+
+#[test]
+fn services_are_isolated_and_validated() {
+    let s = TestServer::start();
+    let (status, _) = post(
+        &s.collector_url("/1.0/event/put"),
+        r#"[{"type":"secret","time":1}]"#,
+        Some("acme"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/types"), Some("acme")).1,
+        json!(["secret"])
+    );
+    assert_eq!(get(&s.evaluator_url("/1.0/types"), None).1, json!([]));
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/types"), Some("globex")).1,
+        json!([])
+    );
+    assert_eq!(
+        get(
+            &s.evaluator_url("/1.0/event?expression=secret"),
+            Some("globex")
+        )
+        .1,
+        json!([])
+    );
+    assert_eq!(
+        get(
+            &s.evaluator_url("/1.0/event?expression=secret"),
+            Some("acme")
+        )
+        .1
+        .as_array()
+        .map(Vec::len),
+        Some(1)
+    );
+    for bad in ["Acme", "a-b", &"x".repeat(51)] {
+        let (status, err) = post(&s.collector_url("/1.0/event/put"), "[]", Some(bad));
+        assert_eq!(
+            (status, err["error"].clone()),
+            (400, json!("invalid service")),
+            "{bad}"
+        );
+        assert_eq!(get(&s.evaluator_url("/1.0/types"), Some(bad)).0, 400);
+    }
+}
+
+#[test]
+fn ids_upsert() {
+    let s = TestServer::start();
+    post(
+        &s.collector_url("/1.0/event/put"),
+        r#"[{"type":"test","time":1000,"id":"a","data":{"v":1}}]"#,
+        None,
+    );
+    post(
+        &s.collector_url("/1.0/event/put"),
+        r#"[{"type":"test","time":2000,"id":"a","data":{"v":2}}]"#,
+        None,
+    );
+    let (_, events) = get(&s.evaluator_url("/1.0/event?expression=test(v)"), None);
+    assert_eq!(
+        events,
+        json!([{"time": "1970-01-01T00:00:02.000Z", "data": {"v": 2}, "id": "a"}])
+    );
+}
+
+#[test]
+fn cors_headers_and_preflight() {
+    let s = TestServer::start();
+    let resp = common::agent()
+        .get(&s.evaluator_url("/1.0/types"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let resp = common::agent()
+        .options(&s.collector_url("/1.0/event/put"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    assert!(resp.headers().get("access-control-allow-methods").is_some());
+}
+
+#[test]
+fn collectd_write_http_json() {
+    let s = TestServer::start();
+    let body = json!([
+        {"values": [0.5, 0.4, 0.3], "dstypes": ["gauge", "gauge", "gauge"], "dsnames": ["shortterm", "midterm", "longterm"],
+         "time": 1334592000.2, "interval": 10, "host": "web1", "plugin": "load", "plugin_instance": "", "type": "load", "type_instance": ""},
+        {"values": [1000], "dstypes": ["derive"], "dsnames": ["value"], "time": 1334592000, "interval": 10,
+         "host": "web1", "plugin": "cpu", "plugin_instance": "0", "type": "cpu", "type_instance": "idle"}
+    ]);
+    assert_eq!(
+        post(&s.collector_url("/collectd"), &body.to_string(), None),
+        (200, json!({}))
+    );
+    let body2 = json!([{"values": [1600], "dstypes": ["derive"], "dsnames": ["value"], "time": 1334592010, "interval": 10,
+         "host": "web1", "plugin": "cpu", "plugin_instance": "0", "type": "cpu", "type_instance": "idle"}]);
+    assert_eq!(
+        post(&s.collector_url("/collectd"), &body2.to_string(), None).0,
+        200
+    );
+    let (_, events) = get(
+        &s.evaluator_url(&format!(
+            "/1.0/event?expression={}",
+            enc("collectd(load.shortterm).eq(host, 'web1')")
+        )),
+        None,
+    );
+    assert_eq!(
+        events,
+        json!([{"time": "2012-04-16T16:00:00.000Z", "data": {"load": {"shortterm": 0.5}}}])
+    );
+    let (_, events) = get(
+        &s.evaluator_url(&format!(
+            "/1.0/event?expression={}",
+            enc("collectd(cpu).eq(type, 'idle')")
+        )),
+        None,
+    );
+    assert_eq!(
+        events,
+        json!([
+            {"time": "2012-04-16T16:00:00.000Z", "data": {"cpu": 0}},
+            {"time": "2012-04-16T16:00:10.000Z", "data": {"cpu": 600}}
+        ])
+    );
+    let (status, err) = post(&s.collector_url("/collectd"), r#"[{"values":"x"}]"#, None);
+    assert_eq!(
+        (status, err["error"].clone()),
+        (400, json!("invalid collectd body"))
+    );
+}

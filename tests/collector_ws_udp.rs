@@ -1,0 +1,137 @@
+//! Event put over WebSocket and UDP, on real sockets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, get};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Polls event/get until `n` events of `expr` are there (bounded: 10 s).
+fn wait_for_events(s: &TestServer, expr: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, events) = get(
+            &s.evaluator_url(&format!("/1.0/event?expression={}", common::enc(expr))),
+            None,
+        );
+        let events = events.as_array().cloned().unwrap_or_default();
+        if events.len() >= n || Instant::now() > deadline {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn websocket_put_stores_events_and_reports_errors() {
+    let s = TestServer::start();
+    let url = format!("ws://{}/1.0/event/put", s.collector);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let replies = rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        for i in 0..500 {
+            let e = json!({"type": "wstest", "time": 1000 + i, "data": {"i": i}});
+            ws.send(Message::text(e.to_string())).await.unwrap();
+        }
+        ws.send(Message::text(r#"{"type":"x"}"#)).await.unwrap();
+        ws.send(Message::text(r#"{"type":"wstest","time":"later"}"#))
+            .await
+            .unwrap();
+        ws.send(Message::text("not json")).await.unwrap();
+        let mut replies = Vec::new();
+        while replies.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    replies.push(serde_json::from_str::<Value>(&t).unwrap())
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        ws.close(None).await.unwrap();
+        replies
+    });
+    assert_eq!(replies[0], json!({"error": "invalid type"}));
+    assert_eq!(replies[1], json!({"error": "invalid time"}));
+    assert!(
+        replies[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+    let events = wait_for_events(&s, "wstest(i)", 500);
+    assert_eq!(events.len(), 500);
+    assert_eq!(events[499]["data"]["i"], 499);
+}
+
+#[test]
+fn websocket_messages_over_the_limit_close_the_socket() {
+    let limits = cubed::server::Limits {
+        max_body_bytes: 1 << 20,
+        max_ws_message_bytes: 1000,
+    };
+    let s = TestServer::start_with(std::sync::Arc::new(cubed::model::SystemClock), limits);
+    let url = format!("ws://{}/1.0/event/put", s.collector);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        let big = json!({"type": "big", "data": {"s": "x".repeat(5000)}});
+        ws.send(Message::text(big.to_string())).await.unwrap();
+        // the server closes the connection (1009) rather than storing or hanging
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("socket closed in time");
+        assert!(end.is_none() || end == Some(1009), "{end:?}");
+    });
+    assert_eq!(get(&s.evaluator_url("/1.0/types"), None).1, json!([]));
+}
+
+#[test]
+fn invalid_service_on_websocket_upgrade_is_refused() {
+    let s = TestServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/1.0/event/put", s.collector)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("fiware-service", "Bad-Name".parse().unwrap());
+        let err = tokio_tungstenite::connect_async(req)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("400"), "{err}");
+    });
+}
+
+#[test]
+fn udp_datagrams_are_stored() {
+    let s = TestServer::start();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..50 {
+        let e = json!({"type": "udptest", "time": 5000 + i, "data": {"i": i}});
+        sock.send_to(e.to_string().as_bytes(), s.udp).unwrap();
+    }
+    sock.send_to(b"garbage", s.udp).unwrap();
+    sock.send_to(br#"{"type":"X"}"#, s.udp).unwrap();
+    let events = wait_for_events(&s, "udptest(i)", 50);
+    assert_eq!(events.len(), 50);
+    assert_eq!(
+        get(&s.evaluator_url("/1.0/types"), None).1,
+        json!(["udptest"])
+    );
+}

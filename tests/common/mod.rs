@@ -1,0 +1,151 @@
+//! A real Cubed server on port 0 for tests: its own runtime on a background
+//! thread, a fresh data directory, stopped (and flushed) on drop.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use cubed::model::{Clock, SystemClock};
+use cubed::server::{self, App, Limits, Listeners};
+use cubed::storage::embedded::{Durability, EmbeddedStore};
+
+pub struct TestServer {
+    pub collector: SocketAddr,
+    pub evaluator: SocketAddr,
+    pub udp: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(Arc::new(SystemClock), Limits::default())
+    }
+
+    pub fn start_with(clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_owned();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let store = Arc::new(
+                    EmbeddedStore::open(&path, Durability::Process, 1 << 20).expect("store"),
+                );
+                let listeners = Listeners {
+                    collector: tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind"),
+                    evaluator: tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind"),
+                    udp: Some(
+                        tokio::net::UdpSocket::bind("127.0.0.1:0")
+                            .await
+                            .expect("bind udp"),
+                    ),
+                };
+                let addrs = (
+                    listeners.collector.local_addr().expect("addr"),
+                    listeners.evaluator.local_addr().expect("addr"),
+                    listeners
+                        .udp
+                        .as_ref()
+                        .expect("udp")
+                        .local_addr()
+                        .expect("addr"),
+                );
+                addr_tx.send(addrs).expect("send addrs");
+                let app = App::new(store.clone(), store, clock, limits);
+                server::run(listeners, app, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        });
+        let (collector, evaluator, udp) = addr_rx.recv().expect("server started");
+        TestServer {
+            collector,
+            evaluator,
+            udp,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    pub fn collector_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.collector, path)
+    }
+
+    pub fn evaluator_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.evaluator, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An HTTP agent that does not turn 4xx/5xx into errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// (status, JSON body)
+pub fn post(url: &str, body: &str, service: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = agent().post(url).header("content-type", "application/json");
+    if let Some(s) = service {
+        req = req.header("fiware-service", s);
+    }
+    let mut resp = req.send(body).expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+pub fn get(url: &str, service: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = agent().get(url);
+    if let Some(s) = service {
+        req = req.header("fiware-service", s);
+    }
+    let mut resp = req.call().expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// Percent-encodes a query parameter value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -28,19 +28,27 @@ fn events(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
                 i % 50,
                 i % 100_000
             );
-            (keys::event_key(&prefix, time, 1, i as u64), keys::encode_event_value(None, &data))
+            (
+                keys::event_key(&prefix, time, 1, i as u64),
+                keys::encode_event_value(None, &data),
+            )
         })
         .collect()
 }
 
 fn report(name: &str, n: usize, secs: f64) {
-    println!("{name:<44} {:>12.0} events/s  ({secs:.2} s)", n as f64 / secs);
+    println!(
+        "{name:<44} {:>12.0} events/s  ({secs:.2} s)",
+        n as f64 / secs
+    );
 }
 
 fn fjall_run(data: &[(Vec<u8>, Vec<u8>)], mode: fjall::PersistMode, label: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = fjall::Database::builder(dir.path()).open().expect("open");
-    let ks = db.keyspace("events", fjall::KeyspaceCreateOptions::default).expect("keyspace");
+    let ks = db
+        .keyspace("events", fjall::KeyspaceCreateOptions::default)
+        .expect("keyspace");
     let t0 = Instant::now();
     for chunk in data.chunks(BATCH) {
         let mut b = db.batch().durability(Some(mode));
@@ -49,13 +57,21 @@ fn fjall_run(data: &[(Vec<u8>, Vec<u8>)], mode: fjall::PersistMode, label: &str)
         }
         b.commit().expect("commit");
     }
-    report(&format!("fjall write, {label}"), data.len(), t0.elapsed().as_secs_f64());
+    report(
+        &format!("fjall write, {label}"),
+        data.len(),
+        t0.elapsed().as_secs_f64(),
+    );
     let t0 = Instant::now();
     let n = ks.iter().count();
     report("fjall scan, all, forwards", n, t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
     let n = ks.iter().rev().take(10_000).count();
-    println!("{:<44} {:>12.3} ms", "fjall newest 10000 (reverse)", t0.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "{:<44} {:>12.3} ms",
+        "fjall newest 10000 (reverse)",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
     assert_eq!(n, 10_000.min(data.len()));
 }
 
@@ -77,7 +93,11 @@ fn redb_run(data: &[(Vec<u8>, Vec<u8>)], durability: redb::Durability, label: &s
         }
         tx.commit().expect("commit");
     }
-    report(&format!("redb write, {label}"), data.len(), t0.elapsed().as_secs_f64());
+    report(
+        &format!("redb write, {label}"),
+        data.len(),
+        t0.elapsed().as_secs_f64(),
+    );
     let rx = db.begin_read().expect("read");
     let t = rx.open_table(TABLE).expect("table");
     let t0 = Instant::now();
@@ -85,7 +105,11 @@ fn redb_run(data: &[(Vec<u8>, Vec<u8>)], durability: redb::Durability, label: &s
     report("redb scan, all, forwards", n, t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
     let n = t.iter().expect("iter").rev().take(10_000).count();
-    println!("{:<44} {:>12.3} ms", "redb newest 10000 (reverse)", t0.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "{:<44} {:>12.3} ms",
+        "redb newest 10000 (reverse)",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
     assert_eq!(n, 10_000.min(data.len()));
 }
 
@@ -99,8 +123,16 @@ fn main() {
         .unwrap_or(1_000_000);
     let data = events(n);
     println!("{n} events, batches of {BATCH}");
-    fjall_run(&data, fjall::PersistMode::Buffer, "to OS per batch (survives kill -9)");
-    redb_run(&data, redb::Durability::Immediate, "durable commit per batch (survives kill -9)");
+    fjall_run(
+        &data,
+        fjall::PersistMode::Buffer,
+        "to OS per batch (survives kill -9)",
+    );
+    redb_run(
+        &data,
+        redb::Durability::Immediate,
+        "durable commit per batch (survives kill -9)",
+    );
     let small = &data[..data.len().min(100_000)];
     fjall_run(small, fjall::PersistMode::SyncData, "fdatasync per batch");
     redb_run(small, redb::Durability::Immediate, "fsync per batch");

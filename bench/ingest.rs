@@ -23,7 +23,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 2_000_000, clients: 4, ws_events: 500_000, durability: "process".into() };
+    let mut a = Args {
+        events: 2_000_000,
+        clients: 4,
+        ws_events: 500_000,
+        durability: "process".into(),
+    };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
@@ -51,7 +56,15 @@ struct Server {
 
 fn start(dir: &std::path::Path, durability: &str) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cubed"))
-        .args(["serve", "--collector-addr", "127.0.0.1:0", "--evaluator-addr", "127.0.0.1:0", "--udp-addr", "off"])
+        .args([
+            "serve",
+            "--collector-addr",
+            "127.0.0.1:0",
+            "--evaluator-addr",
+            "127.0.0.1:0",
+            "--udp-addr",
+            "off",
+        ])
         .args(["--durability", durability, "--data-dir"])
         .arg(dir)
         .env("CUBED_LOG", "info")
@@ -72,13 +85,21 @@ fn start(dir: &std::path::Path, durability: &str) -> Server {
             }
         }
     });
-    let (c, e) = rx.recv_timeout(Duration::from_secs(60)).expect("server started");
-    Server { child, collector: c, evaluator: e }
+    let (c, e) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server started");
+    Server {
+        child,
+        collector: c,
+        evaluator: e,
+    }
 }
 
 /// A deterministic request-like event (no RNG crate needed: an LCG).
 fn event(i: usize, type_: &str) -> serde_json::Value {
-    let mut x = (i as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = (i as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     x ^= x >> 33;
     let paths = ["/", "/login", "/api/users", "/api/orders", "/static/app.js"];
     json!({
@@ -108,12 +129,18 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn http_ingest(s: &Server, events: usize, clients: usize) -> f64 {
     let batches: Vec<String> = (0..events.div_ceil(1000))
         .map(|b| {
-            let batch: Vec<_> = (b * 1000..((b + 1) * 1000).min(events)).map(|i| event(i, "request")).collect();
+            let batch: Vec<_> = (b * 1000..((b + 1) * 1000).min(events))
+                .map(|i| event(i, "request"))
+                .collect();
             serde_json::Value::from(batch).to_string()
         })
         .collect();
     let bytes: usize = batches.iter().map(String::len).sum();
-    println!("http: {} batches of 1000, {:.1} MiB, {clients} client connections", batches.len(), bytes as f64 / 1048576.0);
+    println!(
+        "http: {} batches of 1000, {:.1} MiB, {clients} client connections",
+        batches.len(),
+        bytes as f64 / 1048576.0
+    );
     let url = format!("http://{}/1.0/event/put", s.collector);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let t0 = Instant::now();
@@ -124,7 +151,11 @@ fn http_ingest(s: &Server, events: usize, clients: usize) -> f64 {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(body) = batches.get(i) else { break };
-                    let r = agent.post(&url).header("content-type", "application/json").send(body.as_str()).expect("put");
+                    let r = agent
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(body.as_str())
+                        .expect("put");
                     assert_eq!(r.status().as_u16(), 200);
                 }
             });
@@ -145,9 +176,13 @@ fn ws_ingest(s: &Server, events: usize) -> f64 {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t0 = Instant::now();
     rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("ws connect");
         for m in messages {
-            ws.feed(tokio_tungstenite::tungstenite::Message::text(m)).await.expect("send");
+            ws.feed(tokio_tungstenite::tungstenite::Message::text(m))
+                .await
+                .expect("send");
         }
         ws.flush().await.expect("flush");
         // WebSocket put has no acknowledgement: the last event is stored once
@@ -155,7 +190,10 @@ fn ws_ingest(s: &Server, events: usize) -> f64 {
         let last = format!(
             "http://{}/1.0/event?expression={}",
             s.evaluator,
-            format!("wsrequest.eq(seq,{})", events - 1).replace('(', "%28").replace(')', "%29").replace(',', "%2C")
+            format!("wsrequest.eq(seq,{})", events - 1)
+                .replace('(', "%28")
+                .replace(')', "%29")
+                .replace(',', "%2C")
         );
         loop {
             let mut r = ureq::get(&last).call().expect("get");
@@ -173,10 +211,19 @@ fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = start(dir.path(), &a.durability);
-    println!("cubed pid {} collector {} durability {}", s.child.id(), s.collector, a.durability);
+    println!(
+        "cubed pid {} collector {} durability {}",
+        s.child.id(),
+        s.collector,
+        a.durability
+    );
     let http = http_ingest(&s, a.events, a.clients);
     println!("http batches: {:>12.0} events/s", http);
-    let ws = if a.ws_events > 0 { ws_ingest(&s, a.ws_events) } else { 0.0 };
+    let ws = if a.ws_events > 0 {
+        ws_ingest(&s, a.ws_events)
+    } else {
+        0.0
+    };
     println!("websocket:    {:>12.0} events/s", ws);
     let rss = peak_rss_kib(s.child.id());
     println!("server peak RSS: {:.1} MiB", rss as f64 / 1024.0);
@@ -189,7 +236,10 @@ fn main() {
         "server_peak_rss_mib": (rss as f64 / 1024.0 * 10.0).round() / 10.0,
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-ingest.json");
-    let _ = std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap_or_default());
+    let _ = std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
     println!("{}", report);
     let _ = s.child.kill();
     let _ = s.child.wait();

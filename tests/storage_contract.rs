@@ -63,6 +63,7 @@ pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
         .map(|e| e.0)
         .collect();
     assert_eq!(asc, [-5, 10, 20, 30]);
+    assert_eq!(all(s, &svc, "other", Order::Ascending).len(), 2);
     let desc: Vec<i64> = all(s, &svc, "test", Order::Descending)
         .iter()
         .map(|e| e.0)
@@ -128,7 +129,10 @@ pub fn ids_upsert_and_report_the_old_time<S: EventStore>(f: Fresh<S>) {
         .put(&svc, &[ev("test", 100, r#"{"v":1}"#, Some("\"a\""))])
         .unwrap();
     assert!(out.replaced.is_empty());
-    assert_eq!(out.written, [("test".to_owned(), 100)]);
+    assert_eq!(
+        out.written,
+        [("test".to_owned(), vec![100])].into_iter().collect()
+    );
     let out = s
         .put(&svc, &[ev("test", 200, r#"{"v":2}"#, Some("\"a\""))])
         .unwrap();

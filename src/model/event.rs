@@ -54,16 +54,46 @@ impl std::fmt::Display for EventError {
 impl std::error::Error for EventError {}
 
 /// The wire shape of an event; every field is checked by [`validate_event`].
-#[derive(Deserialize)]
+/// Only a JSON object deserializes into it (serde's derive would also take an array).
+#[derive(Default)]
 struct WireEvent<'a> {
-    #[serde(rename = "type", borrow, default)]
     event_type: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     time: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     data: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireEvent<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = WireEvent<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut w = WireEvent::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "type" => &mut w.event_type,
+                        "time" => &mut w.time,
+                        "data" => &mut w.data,
+                        "id" => &mut w.id,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<&'de RawValue>()?);
+                }
+                Ok(w)
+            }
+        }
+        d.deserialize_map(Visitor(std::marker::PhantomData))
+    }
 }
 
 /// `^[a-z][a-zA-Z0-9_]+$`
@@ -78,6 +108,11 @@ pub fn is_valid_type(t: &str) -> bool {
 
 /// Nesting depth of a JSON text (strings skipped), without building it.
 pub fn json_depth(text: &str) -> usize {
+    // Cheap bound first: depth never exceeds the number of opening brackets.
+    let openers = text.bytes().filter(|b| *b == b'{' || *b == b'[').count();
+    if openers <= MAX_DATA_DEPTH {
+        return openers;
+    }
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for b in text.bytes() {
         if in_string {
@@ -102,26 +137,34 @@ pub fn json_depth(text: &str) -> usize {
     max
 }
 
-/// Validates one event given as JSON text; `now` fills a missing time.
-pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent, EventError> {
-    let text = raw.get();
-    if !text.trim_start().starts_with('{') {
-        return Err(EventError::NotAnObject);
+/// The text of a JSON string literal, borrowed when it has no escapes.
+fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    let t = raw.get();
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') && !t.contains('\\') {
+        return Some(std::borrow::Cow::Borrowed(&t[1..t.len() - 1]));
     }
-    let wire: WireEvent<'_> = serde_json::from_str(text).map_err(|_| EventError::NotAnObject)?;
-    let event_type = match wire
-        .event_type
-        .map(|r| serde_json::from_str::<String>(r.get()))
-    {
-        Some(Ok(t)) if is_valid_type(&t) => t,
+    serde_json::from_str::<String>(t)
+        .ok()
+        .map(std::borrow::Cow::Owned)
+}
+
+fn validate_wire(wire: &WireEvent<'_>, now: i64) -> Result<NewEvent, EventError> {
+    let event_type = match wire.event_type.and_then(json_str) {
+        Some(t) if is_valid_type(&t) => t.into_owned(),
         _ => return Err(EventError::InvalidType),
     };
-    let time = match wire.time {
-        None => now,
-        Some(r) if r.get() == "null" => now,
-        Some(r) => serde_json::from_str::<Value>(r.get())
+    let time = match wire.time.map(RawValue::get) {
+        None | Some("null") => now,
+        Some(t) if t.starts_with('"') => wire
+            .time
+            .and_then(json_str)
+            .and_then(|s| time::parse_param(&s))
+            .ok_or(EventError::InvalidTime)?,
+        Some(t) => t
+            .parse::<f64>()
             .ok()
-            .and_then(|v| time::from_json(&v))
+            .filter(|_| t.starts_with(|c: char| c == '-' || c.is_ascii_digit()))
+            .and_then(time::from_number)
             .ok_or(EventError::InvalidTime)?,
     };
     let data = match wire.data {
@@ -133,17 +176,12 @@ pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent, EventError> 
             r.get().to_owned()
         }
     };
-    let id = match wire.id {
-        None => None,
-        Some(r) if r.get() == "null" => None,
-        Some(r) => {
-            let t = r.get();
-            match t.as_bytes().first() {
-                Some(b'"') => Some(t.to_owned()),
-                Some(b'-' | b'0'..=b'9') => Some(t.to_owned()),
-                _ => return Err(EventError::InvalidId),
-            }
+    let id = match wire.id.map(RawValue::get) {
+        None | Some("null") => None,
+        Some(t) if t.starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) => {
+            Some(t.to_owned())
         }
+        Some(_) => return Err(EventError::InvalidId),
     };
     Ok(NewEvent {
         event_type,
@@ -153,10 +191,35 @@ pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent, EventError> 
     })
 }
 
+/// Validates one event given as JSON text; `now` fills a missing time.
+pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent, EventError> {
+    let text = raw.get();
+    if !text.trim_start().starts_with('{') {
+        return Err(EventError::NotAnObject);
+    }
+    let wire: WireEvent<'_> = serde_json::from_str(text).map_err(|_| EventError::NotAnObject)?;
+    validate_wire(&wire, now)
+}
+
 /// Parses a batch body (a JSON array of events) and validates every event.
-/// `Err(None)`: the body is not a JSON array; `Err(Some(list))`: the bad
-/// events' indices and reasons. Nothing is stored unless all are valid.
+/// Nothing is stored unless all are valid; errors list every bad index.
 pub fn parse_event_batch(body: &[u8], now: i64) -> Result<Vec<NewEvent>, BatchError> {
+    // Fast path: one pass over the body when every item is an event object.
+    if let Ok(wires) = serde_json::from_slice::<Vec<WireEvent<'_>>>(body) {
+        let mut events = Vec::with_capacity(wires.len());
+        let mut bad = Vec::new();
+        for (index, wire) in wires.iter().enumerate() {
+            match validate_wire(wire, now) {
+                Ok(e) => events.push(e),
+                Err(reason) => bad.push((index, reason)),
+            }
+        }
+        return if bad.is_empty() {
+            Ok(events)
+        } else {
+            Err(BatchError::Invalid(bad))
+        };
+    }
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             BatchError::Json(e.to_string())

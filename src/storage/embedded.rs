@@ -196,16 +196,28 @@ impl EventStore for EmbeddedStore {
             let mut seq = self.writer.lock().map_err(|_| StoreError::Closed)?;
             let mut batch = self.db.batch().durability(Some(self.persist_mode()));
             let mut pending_ids: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-            let mut prefix_cache: Option<(&str, Vec<u8>)> = None;
+            // Batches are usually of one type: redo per-type work only when it changes.
+            let mut current: Option<&str> = None;
+            let mut prefix = Vec::new();
+            let mut times: Option<&mut Vec<i64>> = None;
             for e in events {
-                let prefix = match &prefix_cache {
-                    Some((t, p)) if *t == e.event_type => p.clone(),
-                    _ => {
-                        let p = keys::type_prefix(service, &e.event_type);
-                        prefix_cache = Some((&e.event_type, p.clone()));
-                        p
+                if current != Some(e.event_type.as_str()) {
+                    current = Some(&e.event_type);
+                    prefix = keys::type_prefix(service, &e.event_type);
+                    let known = self
+                        .known_types
+                        .get(service.key())
+                        .is_some_and(|set| set.contains(&e.event_type));
+                    if !known && !new_types.contains(&e.event_type) {
+                        batch.insert(
+                            &self.types,
+                            type_key(service, &e.event_type),
+                            Vec::<u8>::new(),
+                        );
+                        new_types.push(e.event_type.clone());
                     }
-                };
+                    times = None;
+                }
                 let key = keys::event_key(&prefix, e.time, self.run, *seq);
                 *seq += 1;
                 if let Some(id) = &e.id {
@@ -228,19 +240,14 @@ impl EventStore for EmbeddedStore {
                     key,
                     keys::encode_event_value(e.id.as_deref(), &e.data),
                 );
-                let known = self
-                    .known_types
-                    .get(service.key())
-                    .is_some_and(|set| set.contains(&e.event_type));
-                if !known && !new_types.contains(&e.event_type) {
-                    batch.insert(
-                        &self.types,
-                        type_key(service, &e.event_type),
-                        Vec::<u8>::new(),
-                    );
-                    new_types.push(e.event_type.clone());
+                match &mut times {
+                    Some(t) => t.push(e.time),
+                    None => {
+                        let t = outcome.written.entry(e.event_type.clone()).or_default();
+                        t.push(e.time);
+                        times = Some(t);
+                    }
                 }
-                outcome.written.push((e.event_type.clone(), e.time));
             }
             batch.commit().map_err(engine)?;
         }

@@ -28,11 +28,11 @@ pub enum StoreError {
     Closed,
 }
 
-/// What a put did, for cache invalidation: every event's (type, time), and
+/// What a put did, for cache invalidation: the times written per type, and
 /// for each upsert that replaced an earlier event, that event's (type, old time).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PutOutcome {
-    pub written: Vec<(String, i64)>,
+    pub written: std::collections::BTreeMap<String, Vec<i64>>,
     pub replaced: Vec<(String, i64)>,
 }
 

@@ -108,7 +108,7 @@ fn event(i: usize, type_: &str) -> serde_json::Value {
         "data": {
             "duration_ms": (x % 10_000) as f64 / 10.0,
             "path": paths[(x % 5) as usize],
-            "status": if x % 50 == 0 { 500 } else { 200 },
+            "status": if x.is_multiple_of(50) { 500 } else { 200 },
             "user": format!("u{}", x % 100_000),
         }
     })

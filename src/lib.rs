@@ -4,6 +4,7 @@
 //! See README.md for the code map and the invariants between modules.
 
 pub mod expr;
+pub mod metric;
 pub mod model;
 pub mod plan;
 pub mod server;

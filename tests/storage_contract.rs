@@ -50,14 +50,25 @@ pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
         ],
     )
     .unwrap();
-    s.put(
-        &svc,
-        &[
-            ev("other", 15, "{}", None),
-            ev("test", -5, r#"{"i":0}"#, None),
-        ],
-    )
-    .unwrap();
+    let out = s
+        .put(
+            &svc,
+            &[
+                ev("other", 15, "{}", None),
+                ev("test", -5, r#"{"i":0}"#, None),
+                ev("other", 16, "{}", None),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        out.written,
+        [
+            ("other".to_owned(), vec![15, 16]),
+            ("test".to_owned(), vec![-5])
+        ]
+        .into_iter()
+        .collect()
+    );
     let asc: Vec<i64> = all(s, &svc, "test", Order::Ascending)
         .iter()
         .map(|e| e.0)

@@ -4,6 +4,7 @@
 pub mod collectd;
 pub mod collector;
 pub mod events;
+pub mod invalidation;
 
 pub use collector::{Collector, CollectorError};
 pub use events::{EventQuery, EventQueryError, query_events};

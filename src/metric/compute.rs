@@ -1,0 +1,212 @@
+//! Computing one leaf's bins from events, and reading only the fields a
+//! leaf needs out of an event's JSON.
+
+use std::collections::BTreeSet;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::reduce::Accumulator;
+use super::tiers::Tier;
+use crate::expr::Reduce;
+use crate::plan::LeafPlan;
+use crate::plan::filter::PathStep;
+
+/// The bins `[first, first + n * step)` of one leaf, filled event by event.
+pub struct BinComputer<'p> {
+    leaf: &'p LeafPlan,
+    step: i64,
+    first: i64,
+    accs: Vec<Accumulator>,
+    /// No filter and no value: every event counts 1.
+    trivial: bool,
+}
+
+impl<'p> BinComputer<'p> {
+    pub fn new(leaf: &'p LeafPlan, tier: Tier, first: i64, n: usize) -> Self {
+        BinComputer {
+            leaf,
+            step: tier.step(),
+            first,
+            accs: (0..n).map(|_| Accumulator::new(leaf.reduce)).collect(),
+            trivial: leaf.filter.is_empty() && leaf.value.is_none(),
+        }
+    }
+
+    /// The bin index of `time`, if it is one of ours.
+    fn slot(&self, time: i64) -> Option<usize> {
+        if time < self.first {
+            return None;
+        }
+        let i = usize::try_from((time - self.first) / self.step).ok()?;
+        (i < self.accs.len()).then_some(i)
+    }
+
+    /// Adds one event (its data, or the part of it [`needed_fields`] names).
+    pub fn add(&mut self, time: i64, data: &Value) {
+        let Some(i) = self.slot(time) else { return };
+        if self.trivial {
+            self.accs[i].add_number(1.0);
+            return;
+        }
+        if !self.leaf.filter.matches(data) {
+            return;
+        }
+        if let Some(v) = self.leaf.value_of(data) {
+            self.accs[i].add(&v);
+        }
+    }
+
+    pub fn finish(self) -> Vec<Option<f64>> {
+        self.accs.into_iter().map(Accumulator::finish).collect()
+    }
+
+    pub fn reduce(&self) -> Reduce {
+        self.leaf.reduce
+    }
+}
+
+/// Computes bins from events given as (time, data).
+pub fn compute_bins<'a>(
+    leaf: &LeafPlan,
+    tier: Tier,
+    first: i64,
+    n: usize,
+    events: impl IntoIterator<Item = (i64, &'a Value)>,
+) -> Vec<Option<f64>> {
+    let mut c = BinComputer::new(leaf, tier, first, n);
+    for (t, d) in events {
+        c.add(t, d);
+    }
+    c.finish()
+}
+
+/// The top-level data fields a leaf reads (filters and value); empty when it
+/// reads none, so events need not be parsed at all.
+pub fn needed_fields(leaf: &LeafPlan) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for c in &leaf.filter.conditions {
+        if let Some(PathStep::Key(k)) = c.path.first() {
+            out.insert(k.clone());
+        } else if let Some(PathStep::Index(i)) = c.path.first() {
+            out.insert(i.to_string());
+        }
+    }
+    for f in &leaf.fields {
+        out.insert(f.head.clone());
+    }
+    out
+}
+
+/// Parses a JSON object keeping only the top-level keys in `fields`.
+/// Anything that is not an object parses whole.
+pub fn parse_fields(json: &[u8], fields: &BTreeSet<String>) -> Result<Value, serde_json::Error> {
+    struct Seed<'f>(&'f BTreeSet<String>);
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+            let mut out = Map::new();
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if self.0.contains(k.as_ref()) {
+                    out.insert(k.into_owned(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element::<Value>()? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let v = Seed(fields).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{MetricPlan, compile_metric};
+    use serde_json::json;
+
+    fn leaf(e: &str) -> LeafPlan {
+        match compile_metric(e).unwrap().1 {
+            MetricPlan::Leaf(l) => l,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn bins_events_by_tier() {
+        let l = leaf("sum(t1(x).gt(x, 1))");
+        let tier = Tier::from_step(60_000).unwrap();
+        let events = [
+            (0, json!({"x": 5})),
+            (59_999, json!({"x": 1})),
+            (60_000, json!({"x": 2})),
+            (125_000, json!({"x": "7"})),
+            (200_000, json!({"x": 100})),
+            (-1, json!({"x": 100})),
+        ];
+        let got = compute_bins(&l, tier, 0, 3, events.iter().map(|(t, d)| (*t, d)));
+        assert_eq!(got, [Some(5.0), Some(2.0), Some(0.0)]);
+        let m = leaf("median(t1(x))");
+        let got = compute_bins(&m, tier, 0, 3, events.iter().map(|(t, d)| (*t, d)));
+        assert_eq!(got, [Some(3.0), Some(2.0), None]);
+        let c = leaf("sum(t1)");
+        let got = compute_bins(&c, tier, 0, 3, events.iter().map(|(t, d)| (*t, d)));
+        assert_eq!(got, [Some(2.0), Some(1.0), Some(1.0)]);
+    }
+
+    #[test]
+    fn parses_only_needed_fields() {
+        let l = leaf("sum(t1(a.b).eq(c[0], 1).gt(d, 2))");
+        let need = needed_fields(&l);
+        assert_eq!(
+            need.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "c", "d"]
+        );
+        let v = parse_fields(
+            br#"{"a":{"b":1,"z":[1,2]},"big":{"x":[1,2,3]},"c":[1],"d":3,"e":"s"}"#,
+            &need,
+        )
+        .unwrap();
+        assert_eq!(v, json!({"a": {"b": 1, "z": [1, 2]}, "c": [1], "d": 3}));
+        assert!(needed_fields(&leaf("sum(t1)")).is_empty());
+        assert_eq!(parse_fields(b"[1,2]", &need).unwrap(), json!([1, 2]));
+        assert!(parse_fields(b"{", &need).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Metric computation — pure: tiers and binning, reduces, evaluation of one
+//! leaf over an ordered stream of events. No IO, no async.
+
+pub mod compute;
+pub mod reduce;
+pub mod tiers;
+
+pub use compute::{BinComputer, compute_bins, needed_fields, parse_fields};
+pub use reduce::{Accumulator, distinct_key};
+pub use tiers::{TIERS, Tier};

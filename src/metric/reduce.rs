@@ -1,0 +1,287 @@
+//! Reduces: how the values of one bin become one number.
+//!
+//! Empty bins: `sum`, `count`, `distinct` give 0; the others are undefined
+//! (`None`). Numeric reduces consider numbers only (a string, or arithmetic
+//! on one, contributes nothing). `distinct` compares values by their
+//! JavaScript string form (1 and "1" are one value). `median` and the
+//! percentiles interpolate linearly between the two nearest ranks
+//! (`h = (n - 1) p`), so the median of an even count is the mean of the two
+//! middle values. `stddev` is the sample standard deviation (undefined below
+//! two values).
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::expr::Reduce;
+use crate::plan::Scalar;
+
+/// The running state of one bin.
+#[derive(Debug, Clone)]
+pub enum Accumulator {
+    Sum(f64),
+    Min(Option<f64>),
+    Max(Option<f64>),
+    Count(u64),
+    Avg {
+        sum: f64,
+        n: u64,
+    },
+    /// Welford's running mean and sum of squared deviations.
+    Stddev {
+        n: u64,
+        mean: f64,
+        m2: f64,
+    },
+    Quantile {
+        q: f64,
+        values: Vec<f64>,
+    },
+    Distinct(HashSet<String>),
+}
+
+/// JavaScript's `String(v)`, for `distinct`.
+pub fn distinct_key(v: &Scalar) -> String {
+    match v {
+        Scalar::Number(x) => js_number(*x),
+        Scalar::Other(v) => js_string(v),
+    }
+}
+
+fn js_number(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
+    } else if x == x.trunc() && x.abs() < 1e21 {
+        format!("{}", x as i128)
+    } else {
+        format!("{x}")
+    }
+}
+
+fn js_string(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => js_number(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                if i.is_null() {
+                    String::new()
+                } else {
+                    js_string(i)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Object(_) => "[object Object]".into(),
+    }
+}
+
+/// Linear interpolation between closest ranks of sorted `values`.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let h = (n - 1) as f64 * q;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(n - 1);
+    let (a, b) = (sorted[lo], sorted[hi]);
+    Some(a + (b - a) * (h - lo as f64))
+}
+
+impl Accumulator {
+    pub fn new(reduce: Reduce) -> Self {
+        match reduce {
+            Reduce::Sum => Accumulator::Sum(0.0),
+            Reduce::Min => Accumulator::Min(None),
+            Reduce::Max => Accumulator::Max(None),
+            Reduce::Count => Accumulator::Count(0),
+            Reduce::Avg => Accumulator::Avg { sum: 0.0, n: 0 },
+            Reduce::Stddev => Accumulator::Stddev {
+                n: 0,
+                mean: 0.0,
+                m2: 0.0,
+            },
+            Reduce::Distinct => Accumulator::Distinct(HashSet::new()),
+            r => Accumulator::Quantile {
+                q: r.quantile().unwrap_or(0.5),
+                values: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds one event's value.
+    pub fn add(&mut self, v: &Scalar) {
+        match self {
+            Accumulator::Count(n) => *n += 1,
+            Accumulator::Distinct(set) => {
+                set.insert(distinct_key(v));
+            }
+            _ => {
+                if let Some(x) = v.as_number() {
+                    self.add_number(x);
+                }
+            }
+        }
+    }
+
+    /// Adds a number (the fast path when the value is numeric).
+    pub fn add_number(&mut self, x: f64) {
+        match self {
+            Accumulator::Sum(s) => *s += x,
+            Accumulator::Min(m) => *m = Some(m.map_or(x, |m| m.min(x))),
+            Accumulator::Max(m) => *m = Some(m.map_or(x, |m| m.max(x))),
+            Accumulator::Count(n) => *n += 1,
+            Accumulator::Avg { sum, n } => {
+                *sum += x;
+                *n += 1;
+            }
+            Accumulator::Stddev { n, mean, m2 } => {
+                *n += 1;
+                let d = x - *mean;
+                *mean += d / *n as f64;
+                *m2 += d * (x - *mean);
+            }
+            Accumulator::Quantile { values, .. } => values.push(x),
+            Accumulator::Distinct(set) => {
+                set.insert(js_number(x));
+            }
+        }
+    }
+
+    /// The bin's value; `None` is undefined.
+    pub fn finish(self) -> Option<f64> {
+        match self {
+            Accumulator::Sum(s) => Some(s),
+            Accumulator::Min(m) | Accumulator::Max(m) => m,
+            Accumulator::Count(n) => Some(n as f64),
+            Accumulator::Avg { sum, n } => (n > 0).then(|| sum / n as f64),
+            Accumulator::Stddev { n, m2, .. } => (n > 1).then(|| (m2 / (n - 1) as f64).sqrt()),
+            Accumulator::Quantile { q, mut values } => {
+                values.sort_by(f64::total_cmp);
+                quantile(&values, q)
+            }
+            Accumulator::Distinct(set) => Some(set.len() as f64),
+        }
+    }
+}
+
+/// Whether a coarser bin of `reduce` can be built from finer bins' values.
+pub fn is_pyramidal(reduce: Reduce) -> bool {
+    matches!(
+        reduce,
+        Reduce::Sum | Reduce::Min | Reduce::Max | Reduce::Count
+    )
+}
+
+/// Combines finer bins' values into a coarser bin (pyramidal reduces only).
+pub fn merge(reduce: Reduce, parts: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let defined = parts.into_iter().flatten();
+    match reduce {
+        Reduce::Sum | Reduce::Count => Some(defined.sum()),
+        Reduce::Min => defined.reduce(f64::min),
+        Reduce::Max => defined.reduce(f64::max),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(r: Reduce, values: &[Scalar]) -> Option<f64> {
+        let mut acc = Accumulator::new(r);
+        for v in values {
+            acc.add(v);
+        }
+        acc.finish()
+    }
+
+    fn nums(xs: &[f64]) -> Vec<Scalar> {
+        xs.iter().map(|x| Scalar::Number(*x)).collect()
+    }
+
+    #[test]
+    fn empty_bins() {
+        assert_eq!(run(Reduce::Sum, &[]), Some(0.0));
+        assert_eq!(run(Reduce::Count, &[]), Some(0.0));
+        assert_eq!(run(Reduce::Distinct, &[]), Some(0.0));
+        for r in [
+            Reduce::Min,
+            Reduce::Max,
+            Reduce::Median,
+            Reduce::Avg,
+            Reduce::Stddev,
+            Reduce::P99,
+        ] {
+            assert_eq!(run(r, &[]), None, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn values() {
+        let v = nums(&[3.0, 1.0, 4.0, 1.0, 5.0, 9.0]);
+        assert_eq!(run(Reduce::Sum, &v), Some(23.0));
+        assert_eq!(run(Reduce::Min, &v), Some(1.0));
+        assert_eq!(run(Reduce::Max, &v), Some(9.0));
+        assert_eq!(run(Reduce::Median, &v), Some(3.5));
+        assert_eq!(run(Reduce::Median, &nums(&[5.0, 1.0, 3.0])), Some(3.0));
+        assert_eq!(run(Reduce::Count, &v), Some(6.0));
+        assert_eq!(run(Reduce::Distinct, &v), Some(5.0));
+        assert!((run(Reduce::Avg, &v).unwrap() - 23.0 / 6.0).abs() < 1e-12);
+        let sd = run(
+            Reduce::Stddev,
+            &nums(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]),
+        )
+        .unwrap();
+        assert!((sd - 2.138089935299395).abs() < 1e-12, "{sd}");
+        assert_eq!(run(Reduce::P50, &nums(&[1.0, 2.0, 3.0, 4.0])), Some(2.5));
+        assert_eq!(
+            run(
+                Reduce::P90,
+                &nums(&(1..=11).map(f64::from).collect::<Vec<_>>())
+            ),
+            Some(10.0)
+        );
+        assert_eq!(run(Reduce::P999, &nums(&[7.0])), Some(7.0));
+    }
+
+    #[test]
+    fn numeric_reduces_skip_non_numbers_distinct_uses_strings() {
+        let v = vec![
+            Scalar::Number(1.0),
+            Scalar::Other(json!("1")),
+            Scalar::Other(json!("x")),
+            Scalar::Number(f64::NAN),
+            Scalar::Number(2.0),
+        ];
+        assert_eq!(run(Reduce::Sum, &v), Some(3.0));
+        assert_eq!(run(Reduce::Max, &v), Some(2.0));
+        assert_eq!(run(Reduce::Median, &v), Some(1.5));
+        // 1 and "1" are one value; NaN is its own
+        assert_eq!(run(Reduce::Distinct, &v), Some(4.0));
+        assert_eq!(run(Reduce::Count, &v), Some(5.0));
+        assert_eq!(distinct_key(&Scalar::Other(json!([1, null, "a"]))), "1,,a");
+        assert_eq!(distinct_key(&Scalar::Number(1.5)), "1.5");
+        assert_eq!(distinct_key(&Scalar::Other(json!(true))), "true");
+    }
+
+    #[test]
+    fn pyramids_merge_finer_bins() {
+        assert_eq!(merge(Reduce::Sum, [Some(1.0), Some(2.0)]), Some(3.0));
+        assert_eq!(merge(Reduce::Min, [None, Some(2.0), Some(1.0)]), Some(1.0));
+        assert_eq!(merge(Reduce::Max, [None, None]), None);
+        assert_eq!(merge(Reduce::Count, [Some(1.0), Some(0.0)]), Some(1.0));
+        assert!(is_pyramidal(Reduce::Sum) && !is_pyramidal(Reduce::Median));
+    }
+}

@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// Largest WebSocket message.
     #[arg(long, env = "CUBED_MAX_WS_MESSAGE", default_value = "1MiB", value_parser = parse_size)]
     pub max_ws_message: usize,
+    /// How often pending metric cache invalidations are flushed, in ms
+    /// (a query also flushes those of the types it reads first).
+    #[arg(long, env = "CUBED_INVALIDATION_INTERVAL_MS", default_value_t = 1000)]
+    pub invalidation_interval_ms: u64,
     /// Metric cache cap per event type.
     #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
     pub cache_per_type: usize,

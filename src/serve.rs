@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cubed::model::SystemClock;
-use cubed::server::{self, App, Limits, Listeners};
+use cubed::server::{self, App, Limits, Listeners, Options};
 use cubed::storage::embedded::EmbeddedStore;
 
 use crate::cli::ServeArgs;
@@ -41,7 +41,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_body_bytes: args.max_body,
         max_ws_message_bytes: args.max_ws_message,
     };
-    let app = App::new(store.clone(), store, Arc::new(SystemClock), limits);
+    let options = Options {
+        limits,
+        invalidation_interval: std::time::Duration::from_millis(
+            args.invalidation_interval_ms.max(1),
+        ),
+    };
+    let app = App::new(store.clone(), store, Arc::new(SystemClock), options);
     let addr = |l: &tokio::net::TcpListener| {
         l.local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string())

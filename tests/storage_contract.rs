@@ -122,6 +122,33 @@ pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
     assert_eq!(s.types(&svc).unwrap(), ["other", "test"]);
 }
 
+pub fn scan_data_gives_raw_data_in_time_order<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    s.put(
+        &svc,
+        &[
+            ev("test", 20, r#"{"b":2}"#, Some("\"x\"")),
+            ev("test", 10, r#"{"a":1}"#, None),
+            ev("test", 30, "{}", None),
+        ],
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    s.scan_data(&svc, "test", 10, 30, &mut |t, d| {
+        got.push((t, serde_json::from_slice::<serde_json::Value>(d).unwrap()));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        got,
+        [
+            (10, serde_json::json!({"a": 1})),
+            (20, serde_json::json!({"b": 2}))
+        ]
+    );
+}
+
 pub fn same_time_events_are_all_kept<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
     let svc = Service::default_service();
@@ -371,6 +398,10 @@ macro_rules! contract_suite {
             #[test]
             fn puts_and_scans_in_time_order() {
                 super::puts_and_scans_in_time_order($factory())
+            }
+            #[test]
+            fn scan_data_gives_raw_data_in_time_order() {
+                super::scan_data_gives_raw_data_in_time_order($factory())
             }
             #[test]
             fn same_time_events_are_all_kept() {

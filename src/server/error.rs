@@ -9,7 +9,7 @@ use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
 use warp::reply::Reply;
 
 use crate::model::{BatchError, ServiceError};
-use crate::service::{CollectorError, EventQueryError};
+use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
 use crate::storage::StoreError;
 
 /// An answer that is not a success.
@@ -159,5 +159,22 @@ impl From<EventQueryError> for ApiError {
             EventQueryError::Store(s) => s.into(),
             EventQueryError::Internal(m) => ApiError::internal(m),
         }
+    }
+}
+
+impl From<MetricQueryError> for ApiError {
+    fn from(e: MetricQueryError) -> Self {
+        match e {
+            MetricQueryError::Expression(p) => {
+                ApiError::with_message(StatusCode::BAD_REQUEST, "invalid expression", p.to_string())
+            }
+            other => ApiError::bad_request(&other.to_string()),
+        }
+    }
+}
+
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> Self {
+        ApiError::internal(e)
     }
 }

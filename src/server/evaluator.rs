@@ -11,7 +11,8 @@ use warp::http::StatusCode;
 use super::App;
 use super::common::{preflight, recover, respond, service, service_header, with_app};
 use super::error::json_response;
-use crate::service::{EventQuery, query_events};
+use crate::plan::number_json;
+use crate::service::{EventQuery, MetricQuery, query_events};
 use crate::storage::Order;
 
 pub fn routes(
@@ -47,7 +48,7 @@ pub fn routes(
         )
         .and(service_header())
         .and(warp::query::<HashMap<String, String>>())
-        .and(with_app(app))
+        .and(with_app(Arc::clone(&app)))
         .then(
             |svc, q: HashMap<String, String>, app: Arc<App>| async move {
                 respond(
@@ -69,11 +70,68 @@ pub fn routes(
             },
         );
 
+    let metrics = warp::get()
+        .and(
+            warp::path!("1.0" / "metric")
+                .or(warp::path!("1.0" / "metric" / "get"))
+                .unify(),
+        )
+        .and(service_header())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_app(Arc::clone(&app)))
+        .then(
+            |svc, q: HashMap<String, String>, app: Arc<App>| async move {
+                respond(
+                    async {
+                        let service = service(svc)?;
+                        let p = |k: &str| q.get(k).map(String::as_str);
+                        let query = MetricQuery::parse(
+                            p("expression"),
+                            p("start"),
+                            p("stop"),
+                            p("step"),
+                            p("limit"),
+                            app.clock.now_ms(),
+                        )?;
+                        let mut values: Vec<Option<f64>> = vec![None; query.n];
+                        app.evaluator
+                            .evaluate(&service, &query, &mut |i, v| values[i] = v)
+                            .await?;
+                        let out: Vec<Value> = values
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| metric_json(query.time(i), v, None))
+                            .collect();
+                        Ok(json_response(StatusCode::OK, &Value::Array(out)))
+                    }
+                    .await,
+                )
+            },
+        );
+
     types
         .or(events)
+        .unify()
+        .or(metrics)
         .unify()
         .or(preflight())
         .unify()
         .recover(recover)
         .unify()
+}
+
+/// `{time, value?, id?}`: an undefined value is left out; NaN and infinities are null.
+pub fn metric_json(time: i64, value: Option<f64>, id: Option<&Value>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "time".into(),
+        Value::String(crate::model::time::format_iso(time)),
+    );
+    if let Some(v) = value {
+        m.insert("value".into(), number_json(v));
+    }
+    if let Some(id) = id {
+        m.insert("id".into(), id.clone());
+    }
+    Value::Object(m)
 }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 use crate::model::Clock;
-use crate::service::Collector;
+use crate::service::{Collector, Evaluator, Invalidator};
 use crate::storage::{EventStore, MetricCache};
 
 /// Size limits on what clients send.
@@ -36,12 +36,33 @@ impl Default for Limits {
     }
 }
 
+/// Settings of a running server that are not sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    /// How often pending cache invalidations are flushed in the background
+    /// (queries also flush their types' pending invalidations first).
+    pub invalidation_interval: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            invalidation_interval: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
 /// Everything the handlers share.
 pub struct App {
     pub store: Arc<dyn EventStore>,
     pub cache: Arc<dyn MetricCache>,
     pub clock: Arc<dyn Clock>,
     pub collector: Collector,
+    pub invalidator: Arc<Invalidator>,
+    pub evaluator: Evaluator,
+    pub options: Options,
     pub limits: Limits,
 }
 
@@ -50,15 +71,28 @@ impl App {
         store: Arc<dyn EventStore>,
         cache: Arc<dyn MetricCache>,
         clock: Arc<dyn Clock>,
-        limits: Limits,
+        options: Options,
     ) -> Arc<Self> {
         let collector = Collector::new(Arc::clone(&store), Arc::clone(&clock));
+        let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
+        let inv = Arc::clone(&invalidator);
+        collector.on_put(Arc::new(move |service, outcome| {
+            inv.record(service, outcome)
+        }));
+        let evaluator = Evaluator::new(
+            Arc::clone(&store),
+            Arc::clone(&cache),
+            Arc::clone(&invalidator),
+        );
         Arc::new(App {
             store,
             cache,
             clock,
             collector,
-            limits,
+            invalidator,
+            evaluator,
+            limits: options.limits,
+            options,
         })
     }
 }
@@ -94,6 +128,7 @@ pub async fn run(
         .map(|socket| tokio::spawn(udp::serve(socket, Arc::clone(&app), stopped(rx.clone()))));
     let collector = tokio::spawn(collector);
     let evaluator = tokio::spawn(evaluator);
+    let flusher = tokio::spawn(flush_invalidations(Arc::clone(&app), stopped(rx.clone())));
     shutdown.await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
@@ -102,10 +137,32 @@ pub async fn run(
     if let Some(udp) = udp {
         let _ = udp.await;
     }
+    let _ = flusher.await;
     let store = Arc::clone(&app.store);
     match tokio::task::spawn_blocking(move || store.flush()).await {
         Ok(Ok(())) => tracing::info!("store flushed"),
         Ok(Err(e)) => tracing::error!(error = %e, "flushing the store failed"),
         Err(e) => tracing::error!(error = %e, "flushing the store failed"),
     }
+}
+
+/// The periodic batch of cache invalidations.
+async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(app.options.invalidation_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        let inv = Arc::clone(&app.invalidator);
+        match tokio::task::spawn_blocking(move || inv.flush_all()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing cache invalidations failed"),
+            Err(e) => tracing::error!(error = %e, "flushing cache invalidations failed"),
+        }
+    }
+    let inv = Arc::clone(&app.invalidator);
+    let _ = tokio::task::spawn_blocking(move || inv.flush_all()).await;
 }

@@ -3,8 +3,11 @@
 
 pub mod collectd;
 pub mod collector;
+pub mod evaluator;
 pub mod events;
 pub mod invalidation;
 
 pub use collector::{Collector, CollectorError};
+pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};
 pub use events::{EventQuery, EventQueryError, query_events};
+pub use invalidation::Invalidator;

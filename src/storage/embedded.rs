@@ -304,6 +304,31 @@ impl EventStore for EmbeddedStore {
         Ok(())
     }
 
+    fn scan_data(
+        &self,
+        service: &Service,
+        event_type: &str,
+        start: i64,
+        stop: i64,
+        visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        if start >= stop {
+            return Ok(());
+        }
+        let prefix = keys::type_prefix(service, event_type);
+        let lo = keys::time_bound(&prefix, start);
+        let hi = keys::time_bound(&prefix, stop);
+        for item in self.events.range(lo..hi) {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            let time = keys::event_time(&k, prefix.len()).ok_or_else(|| corrupt("event key"))?;
+            let (_, data) = keys::decode_event_value(&v).ok_or_else(|| corrupt("event value"))?;
+            if visit(time, data).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
         Ok(self
             .known_types

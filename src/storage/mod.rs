@@ -64,6 +64,17 @@ pub trait EventStore: Send + Sync + 'static {
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
 
+    /// Visits the events of one type with `start <= time < stop`, oldest
+    /// first, as (time, data JSON text) — without decoding, for the evaluator.
+    fn scan_data(
+        &self,
+        service: &Service,
+        event_type: &str,
+        start: i64,
+        stop: i64,
+        visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+
     /// The service's event types, sorted.
     fn types(&self, service: &Service) -> Result<Vec<String>, StoreError>;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use cubed::model::{Clock, SystemClock};
-use cubed::server::{self, App, Limits, Listeners};
+use cubed::server::{self, App, Limits, Listeners, Options};
 use cubed::storage::embedded::{Durability, EmbeddedStore};
 
 pub struct TestServer {
@@ -63,7 +63,11 @@ impl TestServer {
                         .expect("addr"),
                 );
                 addr_tx.send(addrs).expect("send addrs");
-                let app = App::new(store.clone(), store, clock, limits);
+                let options = Options {
+                    limits,
+                    ..Options::default()
+                };
+                let app = App::new(store.clone(), store, clock, options);
                 server::run(listeners, app, async {
                     let _ = stop_rx.await;
                 })

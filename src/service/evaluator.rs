@@ -1,0 +1,465 @@
+//! The evaluator: metric queries over the cache and the event store.
+//!
+//! For each leaf of an expression: flush pending invalidations of its type,
+//! read its valid cached bins, compute the missing runs of bins (from finer
+//! cached bins for pyramidal reduces at the hour and day tiers, else from
+//! events), and cache what was computed unless a put touched the range
+//! meanwhile. Bins whose every leaf was cached are emitted first. One run of
+//! one leaf asked for by concurrent requests is computed once.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::future::{BoxFuture, join_all};
+use tokio::sync::OnceCell;
+
+use super::invalidation::Invalidator;
+use crate::metric::reduce::{is_pyramidal, merge};
+use crate::metric::{BinComputer, Tier, needed_fields, parse_fields};
+use crate::model::{Service, time};
+use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
+use crate::storage::{CachedBin, EventStore, MetricCache, StoreError};
+
+/// Largest (and default) number of bins one request returns.
+pub const MAX_METRIC_LIMIT: i64 = 10_000;
+/// Default step: 10 seconds.
+pub const DEFAULT_STEP: i64 = 10_000;
+
+/// Why evaluation failed (shared between requests that wait on one computation).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EvalError {
+    #[error("storage error: {0}")]
+    Store(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EvalError {
+    fn from(e: StoreError) -> Self {
+        EvalError::Store(e.to_string())
+    }
+}
+
+/// Why a metric request was refused. `Display` is Cube's error text; the
+/// variants are checked in this order.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricQueryError {
+    #[error("invalid start")]
+    Start,
+    #[error("invalid stop")]
+    Stop,
+    #[error("invalid expression")]
+    Expression(PlanError),
+    #[error("invalid step")]
+    Step,
+    #[error("invalid limit")]
+    Limit,
+}
+
+/// A parsed metric request: the bins `first + i * step` for `i < n`.
+#[derive(Debug, Clone)]
+pub struct MetricQuery {
+    pub expression: String,
+    pub plan: MetricPlan,
+    pub tier: Tier,
+    pub first: i64,
+    pub n: usize,
+    /// `ceil(stop)`: the time of the WebSocket end marker.
+    pub end: i64,
+}
+
+impl MetricQuery {
+    /// Cube's parameters and defaults: `step` 10000, `stop` now floored to
+    /// the step, `start` 0, `limit` 10000 (also the maximum); when the range
+    /// holds more than `limit` bins, the start moves forward.
+    pub fn parse(
+        expression: Option<&str>,
+        start: Option<&str>,
+        stop: Option<&str>,
+        step: Option<&str>,
+        limit: Option<&str>,
+        now: i64,
+    ) -> Result<Self, MetricQueryError> {
+        let parsed_step = match step {
+            None => Some(DEFAULT_STEP),
+            Some(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.fract() == 0.0 && x.abs() < 1e15)
+                .map(|x| x as i64),
+        };
+        let tier = parsed_step.and_then(Tier::from_step);
+        let start = match start {
+            None => 0,
+            Some(s) => time::parse_param(s).ok_or(MetricQueryError::Start)?,
+        };
+        let stop = match stop {
+            None => tier
+                .unwrap_or(Tier::from_step(DEFAULT_STEP).ok_or(MetricQueryError::Step)?)
+                .floor(now),
+            Some(s) => time::parse_param(s).ok_or(MetricQueryError::Stop)?,
+        };
+        let (_, plan) =
+            compile_metric(expression.unwrap_or_default()).map_err(MetricQueryError::Expression)?;
+        let tier = tier.ok_or(MetricQueryError::Step)?;
+        let limit = match limit {
+            None => MAX_METRIC_LIMIT,
+            Some(s) => {
+                let x: f64 = s.trim().parse().map_err(|_| MetricQueryError::Limit)?;
+                if x.is_nan() || x < 0.0 {
+                    return Err(MetricQueryError::Limit);
+                }
+                (x as i64).min(MAX_METRIC_LIMIT)
+            }
+        };
+        let end = tier.ceil(stop);
+        let mut first = tier.floor(start);
+        let mut n = tier.count(start, stop);
+        if n > limit {
+            first = end - limit * tier.step();
+            n = limit;
+        }
+        Ok(MetricQuery {
+            expression: expression.unwrap_or_default().to_owned(),
+            plan,
+            tier,
+            first,
+            n: usize::try_from(n).unwrap_or(0),
+            end,
+        })
+    }
+
+    pub fn time(&self, i: usize) -> i64 {
+        self.first + i as i64 * self.tier.step()
+    }
+}
+
+type RunResult = Result<Arc<Vec<Option<f64>>>, EvalError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RunKey {
+    service: Service,
+    event_type: String,
+    source: String,
+    tier: Tier,
+    first: i64,
+    n: usize,
+}
+
+/// Called after a leaf's bins were computed: (service, leaf source, milliseconds).
+pub type ComputeListener = Arc<dyn Fn(&Service, &str, u64) + Send + Sync>;
+
+pub struct Evaluator {
+    store: Arc<dyn EventStore>,
+    cache: Arc<dyn MetricCache>,
+    invalidator: Arc<Invalidator>,
+    inflight: Mutex<HashMap<RunKey, Arc<OnceCell<RunResult>>>>,
+    listeners: Mutex<Vec<ComputeListener>>,
+}
+
+/// One value per bin: `None` undefined; `Some(NaN)` shows as null.
+pub type BinValue = Option<f64>;
+
+impl Evaluator {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        cache: Arc<dyn MetricCache>,
+        invalidator: Arc<Invalidator>,
+    ) -> Self {
+        Evaluator {
+            store,
+            cache,
+            invalidator,
+            inflight: Mutex::default(),
+            listeners: Mutex::default(),
+        }
+    }
+
+    pub fn on_compute(&self, l: ComputeListener) {
+        if let Ok(mut ls) = self.listeners.lock() {
+            ls.push(l);
+        }
+    }
+
+    /// Evaluates `q`, calling `emit(bin index, value)` once per bin: bins
+    /// whose leaves were all cached first, then the rest.
+    pub async fn evaluate(
+        &self,
+        service: &Service,
+        q: &MetricQuery,
+        emit: &mut (dyn FnMut(usize, BinValue) + Send),
+    ) -> Result<(), EvalError> {
+        let leaves = q.plan.leaves();
+        let mut unique: Vec<Arc<LeafPlan>> = Vec::new();
+        for l in &leaves {
+            if !unique.iter().any(|u| u.source == l.source) {
+                unique.push(Arc::new((*l).clone()));
+            }
+        }
+        let index: Vec<usize> = leaves
+            .iter()
+            .map(|l| {
+                unique
+                    .iter()
+                    .position(|u| u.source == l.source)
+                    .unwrap_or(0)
+            })
+            .collect();
+        let single_leaf = matches!(q.plan, MetricPlan::Leaf(_));
+        let combine = |values: &[Vec<BinValue>], i: usize| -> BinValue {
+            if single_leaf {
+                return values.first().and_then(|v| v[i]);
+            }
+            let per_leaf: Vec<Option<f64>> = index.iter().map(|&j| values[j][i]).collect();
+            Some(q.plan.combine(&per_leaf))
+        };
+
+        let mut cached = Vec::with_capacity(unique.len());
+        for leaf in &unique {
+            cached.push(self.cached(service, leaf, q.tier, q.first, q.n).await?);
+        }
+        let mut done = vec![false; q.n];
+        {
+            let known: Vec<Vec<BinValue>> = cached
+                .iter()
+                .map(|c| c.iter().map(|v| v.flatten()).collect())
+                .collect();
+            for (i, d) in done.iter_mut().enumerate() {
+                if cached.iter().all(|c| c[i].is_some()) {
+                    emit(i, combine(&known, i));
+                    *d = true;
+                }
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Ok(());
+        }
+        let filled = join_all(
+            unique
+                .iter()
+                .zip(cached)
+                .map(|(leaf, c)| self.fill(service.clone(), Arc::clone(leaf), q.tier, q.first, c)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        for (i, d) in done.iter().enumerate() {
+            if !d {
+                emit(i, combine(&filled, i));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the type's pending invalidations and reads the valid cached
+    /// bins: `Some(value)` where cached (value itself may be undefined).
+    async fn cached(
+        &self,
+        service: &Service,
+        leaf: &LeafPlan,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> Result<Vec<Option<BinValue>>, EvalError> {
+        let (inv, cache, svc) = (
+            Arc::clone(&self.invalidator),
+            Arc::clone(&self.cache),
+            service.clone(),
+        );
+        let (event_type, source) = (leaf.event_type.clone(), leaf.source.clone());
+        tokio::task::spawn_blocking(move || {
+            inv.flush_type(&svc, &event_type)?;
+            let step = tier.step();
+            let bins = cache.get(
+                &svc,
+                &event_type,
+                &source,
+                step,
+                first,
+                first + n as i64 * step,
+            )?;
+            let mut out = vec![None; n];
+            for b in bins {
+                if let Some(slot) = usize::try_from((b.time - first) / step)
+                    .ok()
+                    .and_then(|i| out.get_mut(i))
+                {
+                    *slot = Some(b.value);
+                }
+            }
+            Ok::<_, StoreError>(out)
+        })
+        .await
+        .map_err(|e| EvalError::Internal(e.to_string()))?
+        .map_err(EvalError::from)
+    }
+
+    /// Fills the bins `cached` lacks, run by run.
+    fn fill(
+        &self,
+        service: Service,
+        leaf: Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        cached: Vec<Option<BinValue>>,
+    ) -> BoxFuture<'_, Result<Vec<BinValue>, EvalError>> {
+        Box::pin(async move {
+            let step = tier.step();
+            let mut out: Vec<BinValue> = cached.iter().map(|v| v.flatten()).collect();
+            let mut i = 0;
+            while i < cached.len() {
+                if cached[i].is_some() {
+                    i += 1;
+                    continue;
+                }
+                let run_start = i;
+                while i < cached.len() && cached[i].is_none() {
+                    i += 1;
+                }
+                let values = self
+                    .run(
+                        &service,
+                        &leaf,
+                        tier,
+                        first + run_start as i64 * step,
+                        i - run_start,
+                    )
+                    .await?;
+                out[run_start..i].copy_from_slice(&values);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Computes one run of missing bins, once for all concurrent askers.
+    async fn run(
+        &self,
+        service: &Service,
+        leaf: &Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> RunResult {
+        let key = RunKey {
+            service: service.clone(),
+            event_type: leaf.event_type.clone(),
+            source: leaf.source.clone(),
+            tier,
+            first,
+            n,
+        };
+        let cell = {
+            let mut map = self
+                .inflight
+                .lock()
+                .map_err(|e| EvalError::Internal(e.to_string()))?;
+            Arc::clone(
+                map.entry(key.clone())
+                    .or_insert_with(|| Arc::new(OnceCell::new())),
+            )
+        };
+        let result = cell
+            .get_or_init(|| self.compute(service, leaf, tier, first, n))
+            .await
+            .clone();
+        if let Ok(mut map) = self.inflight.lock()
+            && map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell))
+        {
+            map.remove(&key);
+        }
+        result
+    }
+
+    async fn compute(
+        &self,
+        service: &Service,
+        leaf: &Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> RunResult {
+        let generation = self.invalidator.generation(service, &leaf.event_type);
+        let started = Instant::now();
+        let values = match tier.pyramid_source().filter(|_| is_pyramidal(leaf.reduce)) {
+            Some(finer) => {
+                let k = usize::try_from(tier.step() / finer.step()).unwrap_or(1);
+                let fine_cached = self.cached(service, leaf, finer, first, n * k).await?;
+                let fine = self
+                    .fill(service.clone(), Arc::clone(leaf), finer, first, fine_cached)
+                    .await?;
+                fine.chunks(k)
+                    .map(|c| merge(leaf.reduce, c.iter().copied()))
+                    .collect()
+            }
+            None => self.scan(service, leaf, tier, first, n).await?,
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        let stop = first + n as i64 * tier.step();
+        if !self
+            .invalidator
+            .dirty_since(service, &leaf.event_type, generation, first, stop)
+        {
+            let bins: Vec<CachedBin> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| CachedBin {
+                    time: first + i as i64 * tier.step(),
+                    value: *v,
+                })
+                .collect();
+            let (cache, svc, l) = (Arc::clone(&self.cache), service.clone(), Arc::clone(leaf));
+            tokio::task::spawn_blocking(move || {
+                cache.put(&svc, &l.event_type, &l.source, tier.step(), &bins)
+            })
+            .await
+            .map_err(|e| EvalError::Internal(e.to_string()))??;
+        }
+        let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        for l in listeners {
+            l(service, &leaf.source, ms);
+        }
+        Ok(Arc::new(values))
+    }
+
+    /// Computes bins from the events of `[first, first + n * step)`.
+    async fn scan(
+        &self,
+        service: &Service,
+        leaf: &Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> Result<Vec<BinValue>, EvalError> {
+        let (store, svc, leaf) = (Arc::clone(&self.store), service.clone(), Arc::clone(leaf));
+        tokio::task::spawn_blocking(move || {
+            let fields = needed_fields(&leaf);
+            let mut computer = BinComputer::new(&leaf, tier, first, n);
+            let empty = serde_json::Value::Object(serde_json::Map::new());
+            let mut bad = None;
+            let stop = first + n as i64 * tier.step();
+            store.scan_data(&svc, &leaf.event_type, first, stop, &mut |t, data| {
+                if fields.is_empty() {
+                    computer.add(t, &empty);
+                } else {
+                    match parse_fields(data, &fields) {
+                        Ok(v) => computer.add(t, &v),
+                        Err(e) => {
+                            bad = Some(e.to_string());
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+            if let Some(e) = bad {
+                return Err(EvalError::Store(format!("corrupt event data: {e}")));
+            }
+            Ok(computer.finish())
+        })
+        .await
+        .map_err(|e| EvalError::Internal(e.to_string()))?
+    }
+}

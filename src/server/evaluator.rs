@@ -11,9 +11,36 @@ use warp::http::StatusCode;
 use super::App;
 use super::common::{preflight, recover, respond, service, service_header, with_app};
 use super::error::json_response;
+use super::evaluator_ws::{self, Endpoint};
 use crate::plan::number_json;
 use crate::service::{EventQuery, MetricQuery, query_events};
 use crate::storage::Order;
+use warp::Reply;
+
+/// A WebSocket route on the evaluator listener.
+fn ws_route(
+    path: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    endpoint: Endpoint,
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    path.and(warp::ws())
+        .and(service_header())
+        .and(with_app(app))
+        .map(
+            move |ws: warp::ws::Ws, svc: Option<String>, app: Arc<App>| match service(svc) {
+                Ok(service) => {
+                    let live = Arc::clone(&app.live);
+                    ws.max_message_size(app.limits.max_ws_message_bytes)
+                        .max_frame_size(app.limits.max_ws_message_bytes)
+                        .on_upgrade(move |socket| {
+                            evaluator_ws::serve(socket, app, service, endpoint, live)
+                        })
+                        .into_response()
+                }
+                Err(e) => e.into_response(),
+            },
+        )
+}
 
 pub fn routes(
     app: Arc<App>,
@@ -109,7 +136,26 @@ pub fn routes(
             },
         );
 
-    types
+    let ws = ws_route(
+        warp::path!("1.0" / "metric" / "get").boxed(),
+        Endpoint::Metric,
+        Arc::clone(&app),
+    )
+    .or(ws_route(
+        warp::path!("1.0" / "event" / "get").boxed(),
+        Endpoint::Event,
+        Arc::clone(&app),
+    ))
+    .unify()
+    .or(ws_route(
+        warp::path!("1.0" / "types" / "get").boxed(),
+        Endpoint::Types,
+        Arc::clone(&app),
+    ))
+    .unify();
+
+    ws.or(types)
+        .unify()
         .or(events)
         .unify()
         .or(metrics)

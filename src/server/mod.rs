@@ -6,6 +6,7 @@ pub mod collector;
 pub mod common;
 pub mod error;
 pub mod evaluator;
+pub mod evaluator_ws;
 pub mod udp;
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 use crate::model::Clock;
+use crate::service::live::LiveStreams;
 use crate::service::{Collector, Evaluator, Invalidator};
 use crate::storage::{EventStore, MetricCache};
 
@@ -43,6 +45,8 @@ pub struct Options {
     /// How often pending cache invalidations are flushed in the background
     /// (queries also flush their types' pending invalidations first).
     pub invalidation_interval: std::time::Duration,
+    /// How often live event streams poll the store.
+    pub live_poll_interval: std::time::Duration,
 }
 
 impl Default for Options {
@@ -50,6 +54,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             invalidation_interval: std::time::Duration::from_secs(1),
+            live_poll_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct App {
     pub collector: Collector,
     pub invalidator: Arc<Invalidator>,
     pub evaluator: Evaluator,
+    pub live: Arc<LiveStreams>,
     pub options: Options,
     pub limits: Limits,
 }
@@ -84,6 +90,11 @@ impl App {
             Arc::clone(&cache),
             Arc::clone(&invalidator),
         );
+        let live = LiveStreams::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            options.live_poll_interval,
+        );
         Arc::new(App {
             store,
             cache,
@@ -91,6 +102,7 @@ impl App {
             collector,
             invalidator,
             evaluator,
+            live,
             limits: options.limits,
             options,
         })

@@ -6,6 +6,7 @@ pub mod collector;
 pub mod evaluator;
 pub mod events;
 pub mod invalidation;
+pub mod live;
 
 pub use collector::{Collector, CollectorError};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};

@@ -25,6 +25,16 @@ impl TestServer {
     }
 
     pub fn start_with(clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        Self::start_with_options(
+            clock,
+            Options {
+                limits,
+                ..Options::default()
+            },
+        )
+    }
+
+    pub fn start_with_options(clock: Arc<dyn Clock>, options: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_owned();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -63,10 +73,6 @@ impl TestServer {
                         .expect("addr"),
                 );
                 addr_tx.send(addrs).expect("send addrs");
-                let options = Options {
-                    limits,
-                    ..Options::default()
-                };
                 let app = App::new(store.clone(), store, clock, options);
                 server::run(listeners, app, async {
                     let _ = stop_rx.await;

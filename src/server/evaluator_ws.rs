@@ -1,0 +1,255 @@
+//! The evaluator's WebSocket endpoints: multiplexed metric/get, event/get
+//! (history, or a live stream when no `stop` is given), types/get.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use warp::ws::{Message, WebSocket};
+
+use super::App;
+use super::error::ApiError;
+use super::evaluator::metric_json;
+use crate::model::Service;
+use crate::service::live::LiveStreams;
+use crate::service::{EventQuery, MetricQuery, query_events};
+use crate::storage::Order;
+
+/// Default delay of live event streams behind now.
+pub const DEFAULT_LIVE_DELAY_MS: i64 = 5_000;
+
+/// Which endpoint a socket serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    Metric,
+    Event,
+    Types,
+}
+
+/// A request parameter given as a JSON string or number.
+fn param(msg: &Value, key: &str) -> Option<String> {
+    match msg.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn with_id(mut body: Value, id: Option<&Value>) -> Value {
+    if let (Some(id), Value::Object(m)) = (id, &mut body) {
+        m.insert("id".into(), id.clone());
+    }
+    body
+}
+
+/// Serves one socket: requests are read in order, each answered by its own
+/// task, answers written in the order they are produced.
+pub async fn serve(
+    socket: WebSocket,
+    app: Arc<App>,
+    service: Service,
+    endpoint: Endpoint,
+    live: Arc<LiveStreams>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        while let Some(v) = out_rx.recv().await {
+            if sink.send(Message::text(v.to_string())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    while let Some(msg) = stream.next().await {
+        let msg = match msg {
+            Ok(m) if m.is_close() => break,
+            Ok(m) if m.is_text() => m,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = out.send(json!({ "error": e.to_string() }));
+                break;
+            }
+        };
+        let request: Value = match msg.to_str().map(serde_json::from_str) {
+            Ok(Ok(v)) => v,
+            _ => {
+                let _ = out.send(json!({ "error": "invalid request: not JSON" }));
+                continue;
+            }
+        };
+        tasks.retain(|t| !t.is_finished());
+        let (app, service, out, live) = (
+            Arc::clone(&app),
+            service.clone(),
+            out.clone(),
+            Arc::clone(&live),
+        );
+        tasks.push(tokio::spawn(async move {
+            match endpoint {
+                Endpoint::Metric => metric_request(&app, &service, &request, &out).await,
+                Endpoint::Event => event_request(&app, &service, &request, &out, &live).await,
+                Endpoint::Types => types_request(&app, &service, &out).await,
+            }
+        }));
+    }
+    for t in tasks {
+        t.abort();
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+async fn metric_request(
+    app: &App,
+    service: &Service,
+    req: &Value,
+    out: &mpsc::UnboundedSender<Value>,
+) {
+    let id = req.get("id");
+    let query = MetricQuery::parse(
+        req.get("expression").and_then(Value::as_str),
+        param(req, "start").as_deref(),
+        param(req, "stop").as_deref(),
+        param(req, "step").as_deref(),
+        param(req, "limit").as_deref(),
+        app.clock.now_ms(),
+    );
+    let query = match query {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
+            return;
+        }
+    };
+    let mut emit = |i: usize, v: Option<f64>| {
+        let _ = out.send(metric_json(query.time(i), v, id));
+    };
+    match app.evaluator.evaluate(service, &query, &mut emit).await {
+        Ok(()) => {
+            let end = json!({ "time": crate::model::time::format_iso(query.end) });
+            let _ = out.send(with_id(end, id));
+        }
+        Err(e) => {
+            let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
+        }
+    }
+}
+
+async fn event_request(
+    app: &App,
+    service: &Service,
+    req: &Value,
+    out: &mpsc::UnboundedSender<Value>,
+    live: &Arc<LiveStreams>,
+) {
+    let id = req.get("id");
+    let now = app.clock.now_ms();
+    let delay = req
+        .get("delay")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_LIVE_DELAY_MS)
+        .max(0);
+    let has_stop = req.get("stop").is_some_and(|s| !s.is_null());
+    let default_start = if has_stop {
+        None
+    } else {
+        Some((now - delay).to_string())
+    };
+    let start = param(req, "start").or(default_start);
+    let stop = if has_stop {
+        param(req, "stop")
+    } else {
+        Some((now - delay).to_string())
+    };
+    let query = EventQuery::parse(
+        req.get("expression").and_then(Value::as_str),
+        start.as_deref(),
+        stop.as_deref(),
+        param(req, "limit").as_deref(),
+        now,
+    );
+    let query = match query {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
+            return;
+        }
+    };
+    if has_stop {
+        match query_events(&app.store, service, query, Order::Descending).await {
+            Ok(events) => {
+                for e in events {
+                    let _ = out.send(e);
+                }
+                let _ = out.send(Value::Null);
+            }
+            Err(e) => {
+                let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
+            }
+        }
+        return;
+    }
+    // Live: the history up to now - delay, then each shared window.
+    let plan = query.plan.clone();
+    let mut seen = query.stop;
+    let mut windows = live.subscribe(service, &plan, delay, seen);
+    match query_events(&app.store, service, query, Order::Ascending).await {
+        Ok(events) => {
+            for e in events {
+                let _ = out.send(e);
+            }
+        }
+        Err(e) => {
+            let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
+            return;
+        }
+    }
+    loop {
+        let w = match windows.recv().await {
+            Ok(w) => w,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        if w.start > seen {
+            let gap = EventQuery {
+                plan: plan.clone(),
+                start: seen,
+                stop: w.start,
+                limit: usize::MAX,
+            };
+            if let Ok(events) = query_events(&app.store, service, gap, Order::Ascending).await {
+                for e in events {
+                    let _ = out.send(e);
+                }
+            }
+        }
+        for e in w.events.iter() {
+            let t = e
+                .get("time")
+                .and_then(Value::as_str)
+                .and_then(crate::model::time::parse_iso);
+            if t.is_none_or(|t| t >= seen) && out.send(e.clone()).is_err() {
+                return;
+            }
+        }
+        seen = seen.max(w.stop);
+        if out.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn types_request(app: &App, service: &Service, out: &mpsc::UnboundedSender<Value>) {
+    let store = Arc::clone(&app.store);
+    let svc = service.clone();
+    let types = tokio::task::spawn_blocking(move || store.types(&svc)).await;
+    let _ = match types {
+        Ok(Ok(t)) => out.send(Value::from(t)),
+        Ok(Err(e)) => out.send(ApiError::from(e).ws_body()),
+        Err(e) => out.send(ApiError::internal(e).ws_body()),
+    };
+}

@@ -1,0 +1,196 @@
+//! The evaluator's WebSocket endpoints on real sockets.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestServer, post};
+use cubed::model::ManualClock;
+use cubed::server::Options;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(s: &TestServer, path: &str) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{}{}", s.evaluator, path))
+        .await
+        .expect("connect")
+        .0
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+/// The next JSON message (bounded wait: 10 s).
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).expect("json"),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no message: {other:?}"),
+        }
+    }
+}
+
+fn put(s: &TestServer, events: Value) {
+    assert_eq!(
+        post(
+            &s.collector_url("/1.0/event/put"),
+            &events.to_string(),
+            None
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn metric_requests_multiplex_on_one_socket() {
+    let s = TestServer::start();
+    put(
+        &s,
+        json!([
+            {"type": "req", "time": "2012-04-16T16:00:10Z", "data": {"ms": 5}},
+            {"type": "req", "time": "2012-04-16T16:01:10Z", "data": {"ms": 7}},
+            {"type": "req", "time": "2012-04-16T16:01:20Z", "data": {"ms": 9}},
+        ]),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/metric/get").await;
+        let range = json!({"start": "2012-04-16T16:00:00Z", "stop": "2012-04-16T16:03:00Z", "step": 6e4});
+        let mut a = range.clone();
+        a["expression"] = json!("sum(req)");
+        a["id"] = json!("count");
+        let mut b = range.clone();
+        b["expression"] = json!("max(req(ms))");
+        b["id"] = json!(7);
+        send(&mut ws, a).await;
+        send(&mut ws, b).await;
+        send(&mut ws, json!({"expression": "sum(req", "start": 0, "stop": 60000, "step": 60000, "id": "bad"})).await;
+        let mut by_id: std::collections::HashMap<String, Vec<Value>> = Default::default();
+        let mut ends = 0;
+        let mut error = None;
+        while ends < 2 || error.is_none() {
+            let m = next(&mut ws).await;
+            if m.get("error").is_some() {
+                error = Some(m);
+                continue;
+            }
+            if m.get("value").is_none() && m["time"] == "2012-04-16T16:03:00.000Z" {
+                ends += 1;
+            }
+            by_id.entry(m["id"].to_string()).or_default().push(m);
+        }
+        let error = error.unwrap();
+        assert_eq!(error["error"], "invalid expression");
+        assert_eq!(error["id"], "bad");
+        let values = |id: &str| {
+            let mut v: Vec<(String, Value)> = by_id[id]
+                .iter()
+                .filter(|m| m.get("value").is_some() || m["time"] != "2012-04-16T16:03:00.000Z")
+                .map(|m| (m["time"].as_str().unwrap().to_owned(), m.get("value").cloned().unwrap_or(Value::Null)))
+                .collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v.into_iter().map(|x| x.1).collect::<Vec<_>>()
+        };
+        assert_eq!(values("\"count\""), [json!(1), json!(2), json!(0)]);
+        // an undefined max is left out of its message
+        assert_eq!(values("7"), [json!(5), json!(9), Value::Null]);
+        // each request's last message is its end marker
+        for id in ["\"count\"", "7"] {
+            let last = by_id[id].last().unwrap();
+            assert_eq!(last, &json!({"time": "2012-04-16T16:03:00.000Z", "id": serde_json::from_str::<Value>(id).unwrap()}));
+        }
+    });
+}
+
+#[test]
+fn event_get_with_stop_sends_newest_first_then_null() {
+    let s = TestServer::start();
+    put(
+        &s,
+        json!([
+            {"type": "hit", "time": 1000, "data": {"p": "/a"}},
+            {"type": "hit", "time": 2000, "data": {"p": "/b"}},
+            {"type": "hit", "time": 3000, "data": {"p": "/c"}},
+        ]),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/event/get").await;
+        send(
+            &mut ws,
+            json!({"expression": "hit(p).ne(p, '/b')", "start": 0, "stop": 10000}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await,
+            json!({"time": "1970-01-01T00:00:03.000Z", "data": {"p": "/c"}})
+        );
+        assert_eq!(
+            next(&mut ws).await,
+            json!({"time": "1970-01-01T00:00:01.000Z", "data": {"p": "/a"}})
+        );
+        assert_eq!(next(&mut ws).await, Value::Null);
+        send(&mut ws, json!({"expression": "hit(", "stop": 1})).await;
+        assert_eq!(next(&mut ws).await["error"], "invalid expression");
+    });
+}
+
+#[test]
+fn live_event_stream_follows_the_clock() {
+    let clock = ManualClock::new(1_000_000);
+    let options = Options {
+        live_poll_interval: Duration::from_millis(20),
+        ..Options::default()
+    };
+    let s = TestServer::start_with_options(Arc::new(clock.clone()), options);
+    put(
+        &s,
+        json!([{"type": "tick", "time": 990_000, "data": {"n": 0}}]),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/event/get").await;
+        // history: [start, now - delay) = [0, 995000)
+        send(&mut ws, json!({"expression": "tick(n)", "start": 0})).await;
+        assert_eq!(next(&mut ws).await["data"], json!({"n": 0}));
+        // an event newer than now - delay shows up once the clock passes it
+        put(&s, json!([{"type": "tick", "time": 996_000, "data": {"n": 1}}]));
+        clock.advance(2_000);
+        assert_eq!(next(&mut ws).await, json!({"time": "1970-01-01T00:16:36.000Z", "data": {"n": 1}}));
+        put(&s, json!([{"type": "tick", "time": 998_000, "data": {"n": 2}}, {"type": "tick", "time": 999_000, "data": {"n": 3}}]));
+        clock.advance(10_000);
+        assert_eq!(next(&mut ws).await["data"], json!({"n": 2}));
+        assert_eq!(next(&mut ws).await["data"], json!({"n": 3}));
+        // a second subscriber to the same expression gets the new events too
+        let mut ws2 = connect(&s, "/1.0/event/get").await;
+        send(&mut ws2, json!({"expression": "tick(n)", "start": 999_500})).await;
+        // (newer than now - delay = 1_007_000, so not a late event)
+        put(&s, json!([{"type": "tick", "time": 1_010_000, "data": {"n": 4}}]));
+        clock.advance(5_000);
+        assert_eq!(next(&mut ws).await["data"], json!({"n": 4}));
+        assert_eq!(next(&mut ws2).await["data"], json!({"n": 4}));
+    });
+}
+
+#[test]
+fn types_over_websocket() {
+    let s = TestServer::start();
+    put(
+        &s,
+        json!([{"type": "beta", "time": 1}, {"type": "alpha", "time": 1}]),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/types/get").await;
+        send(&mut ws, json!({})).await;
+        assert_eq!(next(&mut ws).await, json!(["alpha", "beta"]));
+    });
+}

@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// (a query also flushes those of the types it reads first).
     #[arg(long, env = "CUBED_INVALIDATION_INTERVAL_MS", default_value_t = 1000)]
     pub invalidation_interval_ms: u64,
+    /// Store `cube_request` and `cube_compute` self-monitoring events, as Cube did (`true` or `false`).
+    #[arg(long, env = "CUBED_SELF_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub self_events: bool,
     /// Metric cache cap per event type.
     #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
     pub cache_per_type: usize,

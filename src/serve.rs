@@ -46,6 +46,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         invalidation_interval: std::time::Duration::from_millis(
             args.invalidation_interval_ms.max(1),
         ),
+        self_events: args.self_events,
         ..Options::default()
     };
     let app = App::new(store.clone(), store, Arc::new(SystemClock), options);

@@ -20,7 +20,8 @@ const WS_BATCH: usize = 1000;
 
 pub fn routes(
     app: Arc<App>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let log = super::request_log(Arc::clone(&app.self_events));
     let put = warp::post()
         .and(
             warp::path!("1.0" / "event" / "put")
@@ -86,6 +87,7 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify()
+        .with(log)
 }
 
 /// Validates one WebSocket message as an event.

@@ -44,7 +44,8 @@ fn ws_route(
 
 pub fn routes(
     app: Arc<App>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let log = super::request_log(Arc::clone(&app.self_events));
     let types = warp::get()
         .and(
             warp::path!("1.0" / "types")
@@ -164,6 +165,7 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify()
+        .with(log)
 }
 
 /// `{time, value?, id?}`: an undefined value is left out; NaN and infinities are null.

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::model::Clock;
 use crate::service::live::LiveStreams;
+use crate::service::monitor::SelfEvents;
 use crate::service::{Collector, Evaluator, Invalidator};
 use crate::storage::{EventStore, MetricCache};
 
@@ -47,6 +48,8 @@ pub struct Options {
     pub invalidation_interval: std::time::Duration,
     /// How often live event streams poll the store.
     pub live_poll_interval: std::time::Duration,
+    /// Store `cube_request` and `cube_compute` events, as Cube did.
+    pub self_events: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             limits: Limits::default(),
             invalidation_interval: std::time::Duration::from_secs(1),
             live_poll_interval: std::time::Duration::from_secs(1),
+            self_events: true,
         }
     }
 }
@@ -68,6 +72,7 @@ pub struct App {
     pub invalidator: Arc<Invalidator>,
     pub evaluator: Evaluator,
     pub live: Arc<LiveStreams>,
+    pub self_events: Arc<SelfEvents>,
     pub options: Options,
     pub limits: Limits,
 }
@@ -90,6 +95,11 @@ impl App {
             Arc::clone(&cache),
             Arc::clone(&invalidator),
         );
+        let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
+        let monitor = Arc::clone(&self_events);
+        evaluator.on_compute(Arc::new(move |service, source, ms| {
+            monitor.compute(service, source, ms)
+        }));
         let live = LiveStreams::new(
             Arc::clone(&store),
             Arc::clone(&clock),
@@ -103,6 +113,7 @@ impl App {
             invalidator,
             evaluator,
             live,
+            self_events,
             limits: options.limits,
             options,
         })
@@ -168,6 +179,7 @@ async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = ()>) 
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
+        store_self_events(&app).await;
         let inv = Arc::clone(&app.invalidator);
         match tokio::task::spawn_blocking(move || inv.flush_all()).await {
             Ok(Ok(())) => {}
@@ -175,6 +187,34 @@ async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = ()>) 
             Err(e) => tracing::error!(error = %e, "flushing cache invalidations failed"),
         }
     }
+    store_self_events(&app).await;
     let inv = Arc::clone(&app.invalidator);
     let _ = tokio::task::spawn_blocking(move || inv.flush_all()).await;
+}
+
+async fn store_self_events(app: &App) {
+    for (service, events) in app.self_events.take() {
+        if let Err(e) = app.collector.put(&service, events).await {
+            tracing::warn!(error = %e, "storing self-monitoring events failed");
+        }
+    }
+}
+
+/// Records a `cube_request` event for every request a listener answers.
+pub fn request_log(
+    monitor: Arc<SelfEvents>,
+) -> warp::log::Log<impl Fn(warp::log::Info<'_>) + Clone + Send + Sync> {
+    warp::log::custom(move |info: warp::log::Info<'_>| {
+        if !monitor.enabled() {
+            return;
+        }
+        let service = info
+            .request_headers()
+            .get("fiware-service")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::model::Service::from_header(Some(v)).ok())
+            .unwrap_or_else(crate::model::Service::default_service);
+        let ip = info.remote_addr().map(|a| a.ip().to_string());
+        monitor.request(&service, ip, info.path(), info.method().as_str());
+    })
 }

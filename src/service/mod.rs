@@ -7,6 +7,7 @@ pub mod evaluator;
 pub mod events;
 pub mod invalidation;
 pub mod live;
+pub mod monitor;
 
 pub use collector::{Collector, CollectorError};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};

@@ -1,0 +1,86 @@
+//! Self-monitoring events, as Cube stored them: `cube_request` `{ip, path,
+//! method}` per HTTP request or WebSocket connection, and `cube_compute`
+//! `{expression, ms}` per computed leaf. They are buffered and stored in
+//! batches (see `server::run`), in the service of the request that caused them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::model::{Clock, NewEvent, Service};
+
+/// Most buffered events; beyond it new ones are dropped (and counted).
+const MAX_PENDING: usize = 100_000;
+
+pub struct SelfEvents {
+    enabled: bool,
+    clock: Arc<dyn Clock>,
+    pending: Mutex<HashMap<Service, Vec<NewEvent>>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl SelfEvents {
+    pub fn new(enabled: bool, clock: Arc<dyn Clock>) -> Self {
+        SelfEvents {
+            enabled,
+            clock,
+            pending: Mutex::default(),
+            dropped: Default::default(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn push(&self, service: &Service, event_type: &str, data: serde_json::Value) {
+        if !self.enabled {
+            return;
+        }
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let total: usize = pending.values().map(Vec::len).sum();
+        if total >= MAX_PENDING {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        pending.entry(service.clone()).or_default().push(NewEvent {
+            event_type: event_type.to_owned(),
+            time: self.clock.now_ms(),
+            data: data.to_string(),
+            id: None,
+        });
+    }
+
+    pub fn request(&self, service: &Service, ip: Option<String>, path: &str, method: &str) {
+        self.push(
+            service,
+            "cube_request",
+            json!({ "ip": ip, "path": path, "method": method }),
+        );
+    }
+
+    pub fn compute(&self, service: &Service, expression: &str, ms: u64) {
+        self.push(
+            service,
+            "cube_compute",
+            json!({ "expression": expression, "ms": ms }),
+        );
+    }
+
+    /// Everything buffered so far, by service.
+    pub fn take(&self) -> Vec<(Service, Vec<NewEvent>)> {
+        self.pending
+            .lock()
+            .map(|mut p| p.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// Events dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -71,7 +71,7 @@ fn requests_and_computations_are_recorded() {
     assert_eq!(get(&url, None).0, 200);
     assert_eq!(computes_of(&s, "sum(work(x))"), 1);
     // self events can be charted like any other type
-    let (_, v) = get(&s.evaluator_url(&format!("/1.0/types")), None);
+    let (_, v) = get(&s.evaluator_url("/1.0/types"), None);
     assert!(v.as_array().unwrap().contains(&json!("cube_request")));
 }
 

@@ -1,0 +1,186 @@
+//! Property test: the evaluator (store, cache, pyramids, invalidation) gives
+//! the same bins as a naive reference over random events and expressions —
+//! when computed, when cached, and after more events arrive.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cubed::expr::Reduce;
+use cubed::metric::Tier;
+use cubed::model::{NewEvent, Service, SystemClock};
+use cubed::plan::{MetricPlan, Scalar, compile_metric};
+use cubed::server::{App, Options};
+use cubed::service::MetricQuery;
+use cubed::storage::embedded::{Durability, EmbeddedStore};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const DAY: i64 = 86_400_000;
+
+#[derive(Debug, Clone)]
+struct Ev {
+    time: i64,
+    data: Value,
+}
+
+fn event() -> impl Strategy<Value = Ev> {
+    (
+        0..2 * DAY,
+        prop_oneof![
+            4 => (-50i64..50).prop_map(|x| json!(x)),
+            1 => (-5.0f64..5.0).prop_map(|x| json!(x)),
+            1 => "[a-c]".prop_map(|s| json!(s)),
+        ],
+        prop::option::of(0i64..10),
+        prop::sample::select(vec!["a", "b", "c"]),
+    )
+        .prop_map(|(time, x, y, tag)| {
+            let mut d = json!({"x": x, "tag": tag});
+            if let Some(y) = y {
+                d["y"] = json!(y);
+            }
+            Ev { time, data: d }
+        })
+}
+
+fn expression() -> impl Strategy<Value = String> {
+    let reduce = prop::sample::select(Reduce::ALL.to_vec());
+    let value = prop::sample::select(vec!["", "(x)", "(y)", "(x * 2 - y)", "(abs(x))", "(tag)"]);
+    let filter = prop::sample::select(vec![
+        "",
+        ".gt(x, 0)",
+        ".eq(tag, 'a')",
+        ".ne(tag, 'b').le(x, 10)",
+        ".in(y, [1, 2, 3])",
+        ".exists(y, false)",
+        ".re(tag, '^[ab]$')",
+    ]);
+    (reduce, value, filter, prop::bool::ANY).prop_map(|(r, v, f, compound)| {
+        let leaf = format!("{}(t1{v}{f})", r.name());
+        if compound {
+            format!("{leaf} - sum(t1(y)) / 2")
+        } else {
+            leaf
+        }
+    })
+}
+
+/// A straightforward reduce over a bin's values.
+fn naive_reduce(r: Reduce, values: &[Scalar]) -> Option<f64> {
+    let nums: Vec<f64> = values.iter().filter_map(Scalar::as_number).collect();
+    let sorted = || {
+        let mut s = nums.clone();
+        s.sort_by(f64::total_cmp);
+        s
+    };
+    let q = |p: f64| {
+        let s = sorted();
+        if s.is_empty() {
+            return None;
+        }
+        let h = (s.len() - 1) as f64 * p;
+        let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+        Some(s[lo] + (s[hi] - s[lo]) * (h - h.floor()))
+    };
+    match r {
+        Reduce::Sum => Some(nums.iter().sum()),
+        Reduce::Min => nums.iter().copied().reduce(f64::min),
+        Reduce::Max => nums.iter().copied().reduce(f64::max),
+        Reduce::Count => Some(values.len() as f64),
+        Reduce::Avg => (!nums.is_empty()).then(|| nums.iter().sum::<f64>() / nums.len() as f64),
+        Reduce::Stddev => (nums.len() > 1).then(|| {
+            let mean = nums.iter().sum::<f64>() / nums.len() as f64;
+            (nums.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (nums.len() - 1) as f64).sqrt()
+        }),
+        Reduce::Distinct => Some(
+            values
+                .iter()
+                .map(cubed::metric::distinct_key)
+                .collect::<HashSet<_>>()
+                .len() as f64,
+        ),
+        other => q(other.quantile().unwrap_or(0.5)),
+    }
+}
+
+fn reference(
+    plan: &MetricPlan,
+    events: &[Ev],
+    tier: Tier,
+    first: i64,
+    n: usize,
+) -> Vec<Option<f64>> {
+    (0..n)
+        .map(|i| {
+            let lo = first + i as i64 * tier.step();
+            let hi = lo + tier.step();
+            let leaf_values: Vec<Option<f64>> = plan
+                .leaves()
+                .iter()
+                .map(|leaf| {
+                    let vals: Vec<Scalar> = events
+                        .iter()
+                        .filter(|e| e.time >= lo && e.time < hi && leaf.filter.matches(&e.data))
+                        .filter_map(|e| leaf.value_of(&e.data))
+                        .collect();
+                    naive_reduce(leaf.reduce, &vals)
+                })
+                .collect();
+            match plan {
+                MetricPlan::Leaf(_) => leaf_values[0],
+                _ => Some(plan.combine(&leaf_values)),
+            }
+        })
+        .collect()
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) if x.is_nan() && y.is_nan() => true,
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs())),
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn evaluator_matches_naive_reference(
+        events in prop::collection::vec(event(), 0..300),
+        late in prop::collection::vec(event(), 1..40),
+        expr in expression(),
+        tier in prop::sample::select(vec![60_000i64, 300_000, 3_600_000, 86_400_000]),
+        start in 0..DAY,
+        len in 1..DAY,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap());
+        let app = App::new(store.clone(), store, Arc::new(SystemClock), Options { self_events: false, ..Options::default() });
+        let svc = Service::default_service();
+        let to_new = |e: &Ev| NewEvent { event_type: "t1".into(), time: e.time, data: e.data.to_string(), id: None };
+        let q = MetricQuery::parse(Some(&expr), Some(&start.to_string()), Some(&(start + len).to_string()), Some(&tier.to_string()), None, 0).unwrap();
+        let plan = compile_metric(&expr).unwrap().1;
+        rt.block_on(async {
+            app.collector.put(&svc, events.iter().map(to_new).collect()).await.unwrap();
+            let mut all = events.clone();
+            for pass in ["computed", "cached", "after late events"] {
+                if pass == "after late events" {
+                    app.collector.put(&svc, late.iter().map(to_new).collect()).await.unwrap();
+                    all.extend(late.iter().cloned());
+                }
+                let mut got = vec![None; q.n];
+                let mut seen = vec![false; q.n];
+                app.evaluator.evaluate(&svc, &q, &mut |i, v| { got[i] = v; seen[i] = true; }).await.unwrap();
+                prop_assert!(seen.iter().all(|s| *s), "{pass}: not every bin was emitted");
+                let want = reference(&plan, &all, q.tier, q.first, q.n);
+                for i in 0..q.n {
+                    prop_assert!(close(got[i], want[i]), "{} {} step {}: bin {} got {:?} want {:?}", expr, pass, tier, q.time(i), got[i], want[i]);
+                }
+            }
+            Ok(())
+        })?;
+    }
+}

@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// Store `cube_request` and `cube_compute` self-monitoring events, as Cube did (`true` or `false`).
     #[arg(long, env = "CUBED_SELF_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub self_events: bool,
+    /// Drop the whole metric cache at start-up (everything is recomputed on demand).
+    #[arg(long, env = "CUBED_RESET_CACHE")]
+    pub reset_cache: bool,
     /// Metric cache cap per event type.
     #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
     pub cache_per_type: usize,

@@ -20,6 +20,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = EmbeddedStore::open(&args.data_dir, args.durability, args.cache_per_type as u64)
         .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
     let store = Arc::new(store);
+    if args.reset_cache {
+        cubed::storage::MetricCache::clear(&*store)
+            .map_err(|e| format!("resetting the metric cache: {e}"))?;
+        tracing::info!("metric cache reset");
+    }
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
             .await

@@ -323,6 +323,15 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
             .unwrap()
             .is_empty()
     );
+    // clearing drops everything
+    c.clear().unwrap();
+    assert!(
+        c.get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    c.put(&svc, "test", "sum(test)", 60_000, &bins).unwrap();
+    c.invalidate(&svc, "test", &[60_000], &[61_000]).unwrap();
     // recomputing makes it valid again
     c.put(
         &svc,

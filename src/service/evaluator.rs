@@ -424,7 +424,8 @@ impl Evaluator {
         Ok(Arc::new(values))
     }
 
-    /// Computes bins from the events of `[first, first + n * step)`.
+    /// Computes bins from the events of `[first, first + n * step)`, split
+    /// by bins over the machine's cores (bins are independent).
     async fn scan(
         &self,
         service: &Service,
@@ -433,33 +434,59 @@ impl Evaluator {
         first: i64,
         n: usize,
     ) -> Result<Vec<BinValue>, EvalError> {
-        let (store, svc, leaf) = (Arc::clone(&self.store), service.clone(), Arc::clone(leaf));
-        tokio::task::spawn_blocking(move || {
-            let fields = needed_fields(&leaf);
-            let mut computer = BinComputer::new(&leaf, tier, first, n);
-            let empty = serde_json::Value::Object(serde_json::Map::new());
-            let mut bad = None;
-            let stop = first + n as i64 * tier.step();
-            store.scan_data(&svc, &leaf.event_type, first, stop, &mut |t, data| {
-                if fields.is_empty() {
-                    computer.add(t, &empty);
-                } else {
-                    match parse_fields(data, &fields) {
-                        Ok(v) => computer.add(t, &v),
-                        Err(e) => {
-                            bad = Some(e.to_string());
-                            return ControlFlow::Break(());
-                        }
-                    }
-                }
-                ControlFlow::Continue(())
-            })?;
-            if let Some(e) = bad {
-                return Err(EvalError::Store(format!("corrupt event data: {e}")));
-            }
-            Ok(computer.finish())
-        })
-        .await
-        .map_err(|e| EvalError::Internal(e.to_string()))?
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let parts = cores.min(n).max(1);
+        let per = n.div_ceil(parts);
+        let chunks = (0..parts).map(|p| {
+            let lo = p * per;
+            let len = per.min(n.saturating_sub(lo));
+            let (store, svc, leaf) = (Arc::clone(&self.store), service.clone(), Arc::clone(leaf));
+            let chunk_first = first + lo as i64 * tier.step();
+            tokio::task::spawn_blocking(move || {
+                scan_bins(&*store, &svc, &leaf, tier, chunk_first, len)
+            })
+        });
+        let mut out = Vec::with_capacity(n);
+        for part in join_all(chunks).await {
+            out.extend(part.map_err(|e| EvalError::Internal(e.to_string()))??);
+        }
+        Ok(out)
     }
+}
+
+/// Computes `n` bins of `leaf` from the events they cover (blocking).
+fn scan_bins(
+    store: &dyn EventStore,
+    svc: &Service,
+    leaf: &LeafPlan,
+    tier: Tier,
+    first: i64,
+    n: usize,
+) -> Result<Vec<BinValue>, EvalError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let fields = needed_fields(leaf);
+    let mut computer = BinComputer::new(leaf, tier, first, n);
+    let empty = serde_json::Value::Object(serde_json::Map::new());
+    let mut bad = None;
+    let stop = first + n as i64 * tier.step();
+    store.scan_data(svc, &leaf.event_type, first, stop, &mut |t, data| {
+        if fields.is_empty() {
+            computer.add(t, &empty);
+        } else {
+            match parse_fields(data, &fields) {
+                Ok(v) => computer.add(t, &v),
+                Err(e) => {
+                    bad = Some(e.to_string());
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = bad {
+        return Err(EvalError::Store(format!("corrupt event data: {e}")));
+    }
+    Ok(computer.finish())
 }

@@ -475,6 +475,16 @@ impl MetricCache for EmbeddedStore {
         batch.commit().map_err(engine)
     }
 
+    fn clear(&self) -> Result<(), StoreError> {
+        let mut usage = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        self.metrics.clear().map_err(engine)?;
+        self.metric_log.clear().map_err(engine)?;
+        self.metric_sources.clear().map_err(engine)?;
+        usage.clear();
+        self.sources.clear();
+        Ok(())
+    }
+
     fn invalidate(
         &self,
         service: &Service,

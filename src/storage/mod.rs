@@ -116,6 +116,9 @@ pub trait MetricCache: Send + Sync + 'static {
         bins: &[CachedBin],
     ) -> Result<(), StoreError>;
 
+    /// Drops every cached bin of every service (`cubed serve --reset-cache`).
+    fn clear(&self) -> Result<(), StoreError>;
+
     /// Marks invalid, for every source, the bins of `tiers` that contain any of `times`.
     fn invalidate(
         &self,

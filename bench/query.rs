@@ -1,0 +1,192 @@
+//! Query latency benchmark (issue 4): the seven standard queries over HTTP
+//! GET, cold (nothing cached: the server restarts with --reset-cache before
+//! each) and cached (median of 5 after one warm-up), on 1,000,000 events
+//! (`-- --events 10000000` for ten million).
+//!
+//!     cargo bench --bench query [-- --events N]
+//!
+//! Writes target/bench-query.json. A benchmark: it asserts nothing.
+
+#[path = "workload.rs"]
+mod workload;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+struct Server {
+    child: Child,
+    collector: String,
+    evaluator: String,
+}
+
+fn start(dir: &std::path::Path, reset_cache: bool) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cubed"));
+    cmd.args([
+        "serve",
+        "--collector-addr",
+        "127.0.0.1:0",
+        "--evaluator-addr",
+        "127.0.0.1:0",
+        "--udp-addr",
+        "off",
+    ])
+    .args(["--self-events", "false", "--data-dir"])
+    .arg(dir)
+    .env("CUBED_LOG", "info")
+    .stderr(Stdio::piped());
+    if reset_cache {
+        cmd.arg("--reset-cache");
+    }
+    let mut child = cmd.spawn().expect("spawn cubed");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("cubed serving") {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                let _ = tx.send((field("collector"), field("evaluator")));
+            }
+        }
+    });
+    let (c, e) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("server started");
+    Server {
+        child,
+        collector: c,
+        evaluator: e,
+    }
+}
+
+fn stop(mut s: Server) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status();
+    let _ = s.child.wait();
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One query: (milliseconds, number of bins).
+fn query(agent: &ureq::Agent, s: &Server, expr: &str, step: i64) -> (f64, usize) {
+    let url = format!(
+        "http://{}/1.0/metric?expression={}&start={}&stop={}&step={step}",
+        s.evaluator,
+        enc(expr),
+        workload::DAY_START,
+        workload::DAY_START + workload::DAY_MS
+    );
+    let t0 = Instant::now();
+    let mut r = agent.get(&url).call().expect("query");
+    let body = r.body_mut().read_to_string().expect("body");
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(r.status().as_u16(), 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    (ms, v.as_array().map_or(0, Vec::len))
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let n: usize = argv
+        .iter()
+        .position(|a| a == "--events")
+        .and_then(|i| argv.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    // `--data-dir DIR` keeps the store between runs (ingested only if DIR is new).
+    let keep = argv
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| argv.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir_path = keep.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let reuse = keep.as_ref().is_some_and(|d| d.exists());
+    let s = start(&dir_path, false);
+    let events = if reuse {
+        Vec::new()
+    } else {
+        workload::generate(n, 42)
+    };
+    let t0 = Instant::now();
+    let url = format!("http://{}/1.0/event/put", s.collector);
+    let agent = ureq::Agent::new_with_defaults();
+    for chunk in events.chunks(1000) {
+        let body = format!(
+            "[{}]",
+            chunk
+                .iter()
+                .map(workload::Event::to_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let r = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body)
+            .expect("put");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let ingest = if reuse {
+        0.0
+    } else {
+        n as f64 / t0.elapsed().as_secs_f64()
+    };
+    println!("{n} events ingested at {ingest:.0} events/s (one client)");
+    stop(s);
+
+    let mut rows = Vec::new();
+    println!(
+        "{:<4} {:<58} {:>6} {:>10} {:>10}",
+        "", "query", "bins", "cold ms", "cached ms"
+    );
+    let only = argv
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| argv.get(i + 1))
+        .cloned();
+    for (name, expr, step) in workload::queries() {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let s = start(&dir_path, true);
+        let agent = ureq::Agent::new_with_defaults();
+        let (cold, bins) = query(&agent, &s, &expr, step);
+        let _ = query(&agent, &s, &expr, step);
+        let mut warm: Vec<f64> = (0..5).map(|_| query(&agent, &s, &expr, step).0).collect();
+        warm.sort_by(f64::total_cmp);
+        let cached = warm[2];
+        println!(
+            "{name:<4} {:<58} {bins:>6} {cold:>10.1} {cached:>10.2}",
+            format!("{expr} @{}s", step / 1000)
+        );
+        rows.push(json!({"query": name, "expression": expr, "step": step, "bins": bins, "cold_ms": cold, "cached_ms": cached}));
+        stop(s);
+    }
+    let report = json!({
+        "date": chrono::Utc::now().to_rfc3339(),
+        "events": n,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "ingest_events_per_s": ingest.round(),
+        "queries": rows,
+    });
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-query.json");
+    let _ = std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+}

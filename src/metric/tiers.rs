@@ -23,7 +23,7 @@ impl Tier {
 
     /// `t - t mod step` (towards minus infinity for negative times).
     pub fn floor(self, t: i64) -> i64 {
-        t - t.rem_euclid(self.0)
+        t.saturating_sub(t.rem_euclid(self.0))
     }
 
     /// `floor(t - 1) + step`: the end of the bin that holds `t - 1`.

@@ -60,6 +60,10 @@ pub struct EmbeddedStore {
     metrics: Keyspace,
     metric_log: Keyspace,
     metric_sources: Keyspace,
+    /// Tombstones of events replaced by an upsert: `block key index(4)`.
+    deleted: Keyspace,
+    /// Type prefixes that have tombstones (scans of other types skip the lookup).
+    tombstoned: DashMap<Vec<u8>, ()>,
     durability: Durability,
     /// Serialises puts: id upserts read then write. Holds the next sequence number.
     writer: Mutex<u64>,
@@ -87,6 +91,8 @@ impl EmbeddedStore {
             metrics: ks("metrics")?,
             metric_log: ks("metric_log")?,
             metric_sources: ks("metric_sources")?,
+            deleted: ks("deleted")?,
+            tombstoned: DashMap::new(),
             db,
             durability,
             writer: Mutex::new(0),
@@ -105,6 +111,11 @@ impl EmbeddedStore {
             let key = item.key().map_err(engine)?;
             let (svc, t) = split_type_key(&key)?;
             self.known_types.entry(svc).or_default().insert(t);
+        }
+        for item in self.deleted.iter() {
+            let key = item.key().map_err(engine)?;
+            let (prefix, _) = split_prefix_bytes(&key)?;
+            self.tombstoned.insert(prefix.to_vec(), ());
         }
         for item in self.metric_sources.iter() {
             let key = item.key().map_err(engine)?;
@@ -126,21 +137,87 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// Visits the live events of one bucket's blocks with `start <= time <
+    /// stop`, sorted by time (ties in the order they were stored).
+    fn emit_bucket(
+        &self,
+        prefix: &[u8],
+        blocks: &[(fjall::Slice, fjall::Slice)],
+        start: i64,
+        stop: i64,
+        order: Order,
+        visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, StoreError> {
+        let mut decoded = Vec::with_capacity(blocks.len());
+        for (k, v) in blocks {
+            let block = keys::Block::decode(v).ok_or_else(|| corrupt("event block"))?;
+            decoded.push((block, self.tombstones(prefix, k)?));
+        }
+        // Within a bucket, blocks come in key order (ascending) or reversed.
+        if order == Order::Descending {
+            decoded.reverse();
+        }
+        let mut refs: Vec<(i64, usize, usize)> = Vec::new();
+        for (b, (block, dead)) in decoded.iter().enumerate() {
+            for i in 0..block.len() {
+                let t = block.time(i);
+                if t >= start && t < stop && !dead.contains(&(i as u32)) {
+                    refs.push((t, b, i));
+                }
+            }
+        }
+        refs.sort_unstable();
+        if order == Order::Descending {
+            refs.reverse();
+        }
+        for (t, b, i) in refs {
+            let block = &decoded[b].0;
+            let id = block.id(i).ok_or_else(|| corrupt("event block"))?;
+            let data = block.data(i).ok_or_else(|| corrupt("event block"))?;
+            if visit(self.decode(id, data, t)?).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
     fn persist_mode(&self) -> PersistMode {
         PersistMode::Buffer
     }
 
-    fn decode(&self, value: &[u8], time: i64) -> Result<StoredEvent, StoreError> {
-        let (id, data) = keys::decode_event_value(value).ok_or_else(|| corrupt("event value"))?;
+    fn decode(&self, id: &[u8], data: &[u8], time: i64) -> Result<StoredEvent, StoreError> {
         let data: Value =
             serde_json::from_slice(data).map_err(|e| corrupt(&format!("event data: {e}")))?;
-        let id = match id {
-            Some(id) => {
-                Some(serde_json::from_slice(id).map_err(|e| corrupt(&format!("event id: {e}")))?)
-            }
-            None => None,
+        let id = if id.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(id).map_err(|e| corrupt(&format!("event id: {e}")))?)
         };
         Ok(StoredEvent { time, data, id })
+    }
+
+    /// Indices of a block's events replaced by upserts.
+    fn tombstones(&self, prefix: &[u8], block_key: &[u8]) -> Result<Vec<u32>, StoreError> {
+        if !self.tombstoned.contains_key(prefix) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.deleted.prefix(block_key) {
+            let k = item.key().map_err(engine)?;
+            let tail: [u8; 4] = k[block_key.len()..]
+                .try_into()
+                .map_err(|_| corrupt("tombstone"))?;
+            out.push(u32::from_be_bytes(tail));
+        }
+        Ok(out)
+    }
+
+    /// The block key range holding `[start, stop)` of one type.
+    fn block_range(prefix: &[u8], start: i64, stop: i64) -> (Vec<u8>, Vec<u8>) {
+        (
+            keys::time_bound(prefix, keys::bucket(start)),
+            keys::time_bound(prefix, stop),
+        )
     }
 }
 
@@ -160,6 +237,21 @@ fn split_type_key(key: &[u8]) -> Result<(String, String), StoreError> {
     let text = std::str::from_utf8(key).map_err(|_| corrupt("type key"))?;
     let (svc, t) = text.split_once('\0').ok_or_else(|| corrupt("type key"))?;
     Ok((svc.to_owned(), t.to_owned()))
+}
+
+/// `service 0x00 type 0x00 rest` → (prefix, rest bytes)
+fn split_prefix_bytes(key: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let first = key
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| corrupt("key"))?;
+    let second = key[first + 1..]
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| corrupt("key"))?
+        + first
+        + 1;
+    Ok((&key[..=second], &key[second + 1..]))
 }
 
 /// `service 0x00 type 0x00 rest` → (prefix, rest)
@@ -191,63 +283,85 @@ impl EventStore for EmbeddedStore {
         if events.is_empty() {
             return Ok(outcome);
         }
+        // One block per (type, hour), events in time order within it.
+        let mut groups: Vec<((&str, i64), Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<(&str, i64), usize> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            let k = (e.event_type.as_str(), keys::bucket(e.time));
+            match groups.last_mut() {
+                Some((last, idxs)) if *last == k => idxs.push(i),
+                _ => match group_of.get(&k) {
+                    Some(&g) => groups[g].1.push(i),
+                    None => {
+                        group_of.insert(k, groups.len());
+                        groups.push((k, vec![i]));
+                    }
+                },
+            }
+        }
+        for (_, idxs) in &mut groups {
+            idxs.sort_by_key(|&i| events[i].time);
+        }
         let mut new_types: Vec<String> = Vec::new();
         {
             let mut seq = self.writer.lock().map_err(|_| StoreError::Closed)?;
             let mut batch = self.db.batch().durability(Some(self.persist_mode()));
-            let mut pending_ids: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-            // Batches are usually of one type: redo per-type work only when it changes.
-            let mut current: Option<&str> = None;
-            let mut prefix = Vec::new();
-            let mut times: Option<&mut Vec<i64>> = None;
-            for e in events {
-                if current != Some(e.event_type.as_str()) {
-                    current = Some(&e.event_type);
-                    prefix = keys::type_prefix(service, &e.event_type);
-                    let known = self
-                        .known_types
-                        .get(service.key())
-                        .is_some_and(|set| set.contains(&e.event_type));
-                    if !known && !new_types.contains(&e.event_type) {
-                        batch.insert(
-                            &self.types,
-                            type_key(service, &e.event_type),
-                            Vec::<u8>::new(),
-                        );
-                        new_types.push(e.event_type.clone());
-                    }
-                    times = None;
-                }
-                let key = keys::event_key(&prefix, e.time, self.run, *seq);
+            let mut location = vec![(0usize, 0u32); events.len()];
+            let mut blocks: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(groups.len());
+            for (g, ((event_type, bucket), idxs)) in groups.iter().enumerate() {
+                let prefix = keys::type_prefix(service, event_type);
+                let key = keys::block_key(&prefix, *bucket, self.run, *seq);
                 *seq += 1;
-                if let Some(id) = &e.id {
-                    let ik = keys::id_key(&prefix, id);
-                    let old = match pending_ids.get(&ik) {
-                        Some(k) => Some(k.clone()),
-                        None => self.ids.get(&ik).map_err(engine)?.map(|v| v.to_vec()),
-                    };
-                    if let Some(old) = old {
-                        let old_time = keys::event_time(&old, prefix.len())
-                            .ok_or_else(|| corrupt("id index"))?;
-                        batch.remove(&self.events, old);
-                        outcome.replaced.push((e.event_type.clone(), old_time));
-                    }
-                    batch.insert(&self.ids, ik.clone(), key.clone());
-                    pending_ids.insert(ik, key.clone());
+                for (j, &i) in idxs.iter().enumerate() {
+                    location[i] = (g, j as u32);
                 }
-                batch.insert(
-                    &self.events,
-                    key,
-                    keys::encode_event_value(e.id.as_deref(), &e.data),
-                );
-                match &mut times {
-                    Some(t) => t.push(e.time),
-                    None => {
-                        let t = outcome.written.entry(e.event_type.clone()).or_default();
-                        t.push(e.time);
-                        times = Some(t);
-                    }
+                let value = keys::encode_block(idxs.iter().map(|&i| {
+                    (
+                        events[i].time,
+                        events[i].id.as_deref(),
+                        events[i].data.as_str(),
+                    )
+                }));
+                batch.insert(&self.events, key.clone(), value);
+                let known = self
+                    .known_types
+                    .get(service.key())
+                    .is_some_and(|set| set.contains(*event_type));
+                if !known && !new_types.iter().any(|t| t == event_type) {
+                    batch.insert(&self.types, type_key(service, event_type), Vec::<u8>::new());
+                    new_types.push((*event_type).to_owned());
                 }
+                let times = outcome.written.entry((*event_type).to_owned()).or_default();
+                times.extend(idxs.iter().map(|&i| events[i].time));
+                blocks.push((prefix, key));
+            }
+            // Upserts, in the order the client sent them: the later event wins.
+            let mut pending: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+            for (i, e) in events.iter().enumerate() {
+                let Some(id) = &e.id else { continue };
+                let (g, j) = location[i];
+                let (prefix, key) = &blocks[g];
+                let ik = keys::id_key(prefix, id);
+                let old = match pending.get(&ik) {
+                    Some(v) => Some(v.clone()),
+                    None => self.ids.get(&ik).map_err(engine)?.map(|v| v.to_vec()),
+                };
+                if let Some(old) = old {
+                    let (old_time, old_index, old_block) =
+                        keys::decode_id_location(&old).ok_or_else(|| corrupt("id index"))?;
+                    // Flag the type before the tombstone exists: a scan may
+                    // look for tombstones in vain, never miss one.
+                    self.tombstoned.insert(prefix.clone(), ());
+                    batch.insert(
+                        &self.deleted,
+                        keys::tombstone_key(old_block, old_index),
+                        Vec::<u8>::new(),
+                    );
+                    outcome.replaced.push((e.event_type.clone(), old_time));
+                }
+                let loc = keys::encode_id_location(e.time, j, key);
+                batch.insert(&self.ids, ik.clone(), loc.clone());
+                pending.insert(ik, loc);
             }
             batch.commit().map_err(engine)?;
         }
@@ -277,30 +391,31 @@ impl EventStore for EmbeddedStore {
             return Ok(());
         }
         let prefix = keys::type_prefix(service, event_type);
-        let lo = keys::time_bound(&prefix, start);
-        let hi = keys::time_bound(&prefix, stop);
+        let (lo, hi) = Self::block_range(&prefix, start, stop);
         let range = self.events.range(lo..hi);
-        let mut each = |item: fjall::Guard| -> Result<ControlFlow<()>, StoreError> {
-            let (k, v) = item.into_inner().map_err(engine)?;
-            let time = keys::event_time(&k, prefix.len()).ok_or_else(|| corrupt("event key"))?;
-            Ok(visit(self.decode(&v, time)?))
+        let items: Box<dyn Iterator<Item = fjall::Guard>> = match order {
+            Order::Ascending => Box::new(range),
+            Order::Descending => Box::new(range.rev()),
         };
-        match order {
-            Order::Ascending => {
-                for item in range {
-                    if each(item)?.is_break() {
-                        break;
-                    }
+        // Blocks of one bucket overlap in time: gather a bucket, sort, emit.
+        let mut bucket: Vec<(fjall::Slice, fjall::Slice)> = Vec::new();
+        let mut current: Option<i64> = None;
+        for item in items {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            let b = keys::event_time(&k, prefix.len()).ok_or_else(|| corrupt("block key"))?;
+            if current.is_some_and(|c| c != b) {
+                if self
+                    .emit_bucket(&prefix, &bucket, start, stop, order, visit)?
+                    .is_break()
+                {
+                    return Ok(());
                 }
+                bucket.clear();
             }
-            Order::Descending => {
-                for item in range.rev() {
-                    if each(item)?.is_break() {
-                        break;
-                    }
-                }
-            }
+            current = Some(b);
+            bucket.push((k, v));
         }
+        let _ = self.emit_bucket(&prefix, &bucket, start, stop, order, visit)?;
         Ok(())
     }
 
@@ -316,14 +431,20 @@ impl EventStore for EmbeddedStore {
             return Ok(());
         }
         let prefix = keys::type_prefix(service, event_type);
-        let lo = keys::time_bound(&prefix, start);
-        let hi = keys::time_bound(&prefix, stop);
+        let (lo, hi) = Self::block_range(&prefix, start, stop);
         for item in self.events.range(lo..hi) {
             let (k, v) = item.into_inner().map_err(engine)?;
-            let time = keys::event_time(&k, prefix.len()).ok_or_else(|| corrupt("event key"))?;
-            let (_, data) = keys::decode_event_value(&v).ok_or_else(|| corrupt("event value"))?;
-            if visit(time, data).is_break() {
-                break;
+            let block = keys::Block::decode(&v).ok_or_else(|| corrupt("event block"))?;
+            let dead = self.tombstones(&prefix, &k)?;
+            for i in 0..block.len() {
+                let t = block.time(i);
+                if t < start || t >= stop || dead.contains(&(i as u32)) {
+                    continue;
+                }
+                let data = block.data(i).ok_or_else(|| corrupt("event block"))?;
+                if visit(t, data).is_break() {
+                    return Ok(());
+                }
             }
         }
         Ok(())

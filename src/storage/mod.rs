@@ -64,8 +64,9 @@ pub trait EventStore: Send + Sync + 'static {
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
 
-    /// Visits the events of one type with `start <= time < stop`, oldest
-    /// first, as (time, data JSON text) — without decoding, for the evaluator.
+    /// Visits the events of one type with `start <= time < stop`, in no
+    /// particular order, as (time, data JSON text) — without decoding, for
+    /// the evaluator (whose bins do not depend on order).
     fn scan_data(
         &self,
         service: &Service,

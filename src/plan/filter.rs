@@ -15,6 +15,17 @@ pub enum PathStep {
     Index(u32),
 }
 
+/// The top-level fields of an object, however they are held.
+pub trait Fields {
+    fn field(&self, name: &str) -> Option<&Value>;
+}
+
+impl Fields for serde_json::Map<String, Value> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
 /// A compiled `re` pattern with the text it came from.
 #[derive(Debug, Clone)]
 pub struct Pattern {
@@ -256,10 +267,34 @@ impl EventFilter {
 
     /// Whether an event whose `data` is `data` passes every condition.
     pub fn matches(&self, data: &Value) -> bool {
+        self.matches_with(|path, out| resolve(data, path, out))
+    }
+
+    /// Like [`matches`](Self::matches) for object data given as its
+    /// top-level fields (the evaluator parses only the fields it needs).
+    pub fn matches_fields(&self, fields: &impl Fields) -> bool {
+        self.matches_with(|path, out| {
+            let Some((first, rest)) = path.split_first() else {
+                return;
+            };
+            let child = match first {
+                PathStep::Key(k) => fields.field(k),
+                PathStep::Index(i) => fields.field(&i.to_string()),
+            };
+            if let Some(v) = child {
+                resolve(v, rest, out);
+            }
+        })
+    }
+
+    fn matches_with<'a>(
+        &self,
+        mut resolve_path: impl FnMut(&[PathStep], &mut Vec<&'a Value>),
+    ) -> bool {
         let mut candidates = Vec::new();
         self.conditions.iter().all(|c| {
             candidates.clear();
-            resolve(data, &c.path, &mut candidates);
+            resolve_path(&c.path, &mut candidates);
             match &c.test {
                 Test::Eq(lit) => eq_any(&candidates, lit),
                 Test::Ops(ops) => ops.iter().all(|op| op_matches(op, &candidates)),

@@ -87,6 +87,14 @@ impl LeafPlan {
         }
     }
 
+    /// [`value_of`](Self::value_of) for object data given as its top-level fields.
+    pub fn value_of_fields(&self, fields: &impl filter::Fields) -> Option<Scalar> {
+        match &self.value {
+            None => Some(Scalar::Number(1.0)),
+            Some(v) => value::eval_fields(v, fields),
+        }
+    }
+
     /// MongoDB projection document: `{"d.x.y": 1, ...}`.
     pub fn mongo_fields(&self) -> Map<String, Value> {
         projection(&self.fields)

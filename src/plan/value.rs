@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::filter::Fields;
 use crate::expr::{FieldPath, Segment, ValueExpr};
 
 /// A value computed from one event.
@@ -26,7 +27,15 @@ impl Scalar {
 
 /// Reads a field of `data` by plain access (no array fan-out).
 pub fn lookup<'a>(data: &'a Value, field: &FieldPath) -> Option<&'a Value> {
-    let mut v = data.get(&field.head)?;
+    lookup_tail(data.get(&field.head)?, field)
+}
+
+/// [`lookup`] on object data given as its top-level fields.
+pub fn lookup_fields<'a>(fields: &'a impl Fields, field: &FieldPath) -> Option<&'a Value> {
+    lookup_tail(fields.field(&field.head)?, field)
+}
+
+fn lookup_tail<'a>(mut v: &'a Value, field: &FieldPath) -> Option<&'a Value> {
     for seg in &field.tail {
         v = match (seg, v) {
             (Segment::Name(n), Value::Object(m)) => m.get(n)?,
@@ -47,19 +56,31 @@ fn number(s: Scalar) -> f64 {
 
 /// Evaluates a value expression; `None` if a field it reads is missing.
 pub fn eval(expr: &ValueExpr, data: &Value) -> Option<Scalar> {
+    eval_with(expr, &|f| lookup(data, f))
+}
+
+/// [`eval`] on object data given as its top-level fields.
+pub fn eval_fields(expr: &ValueExpr, fields: &impl Fields) -> Option<Scalar> {
+    eval_with(expr, &|f| lookup_fields(fields, f))
+}
+
+fn eval_with<'a>(
+    expr: &ValueExpr,
+    get: &dyn Fn(&FieldPath) -> Option<&'a Value>,
+) -> Option<Scalar> {
     Some(match expr {
-        ValueExpr::Field(f) => match lookup(data, f)? {
+        ValueExpr::Field(f) => match get(f)? {
             Value::Number(n) => Scalar::Number(n.as_f64().unwrap_or(f64::NAN)),
             other => Scalar::Other(other.clone()),
         },
         ValueExpr::Number(x) => Scalar::Number(*x),
-        ValueExpr::Neg(arg) => Scalar::Number(-number(eval(arg, data)?)),
+        ValueExpr::Neg(arg) => Scalar::Number(-number(eval_with(arg, get)?)),
         ValueExpr::Binary(op, l, r) => {
-            let a = number(eval(l, data)?);
-            let b = number(eval(r, data)?);
+            let a = number(eval_with(l, get)?);
+            let b = number(eval_with(r, get)?);
             Scalar::Number(op.apply(a, b))
         }
-        ValueExpr::Call(func, arg) => Scalar::Number(func.apply(number(eval(arg, data)?))),
+        ValueExpr::Call(func, arg) => Scalar::Number(func.apply(number(eval_with(arg, get)?))),
     })
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 use super::invalidation::Invalidator;
 use crate::metric::reduce::{is_pyramidal, merge};
-use crate::metric::{BinComputer, Tier, needed_fields, parse_fields};
+use crate::metric::{BinComputer, Parsed, Slots, Tier, needed_fields, parse_slots};
 use crate::model::{Service, time};
 use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
 use crate::storage::{CachedBin, EventStore, MetricCache, StoreError};
@@ -467,20 +467,22 @@ fn scan_bins(
         return Ok(Vec::new());
     }
     let fields = needed_fields(leaf);
+    let none_needed = fields.is_empty();
+    let mut slots = Slots::new(fields);
     let mut computer = BinComputer::new(leaf, tier, first, n);
-    let empty = serde_json::Value::Object(serde_json::Map::new());
     let mut bad = None;
     let stop = first + n as i64 * tier.step();
     store.scan_data(svc, &leaf.event_type, first, stop, &mut |t, data| {
-        if fields.is_empty() {
-            computer.add(t, &empty);
-        } else {
-            match parse_fields(data, &fields) {
-                Ok(v) => computer.add(t, &v),
-                Err(e) => {
-                    bad = Some(e.to_string());
-                    return ControlFlow::Break(());
-                }
+        if none_needed {
+            computer.add_fields(t, &slots);
+            return ControlFlow::Continue(());
+        }
+        match parse_slots(data, &mut slots) {
+            Ok(Parsed::Object) => computer.add_fields(t, &slots),
+            Ok(Parsed::Other(v)) => computer.add(t, &v),
+            Err(e) => {
+                bad = Some(e.to_string());
+                return ControlFlow::Break(());
             }
         }
         ControlFlow::Continue(())

@@ -20,6 +20,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server without self-monitoring events (so tests see only their own
+    /// types); tests of self-monitoring use `start_with_options`.
     pub fn start() -> Self {
         Self::start_with(Arc::new(SystemClock), Limits::default())
     }
@@ -29,6 +31,7 @@ impl TestServer {
             clock,
             Options {
                 limits,
+                self_events: false,
                 ..Options::default()
             },
         )

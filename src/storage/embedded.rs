@@ -1,17 +1,15 @@
 //! The embedded backend, on fjall (an LSM-tree storage engine).
 //!
-//! Why fjall rather than redb: events arrive as large append-mostly batches
-//! and are read as time-range scans. fjall's LSM write path appends batches to
-//! one journal and sorts them in memory, so a 1000-event batch costs one
-//! journal write; redb's copy-on-write B-tree rewrites tree pages on every
-//! commit and allows one writer at a time, which costs far more per batch.
-//! Both give atomic batches, ordered range scans in both directions and crash
-//! safety; see README "Storage" for the numbers behind the choice.
+//! Why fjall rather than redb (README "Storage"): an acknowledged put must
+//! survive `kill -9`; fjall gets that by writing its journal to the OS, while
+//! a redb commit survives a crash only if it is fsynced. Events are stored in
+//! blocks, one per put, type and hour ([`keys`]).
 //!
-//! Keyspaces: `events` (see [`keys`]), `ids` (id → event key, for upserts),
-//! `types` (`service 0x00 type`), `metrics` (the metric cache), `metric_log`
-//! (cache insertion order, for the byte cap), `metric_sources` (the sources
-//! cached per type, for invalidation).
+//! Keyspaces: `events` (blocks), `ids` (id → current block and position, for
+//! upserts), `deleted` (tombstones of replaced events), `types` (`service 0x00
+//! type`), `metrics` (the metric cache), `metric_log` (cache insertion order,
+//! for the byte cap), `metric_sources` (the sources cached per type, for
+//! invalidation).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;

@@ -8,8 +8,6 @@
 //! events/s and the server's peak RSS (VmHWM), and writes the same as JSON to
 //! target/bench-ingest.json. A benchmark, not a test: it asserts nothing.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
@@ -48,51 +46,17 @@ fn args() -> Args {
     a
 }
 
-struct Server {
-    child: Child,
-    collector: String,
-    evaluator: String,
-}
+#[path = "../tests/common/spawn.rs"]
+mod spawn;
+
+use spawn::Spawned as Server;
 
 fn start(dir: &std::path::Path, durability: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cubed"))
-        .args([
-            "serve",
-            "--collector-addr",
-            "127.0.0.1:0",
-            "--evaluator-addr",
-            "127.0.0.1:0",
-            "--udp-addr",
-            "off",
-        ])
-        .args(["--durability", durability, "--data-dir"])
-        .arg(dir)
-        .env("CUBED_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cubed");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("cubed serving") {
-                let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
-                        .unwrap_or_default()
-                };
-                let _ = tx.send((field("collector"), field("evaluator")));
-            }
-        }
-    });
-    let (c, e) = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started");
-    Server {
-        child,
-        collector: c,
-        evaluator: e,
-    }
+    spawn::spawn(
+        env!("CARGO_BIN_EXE_cubed"),
+        dir,
+        &["--durability", durability],
+    )
 }
 
 /// A deterministic request-like event (no RNG crate needed: an LCG).

@@ -10,66 +10,26 @@
 #[path = "workload.rs"]
 mod workload;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
-struct Server {
-    child: Child,
-    collector: String,
-    evaluator: String,
-}
+#[path = "../tests/common/spawn.rs"]
+mod spawn;
+
+use spawn::Spawned as Server;
 
 fn start(dir: &std::path::Path, reset_cache: bool) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cubed"));
-    cmd.args([
-        "serve",
-        "--collector-addr",
-        "127.0.0.1:0",
-        "--evaluator-addr",
-        "127.0.0.1:0",
-        "--udp-addr",
-        "off",
-    ])
-    .args(["--self-events", "false", "--data-dir"])
-    .arg(dir)
-    .env("CUBED_LOG", "info")
-    .stderr(Stdio::piped());
-    if reset_cache {
-        cmd.arg("--reset-cache");
-    }
-    let mut child = cmd.spawn().expect("spawn cubed");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("cubed serving") {
-                let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
-                        .unwrap_or_default()
-                };
-                let _ = tx.send((field("collector"), field("evaluator")));
-            }
-        }
-    });
-    let (c, e) = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("server started");
-    Server {
-        child,
-        collector: c,
-        evaluator: e,
-    }
+    let flags: &[&str] = if reset_cache {
+        &["--self-events", "false", "--reset-cache"]
+    } else {
+        &["--self-events", "false"]
+    };
+    spawn::spawn(env!("CARGO_BIN_EXE_cubed"), dir, flags)
 }
 
-fn stop(mut s: Server) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
-        .status();
-    let _ = s.child.wait();
+fn stop(s: Server) {
+    let _ = s.terminate();
 }
 
 fn enc(s: &str) -> String {

@@ -1,56 +1,26 @@
 //! No acknowledged event is lost across a clean restart or a `kill -9`:
 //! runs the real `cubed` binary.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "common/spawn.rs"]
+mod spawn;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 struct Server {
-    child: Child,
+    child: std::process::Child,
     collector: String,
     evaluator: String,
 }
 
 fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cubed"))
-        .args([
-            "serve",
-            "--collector-addr",
-            "127.0.0.1:0",
-            "--evaluator-addr",
-            "127.0.0.1:0",
-            "--udp-addr",
-            "off",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("CUBED_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn cubed");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("cubed serving") {
-                let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
-                };
-                let _ = tx.send((field("collector"), field("evaluator")));
-            }
-        }
-    });
-    let (collector, evaluator) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server started");
+    let s = spawn::spawn(env!("CARGO_BIN_EXE_cubed"), dir, &[]);
     Server {
-        child,
-        collector: format!("http://{}", collector.expect("collector addr")),
-        evaluator: format!("http://{}", evaluator.expect("evaluator addr")),
+        child: s.child,
+        collector: format!("http://{}", s.collector),
+        evaluator: format!("http://{}", s.evaluator),
     }
 }
 

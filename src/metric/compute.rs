@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::reduce::Accumulator;
 use super::tiers::Tier;
 use crate::expr::Reduce;
-use crate::plan::LeafPlan;
 use crate::plan::filter::PathStep;
+use crate::plan::{LeafPlan, Scalar};
 
 /// The bins `[first, first + n * step)` of one leaf, filled event by event.
 pub struct BinComputer<'p> {
@@ -42,32 +42,32 @@ impl<'p> BinComputer<'p> {
         (i < self.accs.len()).then_some(i)
     }
 
-    /// Adds one event (its data, or the part of it [`needed_fields`] names).
+    /// Adds one event given as its whole data.
     pub fn add(&mut self, time: i64, data: &Value) {
-        let Some(i) = self.slot(time) else { return };
-        if self.trivial {
-            self.accs[i].add_number(1.0);
-            return;
-        }
-        if !self.leaf.filter.matches(data) {
-            return;
-        }
-        if let Some(v) = self.leaf.value_of(data) {
-            self.accs[i].add(&v);
-        }
+        self.add_with(time, |leaf| {
+            leaf.filter
+                .matches(data)
+                .then(|| leaf.value_of(data))
+                .flatten()
+        });
     }
 
     /// Adds one event whose data is an object, given as the needed fields.
     pub fn add_fields(&mut self, time: i64, fields: &Slots) {
+        self.add_with(time, |leaf| {
+            leaf.filter
+                .matches_fields(fields)
+                .then(|| leaf.value_of_fields(fields))
+                .flatten()
+        });
+    }
+
+    /// `value`: the event's value if it passes the filter.
+    fn add_with(&mut self, time: i64, value: impl FnOnce(&LeafPlan) -> Option<Scalar>) {
         let Some(i) = self.slot(time) else { return };
         if self.trivial {
             self.accs[i].add_number(1.0);
-            return;
-        }
-        if !self.leaf.filter.matches_fields(fields) {
-            return;
-        }
-        if let Some(v) = self.leaf.value_of_fields(fields) {
+        } else if let Some(v) = value(self.leaf) {
             self.accs[i].add(&v);
         }
     }
@@ -207,64 +207,6 @@ pub fn parse_slots(json: &[u8], slots: &mut Slots) -> Result<Parsed, serde_json:
     Ok(parsed)
 }
 
-/// Parses a JSON object keeping only the top-level keys in `fields`.
-/// Anything that is not an object parses whole.
-pub fn parse_fields(json: &[u8], fields: &BTreeSet<String>) -> Result<Value, serde_json::Error> {
-    struct Seed<'f>(&'f BTreeSet<String>);
-    impl<'de> DeserializeSeed<'de> for Seed<'_> {
-        type Value = Value;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Seed<'_> {
-        type Value = Value;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("JSON")
-        }
-        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
-            let mut out = Map::new();
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if self.0.contains(k.as_ref()) {
-                    out.insert(k.into_owned(), map.next_value::<Value>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(Value::Object(out))
-        }
-        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-            Ok(Value::Bool(v))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-            Ok(Value::String(v.to_owned()))
-        }
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut items = Vec::new();
-            while let Some(v) = seq.next_element::<Value>()? {
-                items.push(v);
-            }
-            Ok(Value::Array(items))
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let v = Seed(fields).deserialize(&mut de)?;
-    de.end()?;
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,15 +250,24 @@ mod tests {
             need.iter().map(String::as_str).collect::<Vec<_>>(),
             ["a", "c", "d"]
         );
-        let v = parse_fields(
+        let mut slots = Slots::new(need);
+        let parsed = parse_slots(
             br#"{"a":{"b":1,"z":[1,2]},"big":{"x":[1,2,3]},"c":[1],"d":3,"e":"s"}"#,
-            &need,
+            &mut slots,
         )
         .unwrap();
-        assert_eq!(v, json!({"a": {"b": 1, "z": [1, 2]}, "c": [1], "d": 3}));
+        assert!(matches!(parsed, Parsed::Object));
+        use crate::plan::filter::Fields;
+        assert_eq!(slots.field("a"), Some(&json!({"b": 1, "z": [1, 2]})));
+        assert_eq!(slots.field("d"), Some(&json!(3)));
+        assert_eq!(slots.field("big"), None);
         assert!(needed_fields(&leaf("sum(t1)")).is_empty());
-        assert_eq!(parse_fields(b"[1,2]", &need).unwrap(), json!([1, 2]));
-        assert!(parse_fields(b"{", &need).is_err());
+        assert!(
+            matches!(parse_slots(b"[1,2]", &mut slots).unwrap(), Parsed::Other(v) if v == json!([1, 2]))
+        );
+        // slots are cleared between events
+        assert_eq!(slots.field("a"), None);
+        assert!(parse_slots(b"{", &mut slots).is_err());
     }
 
     #[test]

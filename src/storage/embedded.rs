@@ -254,18 +254,9 @@ fn split_prefix_bytes(key: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
 
 /// `service 0x00 type 0x00 rest` → (prefix, rest)
 fn split_prefixed(key: &[u8]) -> Result<(Vec<u8>, String), StoreError> {
-    let first = key
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or_else(|| corrupt("key"))?;
-    let second = key[first + 1..]
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or_else(|| corrupt("key"))?
-        + first
-        + 1;
-    let rest = std::str::from_utf8(&key[second + 1..]).map_err(|_| corrupt("key"))?;
-    Ok((key[..=second].to_vec(), rest.to_owned()))
+    let (prefix, rest) = split_prefix_bytes(key)?;
+    let rest = std::str::from_utf8(rest).map_err(|_| corrupt("key"))?;
+    Ok((prefix.to_vec(), rest.to_owned()))
 }
 
 fn type_key(service: &Service, event_type: &str) -> Vec<u8> {

@@ -1,0 +1,70 @@
+//! Runs the real `cubed serve` binary on port 0 and learns its addresses from
+//! the `cubed serving` log line. Shared by tests/durability.rs and the benches.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Spawned {
+    pub child: Child,
+    /// `host:port` of the collector listener.
+    pub collector: String,
+    /// `host:port` of the evaluator listener.
+    pub evaluator: String,
+}
+
+/// Starts `bin serve` on `data_dir` with ephemeral ports, no UDP, and `extra` flags.
+pub fn spawn(bin: &str, data_dir: &Path, extra: &[&str]) -> Spawned {
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--collector-addr",
+            "127.0.0.1:0",
+            "--evaluator-addr",
+            "127.0.0.1:0",
+            "--udp-addr",
+            "off",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("CUBED_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cubed");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("cubed serving") {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                let _ = tx.send((field("collector"), field("evaluator")));
+            }
+        }
+    });
+    let (collector, evaluator) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("server started");
+    Spawned {
+        child,
+        collector,
+        evaluator,
+    }
+}
+
+impl Spawned {
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+}

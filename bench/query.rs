@@ -1,9 +1,10 @@
 //! Query latency benchmark (issue 4): the seven standard queries over HTTP
-//! GET, cold (nothing cached: the server restarts with --reset-cache before
-//! each) and cached (median of 5 after one warm-up), on 1,000,000 events
-//! (`-- --events 10000000` for ten million).
+//! GET, cold (nothing cached: `DELETE /1.0/metric/cache` before each; with
+//! `--restart-each` the server also restarts with --reset-cache, so the
+//! storage engine's block cache is cold too) and cached (median of 5 after one
+//! warm-up), on 1,000,000 events (`-- --events 10000000` for ten million).
 //!
-//!     cargo bench --bench query [-- --events N]
+//!     cargo bench --bench query [-- --events N] [--restart-each] [--data-dir DIR] [--only Q3]
 //!
 //! Writes target/bench-query.json. A benchmark: it asserts nothing.
 
@@ -107,7 +108,13 @@ fn main() {
         n as f64 / t0.elapsed().as_secs_f64()
     };
     println!("{n} events ingested at {ingest:.0} events/s (one client)");
-    stop(s);
+    let restart_each = argv.iter().any(|a| a == "--restart-each");
+    let mut server = if restart_each {
+        stop(s);
+        None
+    } else {
+        Some(s)
+    };
 
     let mut rows = Vec::new();
     println!(
@@ -123,8 +130,16 @@ fn main() {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        let s = start(&dir_path, true);
+        let s = match server.take() {
+            Some(s) => s,
+            None => start(&dir_path, true),
+        };
         let agent = ureq::Agent::new_with_defaults();
+        let r = agent
+            .delete(&format!("http://{}/1.0/metric/cache", s.evaluator))
+            .call()
+            .expect("clear cache");
+        assert_eq!(r.status().as_u16(), 200);
         let (cold, bins) = query(&agent, &s, &expr, step);
         let _ = query(&agent, &s, &expr, step);
         let mut warm: Vec<f64> = (0..5).map(|_| query(&agent, &s, &expr, step).0).collect();
@@ -135,15 +150,23 @@ fn main() {
             format!("{expr} @{}s", step / 1000)
         );
         rows.push(json!({"query": name, "expression": expr, "step": step, "bins": bins, "cold_ms": cold, "cached_ms": cached}));
-        stop(s);
+        if restart_each {
+            stop(s);
+        } else {
+            server = Some(s);
+        }
     }
     let report = json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "events": n,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "ingest_events_per_s": ingest.round(),
+        "restart_each": restart_each,
         "queries": rows,
     });
+    if let Some(s) = server {
+        stop(s);
+    }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-query.json");
     let _ = std::fs::write(
         &out,

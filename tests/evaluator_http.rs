@@ -284,3 +284,16 @@ fn late_events_and_upserts_invalidate_cached_bins() {
     assert_eq!(&q(3_600_000)[..3], &[101.0, 0.0, 1000.0]);
     assert_eq!(q(86_400_000), [1101.0]);
 }
+
+#[test]
+fn deleting_the_cache_recomputes_from_events() {
+    let s = TestServer::start();
+    put_cube_test_events(&s);
+    let before = metric(&s, "sum(test)", 300_000);
+    let resp = common::agent()
+        .delete(&s.evaluator_url("/1.0/metric/cache"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(metric(&s, "sum(test)", 300_000), before);
+}

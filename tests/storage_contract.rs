@@ -325,8 +325,29 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
             .unwrap()
             .is_empty()
     );
+    // clearing one service leaves the others
+    let acme = Service::from_key("acme");
+    c.put(&acme, "test", "sum(test)", 60_000, &bins).unwrap();
+    c.clear_service(&svc).unwrap();
+    assert!(
+        c.get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.get(&acme, "test", "sum(test)", 60_000, 0, 180_000)
+            .unwrap()
+            .len(),
+        3
+    );
+    c.put(&svc, "test", "sum(test)", 60_000, &bins).unwrap();
     // clearing drops everything
     c.clear().unwrap();
+    assert!(
+        c.get(&acme, "test", "sum(test)", 60_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         c.get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
             .unwrap()

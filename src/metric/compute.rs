@@ -127,6 +127,13 @@ impl Slots {
         Slots { names, values }
     }
 
+    /// Sets every slot, in name order, from columns of a block.
+    pub fn fill_from(&mut self, columns: &[crate::storage::columns::ColumnView<'_>], i: usize) {
+        for (slot, c) in self.values.iter_mut().zip(columns) {
+            c.write_into(i, slot);
+        }
+    }
+
     fn position(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }

@@ -137,6 +137,24 @@ pub fn routes(
             },
         );
 
+    let clear_cache = warp::delete()
+        .and(warp::path!("1.0" / "metric" / "cache"))
+        .and(service_header())
+        .and(with_app(Arc::clone(&app)))
+        .then(|svc, app: Arc<App>| async move {
+            respond(
+                async {
+                    let service = service(svc)?;
+                    let cache = Arc::clone(&app.cache);
+                    tokio::task::spawn_blocking(move || cache.clear_service(&service))
+                        .await
+                        .map_err(super::error::ApiError::internal)??;
+                    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+                }
+                .await,
+            )
+        });
+
     let ws = ws_route(
         warp::path!("1.0" / "metric" / "get").boxed(),
         Endpoint::Metric,
@@ -160,6 +178,8 @@ pub fn routes(
         .or(events)
         .unify()
         .or(metrics)
+        .unify()
+        .or(clear_cache)
         .unify()
         .or(preflight())
         .unify()

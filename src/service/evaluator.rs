@@ -468,21 +468,39 @@ fn scan_bins(
     }
     let fields = needed_fields(leaf);
     let none_needed = fields.is_empty();
-    let mut slots = Slots::new(fields);
+    let names: Vec<String> = fields.into_iter().collect();
+    let mut slots = Slots::new(names.iter().cloned());
     let mut computer = BinComputer::new(leaf, tier, first, n);
     let mut bad = None;
     let stop = first + n as i64 * tier.step();
-    store.scan_data(svc, &leaf.event_type, first, stop, &mut |t, data| {
-        if none_needed {
-            computer.add_fields(t, &slots);
-            return ControlFlow::Continue(());
-        }
-        match parse_slots(data, &mut slots) {
-            Ok(Parsed::Object) => computer.add_fields(t, &slots),
-            Ok(Parsed::Other(v)) => computer.add(t, &v),
-            Err(e) => {
-                bad = Some(e.to_string());
+    store.scan_blocks(svc, &leaf.event_type, first, stop, &mut |block, dead| {
+        // Typed columns for every needed field: no JSON to parse.
+        let columns: Option<Vec<_>> = names.iter().map(|name| block.column(name)).collect();
+        for i in 0..block.len() {
+            let t = block.time(i);
+            if t < first || t >= stop || dead.contains(&(i as u32)) {
+                continue;
+            }
+            if none_needed {
+                computer.add_fields(t, &slots);
+                continue;
+            }
+            if let Some(columns) = &columns {
+                slots.fill_from(columns, i);
+                computer.add_fields(t, &slots);
+                continue;
+            }
+            let Some(data) = block.data(i) else {
+                bad = Some("event block".to_owned());
                 return ControlFlow::Break(());
+            };
+            match parse_slots(data, &mut slots) {
+                Ok(Parsed::Object) => computer.add_fields(t, &slots),
+                Ok(Parsed::Other(v)) => computer.add(t, &v),
+                Err(e) => {
+                    bad = Some(e.to_string());
+                    return ControlFlow::Break(());
+                }
             }
         }
         ControlFlow::Continue(())

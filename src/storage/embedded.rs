@@ -439,6 +439,30 @@ impl EventStore for EmbeddedStore {
         Ok(())
     }
 
+    fn scan_blocks(
+        &self,
+        service: &Service,
+        event_type: &str,
+        start: i64,
+        stop: i64,
+        visit: &mut dyn FnMut(&keys::Block<'_>, &[u32]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        if start >= stop {
+            return Ok(());
+        }
+        let prefix = keys::type_prefix(service, event_type);
+        let (lo, hi) = Self::block_range(&prefix, start, stop);
+        for item in self.events.range(lo..hi) {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            let block = keys::Block::decode(&v).ok_or_else(|| corrupt("event block"))?;
+            let dead = self.tombstones(&prefix, &k)?;
+            if visit(&block, &dead).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
         Ok(self
             .known_types
@@ -448,7 +472,21 @@ impl EventStore for EmbeddedStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.persist(PersistMode::SyncAll).map_err(engine)
+        self.db.persist(PersistMode::SyncAll).map_err(engine)?;
+        // Write the in-memory tables out, so the next start has no journal to
+        // replay (and its first queries do not compete with that work).
+        for ks in [
+            &self.events,
+            &self.ids,
+            &self.deleted,
+            &self.types,
+            &self.metrics,
+            &self.metric_log,
+            &self.metric_sources,
+        ] {
+            ks.rotate_memtable_and_wait().map_err(engine)?;
+        }
+        Ok(())
     }
 }
 
@@ -592,6 +630,22 @@ impl MetricCache for EmbeddedStore {
         self.metric_sources.clear().map_err(engine)?;
         usage.clear();
         self.sources.clear();
+        Ok(())
+    }
+
+    fn clear_service(&self, service: &Service) -> Result<(), StoreError> {
+        let mut usage = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let mut prefix = service.key().as_bytes().to_vec();
+        prefix.push(0);
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        for ks in [&self.metrics, &self.metric_log, &self.metric_sources] {
+            for item in ks.prefix(&prefix) {
+                batch.remove(ks, item.key().map_err(engine)?);
+            }
+        }
+        batch.commit().map_err(engine)?;
+        usage.retain(|k, _| !k.starts_with(&prefix));
+        self.sources.retain(|k, _| !k.starts_with(&prefix));
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! `tokio::task::spawn_blocking` in `service/`. Every backend passes the one
 //! contract suite in `tests/storage_contract.rs`.
 
+pub mod columns;
 pub mod embedded;
 pub mod keys;
 
@@ -76,6 +77,39 @@ pub trait EventStore: Send + Sync + 'static {
         visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
 
+    /// Visits the blocks holding events of one type in `[start, stop)` (a
+    /// block may also hold events outside it), with the positions of its
+    /// replaced events. Backends that do not store blocks get this default:
+    /// one block per event, built from [`scan_data`](Self::scan_data).
+    fn scan_blocks(
+        &self,
+        service: &Service,
+        event_type: &str,
+        start: i64,
+        stop: i64,
+        visit: &mut dyn FnMut(&keys::Block<'_>, &[u32]) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let mut bad = false;
+        self.scan_data(service, event_type, start, stop, &mut |t, data| {
+            let Ok(text) = std::str::from_utf8(data) else {
+                bad = true;
+                return ControlFlow::Break(());
+            };
+            let bytes = keys::encode_block([(t, None, text)].into_iter());
+            match keys::Block::decode(&bytes) {
+                Some(block) => visit(&block, &[]),
+                None => {
+                    bad = true;
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if bad {
+            return Err(StoreError::Corrupt("event data is not UTF-8".into()));
+        }
+        Ok(())
+    }
+
     /// The service's event types, sorted.
     fn types(&self, service: &Service) -> Result<Vec<String>, StoreError>;
 
@@ -119,6 +153,9 @@ pub trait MetricCache: Send + Sync + 'static {
 
     /// Drops every cached bin of every service (`cubed serve --reset-cache`).
     fn clear(&self) -> Result<(), StoreError>;
+
+    /// Drops every cached bin of one service (`DELETE /1.0/metric/cache`).
+    fn clear_service(&self, service: &Service) -> Result<(), StoreError>;
 
     /// Marks invalid, for every source, the bins of `tiers` that contain any of `times`.
     fn invalidate(

@@ -1,0 +1,316 @@
+//! Typed columns of a block's top-level fields — pure.
+//!
+//! When a block is written, each top-level field that is a number in every
+//! event that has it (or a string in every event that has it) is also stored
+//! as a column; the evaluator reads those instead of parsing each event's
+//! JSON. A field of any other kind, or mixed kinds, gets no column (readers
+//! fall back to the JSON, which stays the source of truth). Data that is not
+//! an object gives the block no columns at all.
+
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// Most columns one block gets (wide events keep the rest in JSON only).
+pub const MAX_COLUMNS: usize = 32;
+
+/// A column being built.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnData {
+    Number(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+    /// Seen with a kind no column holds.
+    Mixed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub data: ColumnData,
+}
+
+/// The top-level fields of one event's data: `None` if it is not an object.
+fn top_level(json: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                out.push((k, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    let fields = de.deserialize_map(V).ok()?;
+    de.end().ok()?;
+    Some(fields)
+}
+
+enum Scalar {
+    Number(f64),
+    Text(String),
+    Other,
+}
+
+fn classify(raw: &RawValue) -> Scalar {
+    let t = raw.get();
+    match t.as_bytes().first() {
+        Some(b'"') => match serde_json::from_str::<String>(t) {
+            Ok(s) => Scalar::Text(s),
+            Err(_) => Scalar::Other,
+        },
+        Some(b'-' | b'0'..=b'9') => match serde_json::from_str::<f64>(t) {
+            Ok(x) => Scalar::Number(x),
+            Err(_) => Scalar::Other,
+        },
+        _ => Scalar::Other,
+    }
+}
+
+/// Builds the columns of a block from its events' data, in block order.
+pub fn build_columns<'a>(datas: impl ExactSizeIterator<Item = &'a str>) -> Vec<Column> {
+    let n = datas.len();
+    let mut cols: Vec<Column> = Vec::new();
+    for (i, json) in datas.enumerate() {
+        let Some(fields) = top_level(json) else {
+            return Vec::new();
+        };
+        for (name, raw) in fields {
+            let pos = match cols.iter().position(|c| c.name == name) {
+                Some(p) => p,
+                None if cols.len() < MAX_COLUMNS => {
+                    let data = match classify(raw) {
+                        Scalar::Number(_) => ColumnData::Number(vec![None; n]),
+                        Scalar::Text(_) => ColumnData::Text(vec![None; n]),
+                        Scalar::Other => ColumnData::Mixed,
+                    };
+                    cols.push(Column {
+                        name: name.into_owned(),
+                        data,
+                    });
+                    cols.len() - 1
+                }
+                None => continue,
+            };
+            let col = &mut cols[pos].data;
+            match (col, classify(raw)) {
+                (ColumnData::Number(v), Scalar::Number(x)) => v[i] = Some(x),
+                (ColumnData::Text(v), Scalar::Text(s)) => v[i] = Some(s),
+                (c, _) => *c = ColumnData::Mixed,
+            }
+        }
+    }
+    cols.retain(|c| !matches!(c.data, ColumnData::Mixed));
+    cols
+}
+
+/// Appends `ncols(2) { name_len(2) name kind(1) presence(ceil(n/8)) payload }`:
+/// kind 1 payload `n × f64`, kind 2 `offsets(4(n+1)) bytes`, little-endian.
+pub fn encode_columns(cols: &[Column], n: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(cols.len() as u16).to_le_bytes());
+    for c in cols {
+        out.extend_from_slice(&(c.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(c.name.as_bytes());
+        let present = |i: usize| match &c.data {
+            ColumnData::Number(v) => v[i].is_some(),
+            ColumnData::Text(v) => v[i].is_some(),
+            ColumnData::Mixed => false,
+        };
+        out.push(match c.data {
+            ColumnData::Number(_) => 1,
+            _ => 2,
+        });
+        let mut bits = vec![0u8; n.div_ceil(8)];
+        for (i, byte) in (0..n).map(|i| (i, i / 8)) {
+            if present(i) {
+                bits[byte] |= 1 << (i % 8);
+            }
+        }
+        out.extend_from_slice(&bits);
+        match &c.data {
+            ColumnData::Number(v) => {
+                for x in v {
+                    out.extend_from_slice(&x.unwrap_or(0.0).to_le_bytes());
+                }
+            }
+            ColumnData::Text(v) => {
+                let mut off = 0u32;
+                out.extend_from_slice(&off.to_le_bytes());
+                for s in v {
+                    off += s.as_deref().map_or(0, str::len) as u32;
+                    out.extend_from_slice(&off.to_le_bytes());
+                }
+                for s in v.iter().flatten() {
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+            ColumnData::Mixed => {}
+        }
+    }
+}
+
+/// A decoded column.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnView<'a> {
+    pub name: &'a str,
+    kind: u8,
+    n: usize,
+    presence: &'a [u8],
+    payload: &'a [u8],
+}
+
+impl<'a> ColumnView<'a> {
+    /// Writes event `i`'s value into `slot`, reusing a string's buffer.
+    pub fn write_into(&self, i: usize, slot: &mut Option<Value>) {
+        if self.kind == 2
+            && let Some(s) = self.text(i)
+            && let Some(Value::String(buf)) = slot
+        {
+            buf.clear();
+            buf.push_str(s);
+            return;
+        }
+        *slot = self.value(i);
+    }
+
+    fn present(&self, i: usize) -> bool {
+        i < self.n
+            && self
+                .presence
+                .get(i / 8)
+                .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// The text of event `i` in a string column.
+    fn text(&self, i: usize) -> Option<&'a str> {
+        if self.kind != 2 || !self.present(i) {
+            return None;
+        }
+        let at = |j: usize| -> Option<usize> {
+            Some(u32::from_le_bytes(self.payload.get(4 * j..4 * j + 4)?.try_into().ok()?) as usize)
+        };
+        let base = 4 * (self.n + 1);
+        std::str::from_utf8(self.payload.get(base + at(i)?..base + at(i + 1)?)?).ok()
+    }
+
+    /// The value of event `i` as JSON would give it; `None` if the event lacks the field.
+    pub fn value(&self, i: usize) -> Option<Value> {
+        if i >= self.n || self.presence.get(i / 8)? & (1 << (i % 8)) == 0 {
+            return None;
+        }
+        match self.kind {
+            1 => {
+                let b: [u8; 8] = self.payload.get(8 * i..8 * i + 8)?.try_into().ok()?;
+                serde_json::Number::from_f64(f64::from_le_bytes(b)).map(Value::Number)
+            }
+            _ => {
+                let at = |j: usize| -> Option<usize> {
+                    Some(
+                        u32::from_le_bytes(self.payload.get(4 * j..4 * j + 4)?.try_into().ok()?)
+                            as usize,
+                    )
+                };
+                let base = 4 * (self.n + 1);
+                let bytes = self.payload.get(base + at(i)?..base + at(i + 1)?)?;
+                std::str::from_utf8(bytes)
+                    .ok()
+                    .map(|s| Value::String(s.to_owned()))
+            }
+        }
+    }
+}
+
+/// Decodes a columns section of a block of `n` events; `None` if malformed.
+pub fn decode_columns(mut b: &[u8], n: usize) -> Option<Vec<ColumnView<'_>>> {
+    fn take<'a>(b: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (b.get(..len)?, b.get(len..)?);
+        *b = rest;
+        Some(head)
+    }
+    let count = u16::from_le_bytes(take(&mut b, 2)?.try_into().ok()?) as usize;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name_len = u16::from_le_bytes(take(&mut b, 2)?.try_into().ok()?) as usize;
+        let name = std::str::from_utf8(take(&mut b, name_len)?).ok()?;
+        let kind = *take(&mut b, 1)?.first()?;
+        let presence = take(&mut b, n.div_ceil(8))?;
+        let payload_len = match kind {
+            1 => 8 * n,
+            2 => {
+                let offsets = b.get(..4 * (n + 1))?;
+                let total =
+                    u32::from_le_bytes(offsets.get(4 * n..4 * n + 4)?.try_into().ok()?) as usize;
+                4 * (n + 1) + total
+            }
+            _ => return None,
+        };
+        let payload = take(&mut b, payload_len)?;
+        out.push(ColumnView {
+            name,
+            kind,
+            n,
+            presence,
+            payload,
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn columns_hold_scalar_fields_and_skip_mixed_ones() {
+        let datas = [
+            r#"{"ms": 5, "path": "/a", "mixed": 1, "obj": {"x": 1}}"#,
+            r#"{"ms": 7.5, "mixed": "s", "path": "/\u00e9"}"#,
+            r#"{"path": "/c", "ms": -1e3}"#,
+        ];
+        let cols = build_columns(datas.iter().copied());
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ms", "path"]);
+        let mut buf = Vec::new();
+        encode_columns(&cols, 3, &mut buf);
+        let views = decode_columns(&buf, 3).unwrap();
+        let ms = views.iter().find(|c| c.name == "ms").unwrap();
+        let path = views.iter().find(|c| c.name == "path").unwrap();
+        for (i, d) in datas.iter().enumerate() {
+            let v: Value = serde_json::from_str(d).unwrap();
+            let as_num = |x: Option<&Value>| x.and_then(Value::as_f64);
+            assert_eq!(as_num(ms.value(i).as_ref()), as_num(v.get("ms")));
+            assert_eq!(path.value(i), v.get("path").cloned());
+        }
+        assert_eq!(path.value(1), Some(json!("/é")));
+        let mut slot = Some(json!("old"));
+        path.write_into(2, &mut slot);
+        assert_eq!(slot, Some(json!("/c")));
+        ms.write_into(2, &mut slot);
+        assert_eq!(slot.as_ref().and_then(Value::as_f64), Some(-1000.0));
+        // data that is not an object: no columns
+        assert!(build_columns([r#"{"a":1}"#, "[1]"].into_iter()).is_empty());
+        // a truncated section is refused
+        assert!(decode_columns(&buf[..buf.len() - 1], 3).is_none());
+    }
+
+    #[test]
+    fn absent_fields_and_duplicate_keys() {
+        let cols = build_columns([r#"{"a": 1}"#, r#"{"b": 2}"#, r#"{"a": 1, "a": 3}"#].into_iter());
+        let mut buf = Vec::new();
+        encode_columns(&cols, 3, &mut buf);
+        let views = decode_columns(&buf, 3).unwrap();
+        let a = views.iter().find(|c| c.name == "a").unwrap();
+        assert_eq!(a.value(0), Some(json!(1.0)));
+        assert_eq!(a.value(1), None);
+        // the last occurrence wins, as when parsing the JSON
+        assert_eq!(a.value(2), Some(json!(3.0)));
+    }
+}

@@ -172,6 +172,9 @@ fn limits_and_errors_are_clear() {
         (400, json!({"error": "invalid limit"}))
     );
     assert_eq!(get(&s.evaluator_url("/nothing/here"), None).0, 404);
+    assert_eq!(get(&s.collector_url("/nothing/here"), None).0, 404);
+    assert_eq!(get(&s.collector_url("/collectd"), None).0, 405);
+    assert_eq!(post(&s.evaluator_url("/1.0/types"), "", None).0, 405);
 }
 
 #[test]

@@ -22,12 +22,11 @@ pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let log = super::request_log(Arc::clone(&app.self_events));
-    let put = warp::post()
-        .and(
-            warp::path!("1.0" / "event" / "put")
-                .or(warp::path!("1.0" / "event"))
-                .unify(),
-        )
+    // Path before method: an unknown path is 404, a known one with the wrong method 405.
+    let put = warp::path!("1.0" / "event" / "put")
+        .or(warp::path!("1.0" / "event"))
+        .unify()
+        .and(warp::post())
         .and(service_header())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
@@ -60,8 +59,8 @@ pub fn routes(
             },
         );
 
-    let collectd = warp::post()
-        .and(warp::path!("collectd"))
+    let collectd = warp::path!("collectd")
+        .and(warp::post())
         .and(service_header())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())

@@ -137,8 +137,8 @@ pub fn routes(
             },
         );
 
-    let clear_cache = warp::delete()
-        .and(warp::path!("1.0" / "metric" / "cache"))
+    let clear_cache = warp::path!("1.0" / "metric" / "cache")
+        .and(warp::delete())
         .and(service_header())
         .and(with_app(Arc::clone(&app)))
         .then(|svc, app: Arc<App>| async move {

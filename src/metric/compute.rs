@@ -9,8 +9,12 @@ use serde_json::Value;
 use super::reduce::Accumulator;
 use super::tiers::Tier;
 use crate::expr::Reduce;
+use crate::expr::{Literal, ValueExpr};
 use crate::plan::filter::PathStep;
+use crate::plan::filter::{OpTest, Test};
 use crate::plan::{LeafPlan, Scalar};
+use crate::storage::columns::ColumnView;
+use crate::storage::keys::Block;
 
 /// The bins `[first, first + n * step)` of one leaf, filled event by event.
 pub struct BinComputer<'p> {
@@ -62,6 +66,13 @@ impl<'p> BinComputer<'p> {
         });
     }
 
+    /// Adds a number that already passed the filter.
+    pub fn add_value(&mut self, time: i64, x: f64) {
+        if let Some(i) = self.slot(time) {
+            self.accs[i].add_number(x);
+        }
+    }
+
     /// `value`: the event's value if it passes the filter.
     fn add_with(&mut self, time: i64, value: impl FnOnce(&LeafPlan) -> Option<Scalar>) {
         let Some(i) = self.slot(time) else { return };
@@ -78,6 +89,112 @@ impl<'p> BinComputer<'p> {
 
     pub fn reduce(&self) -> Reduce {
         self.leaf.reduce
+    }
+}
+
+/// A top-level scalar read from a column, without building a JSON value.
+#[derive(Debug, Clone, Copy)]
+enum Cand<'a> {
+    Num(f64),
+    Str(&'a str),
+}
+
+fn cand<'a>(col: &ColumnView<'a>, i: usize) -> Option<Cand<'a>> {
+    if col.is_number() {
+        col.number(i).map(Cand::Num)
+    } else {
+        col.text(i).map(Cand::Str)
+    }
+}
+
+fn cand_eq(c: Cand<'_>, lit: &Literal) -> bool {
+    match (c, lit) {
+        (Cand::Num(a), Literal::Number(b)) => a == *b,
+        (Cand::Str(a), Literal::String(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn cand_cmp(c: Cand<'_>, lit: &Literal) -> Option<std::cmp::Ordering> {
+    match (c, lit) {
+        (Cand::Num(a), Literal::Number(b)) => a.partial_cmp(b),
+        (Cand::Str(a), Literal::String(b)) => Some(a.cmp(b.as_str())),
+        _ => None,
+    }
+}
+
+/// One condition on a scalar (or missing) top-level field, with the same
+/// MongoDB semantics as [`crate::plan::EventFilter::matches`] gives a scalar.
+fn scalar_test(test: &Test, c: Option<Cand<'_>>) -> bool {
+    use std::cmp::Ordering::*;
+    let eq = |lit: &Literal| match c {
+        None => matches!(lit, Literal::Null),
+        Some(c) => cand_eq(c, lit),
+    };
+    let cmp = |lit: &Literal, ok: fn(std::cmp::Ordering) -> bool| match c {
+        None => matches!(lit, Literal::Null) && ok(Equal),
+        Some(c) => cand_cmp(c, lit).is_some_and(ok),
+    };
+    match test {
+        Test::Eq(lit) => eq(lit),
+        Test::Ops(ops) => ops.iter().all(|op| match op {
+            OpTest::Ne(l) => !eq(l),
+            OpTest::Lt(l) => cmp(l, |o| o == Less),
+            OpTest::Le(l) => cmp(l, |o| o != Greater),
+            OpTest::Gt(l) => cmp(l, |o| o == Greater),
+            OpTest::Ge(l) => cmp(l, |o| o != Less),
+            OpTest::Regex(p) => matches!(c, Some(Cand::Str(s)) if p.regex.is_match(s)),
+            OpTest::In(items) => items.iter().any(eq),
+            OpTest::Nin(items) => !items.iter().any(eq),
+            OpTest::Exists(want) => c.is_some() == *want,
+        }),
+    }
+}
+
+/// A leaf evaluated straight from a block's columns: every condition is on a
+/// top-level field with a column, and the value is 1 or a number column.
+pub struct ColumnLeaf<'p, 'b> {
+    conditions: Vec<(ColumnView<'b>, &'p Test)>,
+    value: Option<ColumnView<'b>>,
+}
+
+impl<'p, 'b> ColumnLeaf<'p, 'b> {
+    /// `None` when the leaf needs something columns cannot give.
+    pub fn new(leaf: &'p LeafPlan, block: &Block<'b>) -> Option<Self> {
+        let mut conditions = Vec::with_capacity(leaf.filter.conditions.len());
+        for c in &leaf.filter.conditions {
+            let [PathStep::Key(k)] = c.path.as_slice() else {
+                return None;
+            };
+            conditions.push((block.column(k)?, &c.test));
+        }
+        let value = match &leaf.value {
+            None => None,
+            Some(ValueExpr::Field(f)) if f.tail.is_empty() => {
+                let col = block.column(&f.head)?;
+                if !col.is_number() {
+                    return None;
+                }
+                Some(col)
+            }
+            Some(_) => return None,
+        };
+        Some(ColumnLeaf { conditions, value })
+    }
+
+    /// The event's value if it passes the filter.
+    pub fn value(&self, i: usize) -> Option<f64> {
+        if !self
+            .conditions
+            .iter()
+            .all(|(col, test)| scalar_test(test, cand(col, i)))
+        {
+            return None;
+        }
+        match &self.value {
+            None => Some(1.0),
+            Some(col) => col.number(i),
+        }
     }
 }
 

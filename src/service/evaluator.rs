@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 use super::invalidation::Invalidator;
 use crate::metric::reduce::{is_pyramidal, merge};
-use crate::metric::{BinComputer, Parsed, Slots, Tier, needed_fields, parse_slots};
+use crate::metric::{BinComputer, ColumnLeaf, Parsed, Slots, Tier, needed_fields, parse_slots};
 use crate::model::{Service, time};
 use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
 use crate::storage::{CachedBin, EventStore, MetricCache, StoreError};
@@ -474,6 +474,19 @@ fn scan_bins(
     let mut bad = None;
     let stop = first + n as i64 * tier.step();
     store.scan_blocks(svc, &leaf.event_type, first, stop, &mut |block, dead| {
+        // The whole leaf on columns: no JSON values at all.
+        if !none_needed && let Some(cl) = ColumnLeaf::new(leaf, block) {
+            for i in 0..block.len() {
+                let t = block.time(i);
+                if t < first || t >= stop || dead.contains(&(i as u32)) {
+                    continue;
+                }
+                if let Some(x) = cl.value(i) {
+                    computer.add_value(t, x);
+                }
+            }
+            return ControlFlow::Continue(());
+        }
         // Typed columns for every needed field: no JSON to parse.
         let columns: Option<Vec<_>> = names.iter().map(|name| block.column(name)).collect();
         for i in 0..block.len() {

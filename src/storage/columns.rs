@@ -180,6 +180,20 @@ impl<'a> ColumnView<'a> {
         *slot = self.value(i);
     }
 
+    /// Whether this is a number column.
+    pub fn is_number(&self) -> bool {
+        self.kind == 1
+    }
+
+    /// The number of event `i` in a number column.
+    pub fn number(&self, i: usize) -> Option<f64> {
+        if self.kind != 1 || !self.present(i) {
+            return None;
+        }
+        let b: [u8; 8] = self.payload.get(8 * i..8 * i + 8)?.try_into().ok()?;
+        Some(f64::from_le_bytes(b))
+    }
+
     fn present(&self, i: usize) -> bool {
         i < self.n
             && self
@@ -189,7 +203,7 @@ impl<'a> ColumnView<'a> {
     }
 
     /// The text of event `i` in a string column.
-    fn text(&self, i: usize) -> Option<&'a str> {
+    pub fn text(&self, i: usize) -> Option<&'a str> {
         if self.kind != 2 || !self.present(i) {
             return None;
         }

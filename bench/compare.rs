@@ -17,6 +17,8 @@
 //! another; empty bins count 0 for counts and sums and are undefined for max
 //! and median. A benchmark: it asserts nothing.
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/common/spawn.rs"]
 mod spawn;
 #[path = "workload.rs"]
@@ -27,6 +29,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{enc, peak_rss_mib, post_all};
 use serde_json::{Value, json};
 
 /// One system's answer to one query.
@@ -56,51 +59,6 @@ fn arg(argv: &[String], name: &str) -> Option<String> {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Posts `bodies` over `clients` keep-alive connections; returns seconds.
-fn post_all(url: &str, bodies: &[String], clients: usize, content_type: &str) -> f64 {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let t0 = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..clients {
-            scope.spawn(|| {
-                let agent = ureq::Agent::new_with_defaults();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { break };
-                    let r = agent
-                        .post(url)
-                        .header("content-type", content_type)
-                        .send(body.as_str())
-                        .expect("post");
-                    assert!(r.status().is_success(), "{url}: {}", r.status());
-                }
-            });
-        }
-    });
-    t0.elapsed().as_secs_f64()
 }
 
 fn timed_get(agent: &ureq::Agent, url: &str) -> (f64, Value) {

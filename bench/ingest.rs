@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::{peak_rss_mib, post_all};
 use futures_util::SinkExt;
 use serde_json::json;
 
@@ -46,6 +47,8 @@ fn args() -> Args {
     a
 }
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/common/spawn.rs"]
 mod spawn;
 
@@ -78,18 +81,6 @@ fn event(i: usize, type_: &str) -> serde_json::Value {
     })
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn http_ingest(s: &Server, events: usize, clients: usize) -> f64 {
     let batches: Vec<String> = (0..events.div_ceil(1000))
         .map(|b| {
@@ -106,26 +97,8 @@ fn http_ingest(s: &Server, events: usize, clients: usize) -> f64 {
         bytes as f64 / 1048576.0
     );
     let url = format!("http://{}/1.0/event/put", s.collector);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let t0 = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..clients {
-            scope.spawn(|| {
-                let agent = ureq::Agent::new_with_defaults();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(body) = batches.get(i) else { break };
-                    let r = agent
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .send(body.as_str())
-                        .expect("put");
-                    assert_eq!(r.status().as_u16(), 200);
-                }
-            });
-        }
-    });
-    events as f64 / t0.elapsed().as_secs_f64()
+    let secs = post_all(&url, &batches, clients, "application/json");
+    events as f64 / secs
 }
 
 fn ws_ingest(s: &Server, events: usize) -> f64 {
@@ -189,7 +162,7 @@ fn main() {
         0.0
     };
     println!("websocket:    {:>12.0} events/s", ws);
-    let rss = peak_rss_kib(s.child.id());
+    let rss = peak_rss_mib(s.child.id()) * 1024.0;
     println!("server peak RSS: {:.1} MiB", rss as f64 / 1024.0);
     let report = json!({
         "date": chrono::Utc::now().to_rfc3339(),

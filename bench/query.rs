@@ -13,8 +13,11 @@ mod workload;
 
 use std::time::Instant;
 
+use common::enc;
 use serde_json::json;
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/common/spawn.rs"]
 mod spawn;
 
@@ -31,15 +34,6 @@ fn start(dir: &std::path::Path, reset_cache: bool) -> Server {
 
 fn stop(s: Server) {
     let _ = s.terminate();
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One query: (milliseconds, number of bins).

@@ -419,22 +419,25 @@ impl EventStore for EmbeddedStore {
         if start >= stop {
             return Ok(());
         }
-        let prefix = keys::type_prefix(service, event_type);
-        let (lo, hi) = Self::block_range(&prefix, start, stop);
-        for item in self.events.range(lo..hi) {
-            let (k, v) = item.into_inner().map_err(engine)?;
-            let block = keys::Block::decode(&v).ok_or_else(|| corrupt("event block"))?;
-            let dead = self.tombstones(&prefix, &k)?;
+        let mut missing = false;
+        self.scan_blocks(service, event_type, start, stop, &mut |block, dead| {
             for i in 0..block.len() {
                 let t = block.time(i);
                 if t < start || t >= stop || dead.contains(&(i as u32)) {
                     continue;
                 }
-                let data = block.data(i).ok_or_else(|| corrupt("event block"))?;
+                let Some(data) = block.data(i) else {
+                    missing = true;
+                    return ControlFlow::Break(());
+                };
                 if visit(t, data).is_break() {
-                    return Ok(());
+                    return ControlFlow::Break(());
                 }
             }
+            ControlFlow::Continue(())
+        })?;
+        if missing {
+            return Err(corrupt("event block"));
         }
         Ok(())
     }

@@ -28,10 +28,14 @@ fn events(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
                 i % 50,
                 i % 100_000
             );
-            (
-                keys::event_key(&prefix, time, 1, i as u64),
-                keys::encode_event_value(None, &data),
-            )
+            // One key per event: prefix, time, sequence; the value is the data
+            // behind a flags byte (the layout Cubed used before blocks).
+            let mut key = prefix.clone();
+            key.extend_from_slice(&keys::encode_i64(time));
+            key.extend_from_slice(&(i as u64).to_be_bytes());
+            let mut value = vec![0u8];
+            value.extend_from_slice(data.as_bytes());
+            (key, value)
         })
         .collect()
 }

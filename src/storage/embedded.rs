@@ -391,7 +391,7 @@ impl EventStore for EmbeddedStore {
         let mut current: Option<i64> = None;
         for item in items {
             let (k, v) = item.into_inner().map_err(engine)?;
-            let b = keys::event_time(&k, prefix.len()).ok_or_else(|| corrupt("block key"))?;
+            let b = keys::block_bucket(&k, prefix.len()).ok_or_else(|| corrupt("block key"))?;
             if current.is_some_and(|c| c != b) {
                 if self
                     .emit_bucket(&prefix, &bucket, start, stop, order, visit)?

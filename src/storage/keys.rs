@@ -43,11 +43,11 @@ pub fn type_prefix(service: &Service, event_type: &str) -> Vec<u8> {
     k
 }
 
-/// The key of one event.
-pub fn event_key(prefix: &[u8], time: i64, run: u64, seq: u64) -> Vec<u8> {
+/// The key of one block.
+pub fn block_key(prefix: &[u8], bucket: i64, run: u64, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + EVENT_SUFFIX_LEN);
     k.extend_from_slice(prefix);
-    k.extend_from_slice(&encode_i64(time));
+    k.extend_from_slice(&encode_i64(bucket));
     k.extend_from_slice(&run.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
@@ -61,37 +61,9 @@ pub fn time_bound(prefix: &[u8], time: i64) -> Vec<u8> {
     k
 }
 
-/// The time of an event key with a prefix of `prefix_len` bytes.
-pub fn event_time(key: &[u8], prefix_len: usize) -> Option<i64> {
+/// The bucket of a block key with a prefix of `prefix_len` bytes.
+pub fn block_bucket(key: &[u8], prefix_len: usize) -> Option<i64> {
     decode_i64(key.get(prefix_len..)?)
-}
-
-/// Event value: `flags(1) [id_len(4) id] data`, flags bit 0 = has id.
-pub fn encode_event_value(id: Option<&str>, data: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + id.map_or(0, |i| 4 + i.len()) + data.len());
-    match id {
-        Some(id) => {
-            v.push(1);
-            v.extend_from_slice(&(id.len() as u32).to_be_bytes());
-            v.extend_from_slice(id.as_bytes());
-        }
-        None => v.push(0),
-    }
-    v.extend_from_slice(data.as_bytes());
-    v
-}
-
-/// Splits an event value into (id JSON text, data JSON text).
-pub fn decode_event_value(v: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
-    match v.first()? {
-        0 => Some((None, v.get(1..)?)),
-        1 => {
-            let len = u32::from_be_bytes(v.get(1..5)?.try_into().ok()?) as usize;
-            let id = v.get(5..5 + len)?;
-            Some((Some(id), v.get(5 + len..)?))
-        }
-        _ => None,
-    }
 }
 
 /// Id index key: `service 0x00 type 0x00 id-json`.
@@ -248,11 +220,6 @@ impl<'a> Block<'a> {
     }
 }
 
-/// The key of one block.
-pub fn block_key(prefix: &[u8], bucket: i64, run: u64, seq: u64) -> Vec<u8> {
-    event_key(prefix, bucket, run, seq)
-}
-
 /// Id index value: `time(8) index(4) block key`.
 pub fn encode_id_location(time: i64, index: u32, block_key: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(12 + block_key.len());
@@ -290,22 +257,14 @@ mod tests {
         }
 
         #[test]
-        fn event_keys_sort_by_time_within_a_type(t1 in any::<i64>(), t2 in any::<i64>(), s1 in any::<u64>(), s2 in any::<u64>()) {
+        fn block_keys_sort_by_bucket_within_a_type(t1 in any::<i64>(), t2 in any::<i64>(), s1 in any::<u64>(), s2 in any::<u64>()) {
             let p = type_prefix(&Service::default_service(), "test");
-            let (k1, k2) = (event_key(&p, t1, 1, s1), event_key(&p, t2, 1, s2));
+            let (k1, k2) = (block_key(&p, t1, 1, s1), block_key(&p, t2, 1, s2));
             if t1 != t2 {
                 prop_assert_eq!(t1.cmp(&t2), k1.cmp(&k2));
             }
-            prop_assert_eq!(event_time(&k1, p.len()), Some(t1));
+            prop_assert_eq!(block_bucket(&k1, p.len()), Some(t1));
             prop_assert!(k1.starts_with(&p));
-        }
-
-        #[test]
-        fn event_values_round_trip(id in prop::option::of("[a-z0-9\"]{0,20}"), data in "\\PC{0,40}") {
-            let v = encode_event_value(id.as_deref(), &data);
-            let (got_id, got_data) = decode_event_value(&v).unwrap();
-            prop_assert_eq!(got_id, id.as_deref().map(str::as_bytes));
-            prop_assert_eq!(got_data, data.as_bytes());
         }
     }
 

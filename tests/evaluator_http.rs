@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, enc, get, post};
+use common::{TestServer, enc, get};
 use serde_json::{Value, json};
 
 /// Cube's test events: `Date.UTC(2011, 6, 18, 0, Math.sqrt(i) - 10)` with `data: {i}`
@@ -16,15 +16,7 @@ fn put_cube_test_events(s: &TestServer) {
             json!({"type": "test", "time": base + minutes * 60_000, "data": {"i": i}})
         })
         .collect();
-    assert_eq!(
-        post(
-            &s.collector_url("/1.0/event/put"),
-            &Value::from(events).to_string(),
-            None
-        )
-        .0,
-        200
-    );
+    s.put(&Value::from(events));
 }
 
 fn metric(s: &TestServer, expr: &str, step: i64) -> Vec<Value> {
@@ -247,12 +239,7 @@ fn defaults_and_limit() {
 #[test]
 fn late_events_and_upserts_invalidate_cached_bins() {
     let s = TestServer::start();
-    let put = |body: Value| {
-        assert_eq!(
-            post(&s.collector_url("/1.0/event/put"), &body.to_string(), None).0,
-            200
-        )
-    };
+    let put = |body: Value| s.put(&body);
     let q = |step: i64| {
         let (_, v) = get(
             &s.evaluator_url(&format!(

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestServer, post};
+use common::TestServer;
 use cubed::model::ManualClock;
 use cubed::server::Options;
 use futures_util::{SinkExt, StreamExt};
@@ -37,29 +37,14 @@ async fn next(ws: &mut Ws) -> Value {
     }
 }
 
-fn put(s: &TestServer, events: Value) {
-    assert_eq!(
-        post(
-            &s.collector_url("/1.0/event/put"),
-            &events.to_string(),
-            None
-        )
-        .0,
-        200
-    );
-}
-
 #[test]
 fn metric_requests_multiplex_on_one_socket() {
     let s = TestServer::start();
-    put(
-        &s,
-        json!([
-            {"type": "req", "time": "2012-04-16T16:00:10Z", "data": {"ms": 5}},
-            {"type": "req", "time": "2012-04-16T16:01:10Z", "data": {"ms": 7}},
-            {"type": "req", "time": "2012-04-16T16:01:20Z", "data": {"ms": 9}},
-        ]),
-    );
+    s.put(&json!([
+        {"type": "req", "time": "2012-04-16T16:00:10Z", "data": {"ms": 5}},
+        {"type": "req", "time": "2012-04-16T16:01:10Z", "data": {"ms": 7}},
+        {"type": "req", "time": "2012-04-16T16:01:20Z", "data": {"ms": 9}},
+    ]));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut ws = connect(&s, "/1.0/metric/get").await;
@@ -113,14 +98,11 @@ fn metric_requests_multiplex_on_one_socket() {
 #[test]
 fn event_get_with_stop_sends_newest_first_then_null() {
     let s = TestServer::start();
-    put(
-        &s,
-        json!([
-            {"type": "hit", "time": 1000, "data": {"p": "/a"}},
-            {"type": "hit", "time": 2000, "data": {"p": "/b"}},
-            {"type": "hit", "time": 3000, "data": {"p": "/c"}},
-        ]),
-    );
+    s.put(&json!([
+        {"type": "hit", "time": 1000, "data": {"p": "/a"}},
+        {"type": "hit", "time": 2000, "data": {"p": "/b"}},
+        {"type": "hit", "time": 3000, "data": {"p": "/c"}},
+    ]));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut ws = connect(&s, "/1.0/event/get").await;
@@ -151,10 +133,7 @@ fn live_event_stream_follows_the_clock() {
         ..Options::default()
     };
     let s = TestServer::start_with_options(Arc::new(clock.clone()), options);
-    put(
-        &s,
-        json!([{"type": "tick", "time": 990_000, "data": {"n": 0}}]),
-    );
+    s.put(&json!([{"type": "tick", "time": 990_000, "data": {"n": 0}}]));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut ws = connect(&s, "/1.0/event/get").await;
@@ -162,10 +141,10 @@ fn live_event_stream_follows_the_clock() {
         send(&mut ws, json!({"expression": "tick(n)", "start": 0})).await;
         assert_eq!(next(&mut ws).await["data"], json!({"n": 0}));
         // an event newer than now - delay shows up once the clock passes it
-        put(&s, json!([{"type": "tick", "time": 996_000, "data": {"n": 1}}]));
+        s.put(&json!([{"type": "tick", "time": 996_000, "data": {"n": 1}}]));
         clock.advance(2_000);
         assert_eq!(next(&mut ws).await, json!({"time": "1970-01-01T00:16:36.000Z", "data": {"n": 1}}));
-        put(&s, json!([{"type": "tick", "time": 998_000, "data": {"n": 2}}, {"type": "tick", "time": 999_000, "data": {"n": 3}}]));
+        s.put(&json!([{"type": "tick", "time": 998_000, "data": {"n": 2}}, {"type": "tick", "time": 999_000, "data": {"n": 3}}]));
         clock.advance(10_000);
         assert_eq!(next(&mut ws).await["data"], json!({"n": 2}));
         assert_eq!(next(&mut ws).await["data"], json!({"n": 3}));
@@ -173,7 +152,7 @@ fn live_event_stream_follows_the_clock() {
         let mut ws2 = connect(&s, "/1.0/event/get").await;
         send(&mut ws2, json!({"expression": "tick(n)", "start": 999_500})).await;
         // (newer than now - delay = 1_007_000, so not a late event)
-        put(&s, json!([{"type": "tick", "time": 1_010_000, "data": {"n": 4}}]));
+        s.put(&json!([{"type": "tick", "time": 1_010_000, "data": {"n": 4}}]));
         clock.advance(5_000);
         assert_eq!(next(&mut ws).await["data"], json!({"n": 4}));
         assert_eq!(next(&mut ws2).await["data"], json!({"n": 4}));
@@ -183,10 +162,7 @@ fn live_event_stream_follows_the_clock() {
 #[test]
 fn types_over_websocket() {
     let s = TestServer::start();
-    put(
-        &s,
-        json!([{"type": "beta", "time": 1}, {"type": "alpha", "time": 1}]),
-    );
+    s.put(&json!([{"type": "beta", "time": 1}, {"type": "alpha", "time": 1}]));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut ws = connect(&s, "/1.0/types/get").await;

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, enc, get, post};
+use common::{TestServer, enc, get};
 use cubed::model::SystemClock;
 use cubed::server::Options;
 use serde_json::{Value, json};
@@ -49,8 +49,7 @@ fn computes_of(s: &TestServer, source: &str) -> usize {
 #[test]
 fn requests_and_computations_are_recorded() {
     let s = server(true);
-    let body = json!([{"type": "work", "time": 1000, "data": {"x": 1}}]).to_string();
-    assert_eq!(post(&s.collector_url("/1.0/event/put"), &body, None).0, 200);
+    s.put(&json!([{"type": "work", "time": 1000, "data": {"x": 1}}]));
     let url = s.evaluator_url(&format!(
         "/1.0/metric?expression={}&start=0&stop=60000&step=10000",
         enc("sum(work(x))")
@@ -81,15 +80,7 @@ fn concurrent_identical_queries_compute_once() {
     let events: Vec<Value> = (0..20_000)
         .map(|i| json!({"type": "busy", "time": i * 4, "data": {"v": i}}))
         .collect();
-    assert_eq!(
-        post(
-            &s.collector_url("/1.0/event/put"),
-            &Value::from(events).to_string(),
-            None
-        )
-        .0,
-        200
-    );
+    s.put(&Value::from(events));
     let url = s.evaluator_url(&format!(
         "/1.0/metric?expression={}&start=0&stop=86400000&step=60000",
         enc("median(busy(v))")

@@ -151,6 +151,18 @@ pub fn get(url: &str, service: Option<&str>) -> (u16, serde_json::Value) {
     )
 }
 
+impl TestServer {
+    /// Puts events (a JSON array) through the collector; fails the test unless it answers 200.
+    pub fn put(&self, events: &serde_json::Value) {
+        let (status, body) = post(
+            &self.collector_url("/1.0/event/put"),
+            &events.to_string(),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 /// Percent-encodes a query parameter value.
 pub fn enc(s: &str) -> String {
     s.bytes()

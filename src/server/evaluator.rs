@@ -1,5 +1,5 @@
-//! The evaluator listener (Cube's port 1081): types and event queries now;
-//! metrics, WebSocket streams and the dashboard come with the evaluator issue.
+//! The evaluator listener (Cube's port 1081): types, event and metric
+//! queries over HTTP and WebSocket, the metric cache, and the dashboard.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -180,6 +180,8 @@ pub fn routes(
         .or(metrics)
         .unify()
         .or(clear_cache)
+        .unify()
+        .or(super::web::routes())
         .unify()
         .or(preflight())
         .unify()

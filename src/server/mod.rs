@@ -8,6 +8,7 @@ pub mod error;
 pub mod evaluator;
 pub mod evaluator_ws;
 pub mod udp;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

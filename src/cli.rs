@@ -41,6 +41,37 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         expr: String,
     },
+    /// Send a dump file to a running collector, with a progress bar.
+    Import(ImportArgs),
+}
+
+/// What `cubed import` reads.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// e-metrics units and alarm-wrapped bundles: newline-delimited JSON or a JSON array.
+    Emetrics,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The dump's format.
+    #[arg(long, env = "CUBED_IMPORT_FORMAT", value_enum)]
+    pub format: ImportFormat,
+    /// The collector's base URL.
+    #[arg(
+        long,
+        env = "CUBED_IMPORT_COLLECTOR",
+        default_value = "http://127.0.0.1:1080"
+    )]
+    pub collector: String,
+    /// The service (`Fiware-Service`) to import into; default: the default service.
+    #[arg(long, env = "CUBED_IMPORT_SERVICE")]
+    pub service: Option<String>,
+    /// Items (units or bundles) per request.
+    #[arg(long, env = "CUBED_IMPORT_BATCH", default_value_t = 1000)]
+    pub batch: usize,
+    /// The dump file.
+    pub file: PathBuf,
 }
 
 /// Size strings like `16MiB`, `1 MiB`, `512KiB`, `1000`.
@@ -109,6 +140,13 @@ pub struct ServeArgs {
     /// Store `cube_request` and `cube_compute` self-monitoring events, as Cube did (`true` or `false`).
     #[arg(long, env = "CUBED_SELF_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub self_events: bool,
+    /// Turn off the gathering of transaction metrics (`/admin/metrics` and the
+    /// transaction part of `/metrics` stay empty), as Orion's `-disableMetrics`.
+    #[arg(long, env = "CUBED_DISABLE_METRICS")]
+    pub disable_metrics: bool,
+    /// How often each module's results document is written to the store, in ms.
+    #[arg(long, env = "CUBED_RESULTS_INTERVAL_MS", default_value_t = 10_000)]
+    pub results_interval_ms: u64,
     /// Drop the whole metric cache at start-up (everything is recomputed on demand).
     #[arg(long, env = "CUBED_RESET_CACHE")]
     pub reset_cache: bool,

@@ -10,6 +10,7 @@ use cubed::plan;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
+mod import;
 mod serve;
 
 fn main() -> ExitCode {
@@ -24,6 +25,16 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        cli::Command::Import(import) => match import::run(&import) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
             }

@@ -52,6 +52,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             args.invalidation_interval_ms.max(1),
         ),
         self_events: args.self_events,
+        metrics: !args.disable_metrics,
+        results_interval: std::time::Duration::from_millis(args.results_interval_ms.max(100)),
         ..Options::default()
     };
     let app = App::new(store.clone(), store, Arc::new(SystemClock), options);

@@ -1,8 +1,10 @@
 //! Domain types shared by every layer — pure: no IO, no async.
 
 pub mod clock;
+pub mod emetrics;
 pub mod event;
 pub mod service;
+pub mod session_api;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};

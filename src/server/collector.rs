@@ -11,9 +11,13 @@ use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Reply};
 
 use super::App;
+use super::admin::TxHeaders;
 use super::common::{preflight, read_body, recover, respond, service, service_header, with_app};
 use super::error::{ApiError, json_response};
-use crate::model::{NewEvent, Service, parse_event_batch, validate_event};
+use crate::model::{BatchError, NewEvent, Service, parse_event_batch, validate_event};
+use crate::model::{emetrics, session_api};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 /// Most WebSocket messages stored in one put.
 const WS_BATCH: usize = 1000;
@@ -36,7 +40,16 @@ pub fn routes(
                 async {
                     let service = service(svc)?;
                     let body = read_body(len, body, app.limits.max_body_bytes).await?;
-                    let events = parse_event_batch(&body, app.clock.now_ms())?;
+                    let stats = &app.session.collector;
+                    stats.bytes_received.fetch_add(body.len() as u64, Relaxed);
+                    let events = parse_event_batch(&body, app.clock.now_ms()).inspect_err(|e| {
+                        stats.batches_rejected.fetch_add(1, Relaxed);
+                        let bad = match e {
+                            BatchError::Invalid(bad) => bad.len() as u64,
+                            _ => 0,
+                        };
+                        stats.events_rejected.fetch_add(bad, Relaxed);
+                    })?;
                     app.collector.put(&service, events).await?;
                     Ok(json_response(StatusCode::OK, &json!({})))
                 }
@@ -46,14 +59,14 @@ pub fn routes(
 
     let ws_put = warp::path!("1.0" / "event" / "put")
         .and(warp::ws())
-        .and(service_header())
+        .and(super::admin::tx_headers())
         .and(with_app(Arc::clone(&app)))
         .map(
-            |ws: Ws, svc: Option<String>, app: Arc<App>| match service(svc) {
+            |ws: Ws, tx: TxHeaders, app: Arc<App>| match service(tx.service.clone()) {
                 Ok(service) => ws
                     .max_message_size(app.limits.max_ws_message_bytes)
                     .max_frame_size(app.limits.max_ws_message_bytes)
-                    .on_upgrade(move |socket| ws_put(socket, app, service))
+                    .on_upgrade(move |socket| ws_put(socket, app, service, tx))
                     .into_response(),
                 Err(e) => e.into_response(),
             },
@@ -64,7 +77,7 @@ pub fn routes(
         .and(service_header())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .and(with_app(app))
+        .and(with_app(Arc::clone(&app)))
         .then(|svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
@@ -77,16 +90,105 @@ pub fn routes(
             )
         });
 
+    let sessions = warp::path!("api" / "sessions" / String / String)
+        .and(warp::post())
+        .and(service_header())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(with_app(Arc::clone(&app)))
+        .then(
+            |session: String, kind: String, svc, len, body, app: Arc<App>| async move {
+                respond(session_api(&app, &session, &kind, svc, len, body).await)
+            },
+        );
+
+    let emetrics = warp::path!("1.0" / "emetrics")
+        .and(warp::post())
+        .and(service_header())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(with_app(Arc::clone(&app)))
+        .then(|svc, len, body, app: Arc<App>| async move {
+            respond(
+                async {
+                    let service = service(svc)?;
+                    let body = read_body(len, body, app.limits.max_body_bytes).await?;
+                    let stats = &app.session.collector;
+                    stats.bytes_received.fetch_add(body.len() as u64, Relaxed);
+                    let events = emetrics::convert(&body, app.clock.now_ms()).inspect_err(|e| {
+                        stats.batches_rejected.fetch_add(1, Relaxed);
+                        if let emetrics::EmetricsError::Invalid(bad) = e {
+                            stats.events_rejected.fetch_add(bad.len() as u64, Relaxed);
+                        }
+                    })?;
+                    let n = events.len();
+                    app.collector.put(&service, events).await?;
+                    Ok(json_response(StatusCode::OK, &json!({ "events": n })))
+                }
+                .await,
+            )
+        });
+
     ws_put
+        .or(sessions)
+        .unify()
+        .or(emetrics)
+        .unify()
         .or(put)
         .unify()
         .or(collectd)
+        .unify()
+        .or(super::admin::routes(Arc::clone(&app)))
         .unify()
         .or(preflight())
         .unify()
         .recover(recover)
         .unify()
         .with(log)
+}
+
+/// `POST /api/sessions/{id}/metrics` and `/api/sessions/{id}/events` (seed 002):
+/// `200 {"success": true}`, or `{"success": false, "error": …}`.
+async fn session_api<S, B>(
+    app: &App,
+    session: &str,
+    kind: &str,
+    svc: Option<String>,
+    len: Option<u64>,
+    body: S,
+) -> Result<warp::reply::Response, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let convert = match kind {
+        "metrics" => session_api::metric,
+        "events" => session_api::event,
+        _ => return Err(ApiError::session_api(StatusCode::NOT_FOUND, "not found")),
+    };
+    let as_session_error = |e: ApiError| {
+        let message = e.body["error"]
+            .as_str()
+            .unwrap_or("invalid request")
+            .to_owned();
+        ApiError::session_api(e.status, message)
+    };
+    let service = service(svc).map_err(as_session_error)?;
+    let body = read_body(len, body, app.limits.max_body_bytes)
+        .await
+        .map_err(as_session_error)?;
+    let stats = &app.session.collector;
+    stats.bytes_received.fetch_add(body.len() as u64, Relaxed);
+    let event = convert(session, &body, app.clock.now_ms()).map_err(|e| {
+        stats.batches_rejected.fetch_add(1, Relaxed);
+        stats.events_rejected.fetch_add(1, Relaxed);
+        ApiError::session_api(StatusCode::BAD_REQUEST, e)
+    })?;
+    app.collector
+        .put(&service, vec![event])
+        .await
+        .map_err(|e| as_session_error(e.into()))?;
+    Ok(json_response(StatusCode::OK, &json!({ "success": true })))
 }
 
 /// Validates one WebSocket message as an event.
@@ -104,12 +206,15 @@ async fn send(
 
 /// One event per text message; nothing is sent back on success, an
 /// `{"error": …}` message on failure. Messages that arrive together are
-/// stored in one put.
-async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service) {
+/// stored in one put. Each message is one transaction of `/admin/metrics`.
+async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: TxHeaders) {
+    let ws_stats = &app.session.websocket;
+    let _open = ws_stats.open();
     let (mut tx, mut rx) = socket.split();
     let mut open = true;
     while open {
         let Some(first) = rx.next().await else { break };
+        let started = Instant::now();
         let mut messages = vec![first];
         while messages.len() < WS_BATCH {
             match rx.next().now_or_never() {
@@ -123,33 +228,66 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service) {
         }
         let now = app.clock.now_ms();
         let mut events = Vec::with_capacity(messages.len());
-        let mut errors = Vec::new();
+        // (message bytes, its error answer) of each data message, in order.
+        let mut received: Vec<(u64, Option<serde_json::Value>)> = Vec::new();
         for m in messages {
             match m {
-                Ok(m) if m.is_text() => match m.to_str().map(|t| ws_event(t, now)) {
-                    Ok(Ok(e)) => events.push(e),
-                    Ok(Err(reason)) => errors.push(json!({ "error": reason })),
-                    Err(()) => errors.push(json!({ "error": "invalid message" })),
-                },
-                Ok(m) if m.is_binary() => {
-                    errors.push(json!({ "error": "expected a text message" }))
+                Ok(m) if m.is_text() => {
+                    let len = m.as_bytes().len() as u64;
+                    match m.to_str().map(|t| ws_event(t, now)) {
+                        Ok(Ok(e)) => {
+                            events.push(e);
+                            received.push((len, None));
+                        }
+                        Ok(Err(reason)) => received.push((len, Some(json!({ "error": reason })))),
+                        Err(()) => {
+                            received.push((len, Some(json!({ "error": "invalid message" }))))
+                        }
+                    }
                 }
+                Ok(m) if m.is_binary() => received.push((
+                    m.as_bytes().len() as u64,
+                    Some(json!({ "error": "expected a text message" })),
+                )),
                 Ok(m) if m.is_close() => open = false,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "websocket receive failed");
-                    errors.push(json!({ "error": e.to_string() }));
+                    received.push((0, Some(json!({ "error": e.to_string() }))));
                     open = false;
                 }
             }
         }
-        if let Err(e) = app.collector.put(&service, events).await {
-            errors.push(ApiError::from(e).ws_body());
+        let n = events.len() as u64;
+        let rejected = received.len() as u64 - n;
+        ws_stats
+            .messages_received
+            .fetch_add(received.len() as u64, Relaxed);
+        ws_stats.messages_rejected.fetch_add(rejected, Relaxed);
+        let stats = &app.session.collector;
+        stats.events_rejected.fetch_add(rejected, Relaxed);
+        stats
+            .bytes_received
+            .fetch_add(received.iter().map(|r| r.0).sum(), Relaxed);
+        let stored = app.collector.put(&service, events).await;
+        let mut answers: Vec<serde_json::Value> = Vec::new();
+        for (len, error) in &received {
+            let (bytes, failed) = match (error, &stored) {
+                (Some(e), _) => (e.to_string().len() as u64, true),
+                (None, Err(_)) => (0, true),
+                (None, Ok(_)) => (0, false),
+            };
+            tx_headers.record(&app, *len, bytes, failed, started);
         }
-        for e in errors {
-            if !send(&mut tx, e).await {
+        answers.extend(received.into_iter().filter_map(|r| r.1));
+        if let Err(e) = stored {
+            answers.push(ApiError::from(e).ws_body());
+        }
+        for a in answers {
+            if !send(&mut tx, a).await {
                 return;
             }
+            ws_stats.messages_sent.fetch_add(1, Relaxed);
         }
     }
     let _ = tx.close().await;

@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
 use warp::reply::Reply;
 
+use crate::model::emetrics::EmetricsError;
 use crate::model::{BatchError, ServiceError};
 use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
 use crate::storage::StoreError;
@@ -120,6 +121,45 @@ impl From<BatchError> for ApiError {
                     }),
                 }
             }
+        }
+    }
+}
+
+impl From<EmetricsError> for ApiError {
+    fn from(e: EmetricsError) -> Self {
+        match e {
+            EmetricsError::Json { index, message } => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                body: json!({
+                    "error": "invalid body",
+                    "message": format!("item {index}: {message}; nothing was stored"),
+                    "errors": [{ "index": index, "error": message }],
+                }),
+            },
+            EmetricsError::Invalid(bad) => {
+                let errors: Vec<Value> = bad
+                    .iter()
+                    .map(|e| json!({ "index": e.index, "error": e.reason }))
+                    .collect();
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    body: json!({
+                        "error": "invalid units",
+                        "message": format!("{} invalid item(s); nothing was stored", bad.len()),
+                        "errors": errors,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// The session API's errors (seed 002): `{"success": false, "error": …}`.
+    pub fn session_api(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: json!({ "success": false, "error": error.into() }),
         }
     }
 }

@@ -24,16 +24,18 @@ fn ws_route(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     path.and(warp::ws())
-        .and(service_header())
+        .and(super::admin::tx_headers())
         .and(with_app(app))
         .map(
-            move |ws: warp::ws::Ws, svc: Option<String>, app: Arc<App>| match service(svc) {
+            move |ws: warp::ws::Ws, tx: super::admin::TxHeaders, app: Arc<App>| match service(
+                tx.service.clone(),
+            ) {
                 Ok(service) => {
                     let live = Arc::clone(&app.live);
                     ws.max_message_size(app.limits.max_ws_message_bytes)
                         .max_frame_size(app.limits.max_ws_message_bytes)
                         .on_upgrade(move |socket| {
-                            evaluator_ws::serve(socket, app, service, endpoint, live)
+                            evaluator_ws::serve(socket, app, service, endpoint, live, tx)
                         })
                         .into_response()
                 }
@@ -89,6 +91,10 @@ pub fn routes(
                             q.get("limit").map(String::as_str),
                             app.clock.now_ms(),
                         )?;
+                        app.session
+                            .evaluator
+                            .event_requests
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let events =
                             query_events(&app.store, &service, query, Order::Ascending).await?;
                         Ok(json_response(StatusCode::OK, &Value::Array(events)))
@@ -182,6 +188,8 @@ pub fn routes(
         .or(clear_cache)
         .unify()
         .or(super::web::routes())
+        .unify()
+        .or(super::admin::routes(Arc::clone(&app)))
         .unify()
         .or(preflight())
         .unify()

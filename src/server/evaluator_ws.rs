@@ -2,6 +2,8 @@
 //! (history, or a live stream when no `stop` is given), types/get.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -10,6 +12,7 @@ use tokio::task::JoinHandle;
 use warp::ws::{Message, WebSocket};
 
 use super::App;
+use super::admin::TxHeaders;
 use super::error::ApiError;
 use super::evaluator::metric_json;
 use crate::model::Service;
@@ -44,55 +47,121 @@ fn with_id(mut body: Value, id: Option<&Value>) -> Value {
     body
 }
 
+/// Where one request's answers go: the socket's writer, counting the bytes
+/// (and whether an error was among them) for the request's transaction,
+/// which is recorded by `finish` (or on drop).
+pub struct Answers {
+    tx: mpsc::UnboundedSender<String>,
+    bytes: u64,
+    error: bool,
+    on_done: Option<Box<dyn FnOnce(u64, bool) + Send>>,
+}
+
+impl Answers {
+    /// Queues one message; false once the socket is gone.
+    pub fn send(&mut self, v: Value) -> bool {
+        if v.get("error").is_some() {
+            self.error = true;
+        }
+        let text = v.to_string();
+        self.bytes += text.len() as u64;
+        self.tx.send(text).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// The request is answered: count its transaction.
+    pub fn finish(&mut self) {
+        if let Some(done) = self.on_done.take() {
+            done(self.bytes, self.error);
+        }
+    }
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// Serves one socket: requests are read in order, each answered by its own
-/// task, answers written in the order they are produced.
+/// task, answers written in the order they are produced. Each request
+/// message is one transaction of `/admin/metrics`.
 pub async fn serve(
     socket: WebSocket,
     app: Arc<App>,
     service: Service,
     endpoint: Endpoint,
     live: Arc<LiveStreams>,
+    tx_headers: TxHeaders,
 ) {
+    let _open = app.session.websocket.open();
     let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let writer_app = Arc::clone(&app);
     let writer = tokio::spawn(async move {
-        while let Some(v) = out_rx.recv().await {
-            if sink.send(Message::text(v.to_string())).await.is_err() {
+        while let Some(text) = out_rx.recv().await {
+            if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
+            writer_app
+                .session
+                .websocket
+                .messages_sent
+                .fetch_add(1, Relaxed);
         }
         let _ = sink.close().await;
     });
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     while let Some(msg) = stream.next().await {
+        let started = Instant::now();
         let msg = match msg {
             Ok(m) if m.is_close() => break,
             Ok(m) if m.is_text() => m,
             Ok(_) => continue,
             Err(e) => {
-                let _ = out.send(json!({ "error": e.to_string() }));
+                let _ = out.send(json!({ "error": e.to_string() }).to_string());
                 break;
             }
+        };
+        app.session
+            .websocket
+            .messages_received
+            .fetch_add(1, Relaxed);
+        let request_bytes = msg.as_bytes().len() as u64;
+        let on_done = {
+            let (app, tx_headers) = (Arc::clone(&app), tx_headers.clone());
+            Box::new(move |bytes: u64, error: bool| {
+                tx_headers.record(&app, request_bytes, bytes, error, started);
+            })
+        };
+        let mut answers = Answers {
+            tx: out.clone(),
+            bytes: 0,
+            error: false,
+            on_done: Some(on_done),
         };
         let request: Value = match msg.to_str().map(serde_json::from_str) {
             Ok(Ok(v)) => v,
             _ => {
-                let _ = out.send(json!({ "error": "invalid request: not JSON" }));
+                app.session
+                    .websocket
+                    .messages_rejected
+                    .fetch_add(1, Relaxed);
+                answers.send(json!({ "error": "invalid request: not JSON" }));
                 continue;
             }
         };
         tasks.retain(|t| !t.is_finished());
-        let (app, service, out, live) = (
-            Arc::clone(&app),
-            service.clone(),
-            out.clone(),
-            Arc::clone(&live),
-        );
+        let (app, service, live) = (Arc::clone(&app), service.clone(), Arc::clone(&live));
         tasks.push(tokio::spawn(async move {
+            let out = &mut answers;
             match endpoint {
-                Endpoint::Metric => metric_request(&app, &service, &request, &out).await,
-                Endpoint::Event => event_request(&app, &service, &request, &out, &live).await,
-                Endpoint::Types => types_request(&app, &service, &out).await,
+                Endpoint::Metric => metric_request(&app, &service, &request, out).await,
+                Endpoint::Event => event_request(&app, &service, &request, out, &live).await,
+                Endpoint::Types => types_request(&app, &service, out).await,
             }
         }));
     }
@@ -103,12 +172,7 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-async fn metric_request(
-    app: &App,
-    service: &Service,
-    req: &Value,
-    out: &mpsc::UnboundedSender<Value>,
-) {
+async fn metric_request(app: &App, service: &Service, req: &Value, out: &mut Answers) {
     let id = req.get("id");
     let query = MetricQuery::parse(
         req.get("expression").and_then(Value::as_str),
@@ -143,7 +207,7 @@ async fn event_request(
     app: &App,
     service: &Service,
     req: &Value,
-    out: &mpsc::UnboundedSender<Value>,
+    out: &mut Answers,
     live: &Arc<LiveStreams>,
 ) {
     let id = req.get("id");
@@ -179,6 +243,7 @@ async fn event_request(
             return;
         }
     };
+    app.session.evaluator.event_requests.fetch_add(1, Relaxed);
     if has_stop {
         match query_events(&app.store, service, query, Order::Descending).await {
             Ok(events) => {
@@ -208,6 +273,8 @@ async fn event_request(
             return;
         }
     }
+    // The history is the request's answer; what follows is the stream.
+    out.finish();
     loop {
         let w = match windows.recv().await {
             Ok(w) => w,
@@ -232,7 +299,7 @@ async fn event_request(
                 .get("time")
                 .and_then(Value::as_str)
                 .and_then(crate::model::time::parse_iso);
-            if t.is_none_or(|t| t >= seen) && out.send(e.clone()).is_err() {
+            if t.is_none_or(|t| t >= seen) && !out.send(e.clone()) {
                 return;
             }
         }
@@ -243,7 +310,7 @@ async fn event_request(
     }
 }
 
-async fn types_request(app: &App, service: &Service, out: &mpsc::UnboundedSender<Value>) {
+async fn types_request(app: &App, service: &Service, out: &mut Answers) {
     let store = Arc::clone(&app.store);
     let svc = service.clone();
     let types = tokio::task::spawn_blocking(move || store.types(&svc)).await;

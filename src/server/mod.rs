@@ -2,11 +2,13 @@
 //! WebSocket protocols, the UDP collector. Handlers call `service/`; errors
 //! become answers only in `error.rs`.
 
+pub mod admin;
 pub mod collector;
 pub mod common;
 pub mod error;
 pub mod evaluator;
 pub mod evaluator_ws;
+pub mod prometheus;
 pub mod udp;
 pub mod web;
 
@@ -19,6 +21,8 @@ use tokio::sync::watch;
 use crate::model::Clock;
 use crate::service::live::LiveStreams;
 use crate::service::monitor::SelfEvents;
+use crate::service::opmetrics::OpMetrics;
+use crate::service::results::Session;
 use crate::service::{Collector, Evaluator, Invalidator};
 use crate::storage::{EventStore, MetricCache};
 
@@ -51,6 +55,10 @@ pub struct Options {
     pub live_poll_interval: std::time::Duration,
     /// Store `cube_request` and `cube_compute` events, as Cube did.
     pub self_events: bool,
+    /// Gather Orion-style transaction metrics (`/admin/metrics`, `/metrics`).
+    pub metrics: bool,
+    /// How often each module's results document is written to the store.
+    pub results_interval: std::time::Duration,
 }
 
 impl Default for Options {
@@ -60,6 +68,8 @@ impl Default for Options {
             invalidation_interval: std::time::Duration::from_secs(1),
             live_poll_interval: std::time::Duration::from_secs(1),
             self_events: true,
+            metrics: true,
+            results_interval: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -76,6 +86,10 @@ pub struct App {
     pub self_events: Arc<SelfEvents>,
     pub options: Options,
     pub limits: Limits,
+    /// This run of the server and its modules' statistics.
+    pub session: Arc<Session>,
+    /// Transactions per service and subservice.
+    pub opmetrics: Arc<OpMetrics>,
 }
 
 impl App {
@@ -85,7 +99,9 @@ impl App {
         clock: Arc<dyn Clock>,
         options: Options,
     ) -> Arc<Self> {
-        let collector = Collector::new(Arc::clone(&store), Arc::clone(&clock));
+        let session = Arc::new(Session::new());
+        let collector =
+            Collector::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&session));
         let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
         let inv = Arc::clone(&invalidator);
         collector.on_put(Arc::new(move |service, outcome| {
@@ -95,6 +111,7 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&cache),
             Arc::clone(&invalidator),
+            Arc::clone(&session),
         );
         let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
         let monitor = Arc::clone(&self_events);
@@ -116,6 +133,8 @@ impl App {
             live,
             self_events,
             limits: options.limits,
+            opmetrics: Arc::new(OpMetrics::new(options.metrics)),
+            session,
             options,
         })
     }
@@ -139,20 +158,28 @@ pub async fn run(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let collector = warp::serve(collector::routes(Arc::clone(&app)))
-        .incoming(listeners.collector)
-        .graceful(stopped(rx.clone()))
-        .run();
-    let evaluator = warp::serve(evaluator::routes(Arc::clone(&app)))
-        .incoming(listeners.evaluator)
-        .graceful(stopped(rx.clone()))
-        .run();
+    let collector = warp::serve(gathered(
+        Arc::clone(&app),
+        collector::routes(Arc::clone(&app)),
+    ))
+    .incoming(listeners.collector)
+    .graceful(stopped(rx.clone()))
+    .run();
+    let evaluator = warp::serve(gathered(
+        Arc::clone(&app),
+        evaluator::routes(Arc::clone(&app)),
+    ))
+    .incoming(listeners.evaluator)
+    .graceful(stopped(rx.clone()))
+    .run();
     let udp = listeners
         .udp
         .map(|socket| tokio::spawn(udp::serve(socket, Arc::clone(&app), stopped(rx.clone()))));
     let collector = tokio::spawn(collector);
     let evaluator = tokio::spawn(evaluator);
     let flusher = tokio::spawn(flush_invalidations(Arc::clone(&app), stopped(rx.clone())));
+    let results = tokio::spawn(write_results(Arc::clone(&app), stopped(rx.clone())));
+    tracing::info!(session_id = %app.session.id, "session started");
     shutdown.await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
@@ -162,12 +189,88 @@ pub async fn run(
         let _ = udp.await;
     }
     let _ = flusher.await;
+    let _ = results.await;
     let store = Arc::clone(&app.store);
     match tokio::task::spawn_blocking(move || store.flush()).await {
         Ok(Ok(())) => tracing::info!("store flushed"),
         Ok(Err(e)) => tracing::error!(error = %e, "flushing the store failed"),
         Err(e) => tracing::error!(error = %e, "flushing the store failed"),
     }
+}
+
+/// Counts every HTTP request a listener answers as one transaction of
+/// `/admin/metrics` (request size from `Content-Length`, response size from
+/// the body; 4xx and 5xx are errors). WebSocket upgrades are not counted:
+/// their messages are, one by one, by the socket handlers.
+fn gathered<F, R>(
+    app: Arc<App>,
+    routes: F,
+) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone
+where
+    F: warp::Filter<Extract = (R,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    R: warp::Reply,
+{
+    use warp::Filter;
+    use warp::http::header::CONTENT_LENGTH;
+    warp::header::headers_cloned()
+        .and(warp::any().map(std::time::Instant::now))
+        .and(routes)
+        .map(
+            move |headers: warp::http::HeaderMap, started: std::time::Instant, reply: R| {
+                let resp = reply.into_response();
+                let status = resp.status();
+                if app.opmetrics.enabled() && status != warp::http::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    let text = |name: &str| match headers.get(name) {
+                        None => Ok(None),
+                        Some(v) => v.to_str().map(|s| Some(s.to_owned())),
+                    };
+                    // Headers that are not text name no valid service: left out.
+                    if let (Ok(service), Ok(path)) =
+                        (text("fiware-service"), text("fiware-servicepath"))
+                    {
+                        let request_bytes = headers
+                            .get(CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        let response_bytes =
+                            http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+                        admin::TxHeaders { service, path }.record(
+                            &app,
+                            request_bytes,
+                            response_bytes,
+                            status.is_client_error() || status.is_server_error(),
+                            started,
+                        );
+                    }
+                }
+                resp
+            },
+        )
+}
+
+/// Writes each module's results document every `results_interval`, and once
+/// more at shutdown.
+async fn write_results(app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(app.options.results_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        seq += 1;
+        admin::store_results(&app, seq).await;
+    }
+    admin::store_results(&app, seq + 1).await;
 }
 
 /// The periodic batch of cache invalidations.

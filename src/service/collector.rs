@@ -1,11 +1,13 @@
 //! The collector: stores validated events and reports what changed.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Clock, NewEvent, Service};
 use crate::storage::{EventStore, PutOutcome, StoreError};
 
 use super::collectd::{self, CollectdError, DeriveState};
+use super::results::Session;
 
 /// Called after every acknowledged put (the evaluator's cache invalidation hooks in here).
 pub type PutListener = Arc<dyn Fn(&Service, &PutOutcome) + Send + Sync>;
@@ -26,15 +28,17 @@ pub struct Collector {
     /// collectd derive state per service.
     derive: Mutex<std::collections::HashMap<Service, DeriveState>>,
     listeners: Mutex<Vec<PutListener>>,
+    session: Arc<Session>,
 }
 
 impl Collector {
-    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, session: Arc<Session>) -> Self {
         Collector {
             store,
             clock,
             derive: Mutex::default(),
             listeners: Mutex::default(),
+            session,
         }
     }
 
@@ -58,11 +62,36 @@ impl Collector {
         if events.is_empty() {
             return Ok(PutOutcome::default());
         }
+        let started = std::time::Instant::now();
+        let n = events.len() as u64;
         let store = Arc::clone(&self.store);
         let svc = service.clone();
-        let outcome = tokio::task::spawn_blocking(move || store.put(&svc, &events))
-            .await
-            .map_err(|e| CollectorError::Internal(e.to_string()))??;
+        let session = Arc::clone(&self.session);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let r = store.put(&svc, &events);
+            let s = &session.store;
+            s.write_latency.record(t.elapsed());
+            match &r {
+                Ok(o) => {
+                    s.puts.fetch_add(1, Relaxed);
+                    let written: usize = o.written.values().map(Vec::len).sum();
+                    s.events_written.fetch_add(written as u64, Relaxed);
+                    s.events_replaced
+                        .fetch_add(o.replaced.len() as u64, Relaxed);
+                }
+                Err(_) => {
+                    s.put_errors.fetch_add(1, Relaxed);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| CollectorError::Internal(e.to_string()))??;
+        let c = &self.session.collector;
+        c.events_accepted.fetch_add(n, Relaxed);
+        c.batches_accepted.fetch_add(1, Relaxed);
+        c.put_latency.record(started.elapsed());
         let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
         for l in listeners {
             l(service, &outcome);

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -158,6 +159,7 @@ pub struct Evaluator {
     invalidator: Arc<Invalidator>,
     inflight: Mutex<HashMap<RunKey, Arc<OnceCell<RunResult>>>>,
     listeners: Mutex<Vec<ComputeListener>>,
+    session: Arc<super::results::Session>,
 }
 
 /// One value per bin: `None` undefined; `Some(NaN)` shows as null.
@@ -168,6 +170,7 @@ impl Evaluator {
         store: Arc<dyn EventStore>,
         cache: Arc<dyn MetricCache>,
         invalidator: Arc<Invalidator>,
+        session: Arc<super::results::Session>,
     ) -> Self {
         Evaluator {
             store,
@@ -175,6 +178,7 @@ impl Evaluator {
             invalidator,
             inflight: Mutex::default(),
             listeners: Mutex::default(),
+            session,
         }
     }
 
@@ -187,6 +191,24 @@ impl Evaluator {
     /// Evaluates `q`, calling `emit(bin index, value)` once per bin: bins
     /// whose leaves were all cached first, then the rest.
     pub async fn evaluate(
+        &self,
+        service: &Service,
+        q: &MetricQuery,
+        emit: &mut (dyn FnMut(usize, BinValue) + Send),
+    ) -> Result<(), EvalError> {
+        let started = std::time::Instant::now();
+        let stats = &self.session.evaluator;
+        stats.metric_requests.fetch_add(1, Relaxed);
+        let r = self.evaluate_inner(service, q, emit).await;
+        stats.metric_latency.record(started.elapsed());
+        match &r {
+            Ok(()) => stats.bins_returned.fetch_add(q.n as u64, Relaxed),
+            Err(_) => stats.metric_errors.fetch_add(1, Relaxed),
+        };
+        r
+    }
+
+    async fn evaluate_inner(
         &self,
         service: &Service,
         q: &MetricQuery,
@@ -221,6 +243,15 @@ impl Evaluator {
         for leaf in &unique {
             cached.push(self.cached(service, leaf, q.tier, q.first, q.n).await?);
         }
+        let hits: usize = cached
+            .iter()
+            .map(|c| c.iter().filter(|v| v.is_some()).count())
+            .sum();
+        let stats = &self.session.evaluator;
+        stats.cache_hits.fetch_add(hits as u64, Relaxed);
+        stats
+            .cache_misses
+            .fetch_add((cached.len() * q.n - hits) as u64, Relaxed);
         let mut done = vec![false; q.n];
         {
             let known: Vec<Vec<BinValue>> = cached
@@ -397,6 +428,10 @@ impl Evaluator {
             None => self.scan(service, leaf, tier, first, n).await?,
         };
         let ms = started.elapsed().as_millis() as u64;
+        self.session
+            .evaluator
+            .bins_computed
+            .fetch_add(n as u64, Relaxed);
         let stop = first + n as i64 * tier.step();
         if !self
             .invalidator

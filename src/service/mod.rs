@@ -8,6 +8,8 @@ pub mod events;
 pub mod invalidation;
 pub mod live;
 pub mod monitor;
+pub mod opmetrics;
+pub mod results;
 
 pub use collector::{Collector, CollectorError};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};

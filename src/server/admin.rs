@@ -1,0 +1,236 @@
+//! Routes on both listeners that report on the server itself:
+//! Orion-style `/admin/metrics`, Prometheus `/metrics`, the session's module
+//! results (`/1.0/status`, `/1.0/results`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use warp::http::StatusCode;
+use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, HeaderValue};
+use warp::ws::{Message, WebSocket};
+use warp::{Filter, Reply};
+
+use super::App;
+use super::common::{respond, with_app};
+use super::error::{ApiError, json_response};
+use crate::service::opmetrics::{self, Transaction};
+use crate::service::results::{self, RESULTS_TYPE, system_service, valid_name};
+use crate::service::{EventQuery, query_events};
+use crate::storage::Order;
+
+/// The headers a transaction is counted under.
+#[derive(Debug, Clone, Default)]
+pub struct TxHeaders {
+    pub service: Option<String>,
+    pub path: Option<String>,
+}
+
+impl TxHeaders {
+    /// Counts one transaction of this request or socket.
+    pub fn record(
+        &self,
+        app: &App,
+        request_bytes: u64,
+        response_bytes: u64,
+        error: bool,
+        started: Instant,
+    ) {
+        app.opmetrics.incoming(
+            self.service.as_deref(),
+            self.path.as_deref(),
+            Transaction {
+                request_bytes,
+                response_bytes,
+                error,
+                seconds: started.elapsed().as_secs_f64(),
+            },
+        );
+    }
+}
+
+/// `Fiware-Service` and `Fiware-ServicePath` of a request.
+pub fn tx_headers() -> impl Filter<Extract = (TxHeaders,), Error = warp::Rejection> + Copy {
+    warp::header::optional::<String>("fiware-service")
+        .and(warp::header::optional::<String>("fiware-servicepath"))
+        .map(|service, path| TxHeaders { service, path })
+}
+
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let admin_get = warp::path!("admin" / "metrics")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_app(Arc::clone(&app)))
+        .map(|q: HashMap<String, String>, app: Arc<App>| {
+            respond((|| {
+                let reset = match q.get("reset").map(String::as_str) {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(_) => {
+                        return Err(ApiError::with_message(
+                            StatusCode::BAD_REQUEST,
+                            "invalid reset",
+                            "reset is true or false",
+                        ));
+                    }
+                };
+                let table = app.opmetrics.read(reset);
+                Ok(json_response(StatusCode::OK, &opmetrics::tree(&table)))
+            })())
+        });
+
+    let admin_delete = warp::path!("admin" / "metrics")
+        .and(warp::delete())
+        .and(with_app(Arc::clone(&app)))
+        .map(|app: Arc<App>| {
+            app.opmetrics.reset();
+            let mut r =
+                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+            r.headers_mut()
+                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            r
+        });
+
+    let prometheus = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app(Arc::clone(&app)))
+        .map(|app: Arc<App>| {
+            respond(match super::prometheus::exposition(&app) {
+                Ok(text) => {
+                    let mut r = text.into_response();
+                    r.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    Ok(r)
+                }
+                Err(e) => Err(ApiError::internal(e)),
+            })
+        });
+
+    let status_ws = warp::path!("1.0" / "status")
+        .and(warp::ws())
+        .and(tx_headers())
+        .and(with_app(Arc::clone(&app)))
+        .map(|ws: warp::ws::Ws, tx: TxHeaders, app: Arc<App>| {
+            ws.max_message_size(app.limits.max_ws_message_bytes)
+                .on_upgrade(move |socket| status_socket(socket, app, tx))
+                .into_response()
+        });
+
+    let status = warp::path!("1.0" / "status")
+        .and(warp::get())
+        .and(with_app(Arc::clone(&app)))
+        .map(|app: Arc<App>| {
+            json_response(StatusCode::OK, &app.session.status(app.clock.now_ms()))
+        });
+
+    let results = warp::path!("1.0" / "results")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_app(app))
+        .then(|q: HashMap<String, String>, app: Arc<App>| async move {
+            respond(results_query(&app, &q).await)
+        });
+
+    admin_get
+        .or(admin_delete)
+        .unify()
+        .or(prometheus)
+        .unify()
+        .or(status_ws)
+        .unify()
+        .or(status)
+        .unify()
+        .or(results)
+        .unify()
+}
+
+/// `GET /1.0/results?session_id=…[&module_name=…][&limit=…]`: the session's
+/// stored results documents, oldest first.
+async fn results_query(
+    app: &App,
+    q: &HashMap<String, String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let session = q
+        .get("session_id")
+        .filter(|s| valid_name(s))
+        .ok_or_else(|| {
+            ApiError::with_message(
+                StatusCode::BAD_REQUEST,
+                "invalid session_id",
+                "session_id is required: 1-64 letters, digits, - and _",
+            )
+        })?;
+    let mut expression = format!(
+        "{RESULTS_TYPE}(id, session_id, module_name, createdAt, metrics).eq(session_id, \"{session}\")"
+    );
+    if let Some(module) = q.get("module_name") {
+        if !valid_name(module) {
+            return Err(ApiError::with_message(
+                StatusCode::BAD_REQUEST,
+                "invalid module_name",
+                format!("module names are {}", results::MODULES.join(", ")),
+            ));
+        }
+        expression.push_str(&format!(".eq(module_name, \"{module}\")"));
+    }
+    let query = EventQuery::parse(
+        Some(&expression),
+        None,
+        Some(&(app.clock.now_ms() + 86_400_000).to_string()),
+        q.get("limit").map(String::as_str),
+        app.clock.now_ms(),
+    )?;
+    let events = query_events(&app.store, &system_service(), query, Order::Ascending).await?;
+    let docs: Vec<Value> = events
+        .into_iter()
+        .filter_map(|mut e| e.get_mut("data").map(Value::take))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(docs)))
+}
+
+/// WebSocket `/1.0/status`: one answer (the status) per request message.
+async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) {
+    let ws = &app.session.websocket;
+    let _open = ws.open();
+    let (mut tx, mut rx) = socket.split();
+    while let Some(msg) = rx.next().await {
+        let started = Instant::now();
+        let msg = match msg {
+            Ok(m) if m.is_close() => break,
+            Ok(m) => m,
+            Err(_) => break,
+        };
+        if !(msg.is_text() || msg.is_binary()) {
+            continue;
+        }
+        ws.messages_received.fetch_add(1, Relaxed);
+        let answer = app.session.status(app.clock.now_ms()).to_string();
+        let n = answer.len() as u64;
+        if tx.send(Message::text(answer)).await.is_err() {
+            break;
+        }
+        ws.messages_sent.fetch_add(1, Relaxed);
+        tx_headers.record(&app, msg.as_bytes().len() as u64, n, false, started);
+    }
+    let _ = tx.close().await;
+}
+
+/// The results documents of this moment, written to the store (by the
+/// server's background task, every `--results-interval-ms`).
+pub async fn store_results(app: &App, seq: u64) {
+    let docs = app.session.documents(app.clock.now_ms(), seq);
+    let store = Arc::clone(&app.store);
+    let r = tokio::task::spawn_blocking(move || store.put(&system_service(), &docs)).await;
+    match r {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "storing results documents failed"),
+        Err(e) => tracing::warn!(error = %e, "storing results documents failed"),
+    }
+}

@@ -319,6 +319,42 @@ fn websocket_messages_are_transactions_and_disable_metrics_gathers_nothing() {
             assert!(Instant::now() < deadline, "{tree}");
             std::thread::sleep(Duration::from_millis(50));
         }
+
+        // WebSocket put: each message is a transaction, a refused one an error.
+        let mut req = format!("ws://{}/1.0/event/put", s.collector)
+            .into_client_request()
+            .expect("request");
+        req.headers_mut()
+            .insert("fiware-servicepath", "/sensors".parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("connect");
+        let messages = [
+            json!({"type": "reading", "data": {"v": 1}}).to_string(),
+            json!({"type": "reading", "data": {"v": 2}}).to_string(),
+            json!({"type": "X", "data": {}}).to_string(),
+        ];
+        for m in &messages {
+            ws.send(Message::text(m.clone())).await.expect("send");
+        }
+        let error = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
+            other => panic!("no error answer: {other:?}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let tree = metrics(&s, false);
+            let sensors = &tree["services"]["default-service"]["subservs"]["sensors"];
+            if sensors["incomingTransactions"] == json!(3) {
+                assert_eq!(sensors["incomingTransactionErrors"], json!(1));
+                assert_eq!(
+                    sensors["incomingTransactionRequestSize"],
+                    json!(messages.iter().map(String::len).sum::<usize>())
+                );
+                assert_eq!(sensors["incomingTransactionResponseSize"], json!(error.len()));
+                break;
+            }
+            assert!(Instant::now() < deadline, "{tree}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     });
 
     let off = server(Options {

@@ -16,6 +16,7 @@ use super::common::{preflight, read_body, recover, respond, service, service_hea
 use super::error::{ApiError, json_response};
 use crate::model::{BatchError, NewEvent, Service, parse_event_batch, validate_event};
 use crate::model::{emetrics, session_api};
+use crate::service::opmetrics::Transaction;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -271,14 +272,28 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
             .fetch_add(received.iter().map(|r| r.0).sum(), Relaxed);
         let stored = app.collector.put(&service, events).await;
         let mut answers: Vec<serde_json::Value> = Vec::new();
-        for (len, error) in &received {
-            let (bytes, failed) = match (error, &stored) {
-                (Some(e), _) => (e.to_string().len() as u64, true),
-                (None, Err(_)) => (0, true),
-                (None, Ok(_)) => (0, false),
-            };
-            tx_headers.record(&app, *len, bytes, failed, started);
-        }
+        let seconds = started.elapsed().as_secs_f64();
+        let transactions: Vec<Transaction> = received
+            .iter()
+            .map(|(len, error)| {
+                let (response_bytes, error) = match (error, &stored) {
+                    (Some(e), _) => (e.to_string().len() as u64, true),
+                    (None, Err(_)) => (0, true),
+                    (None, Ok(_)) => (0, false),
+                };
+                Transaction {
+                    request_bytes: *len,
+                    response_bytes,
+                    error,
+                    seconds,
+                }
+            })
+            .collect();
+        app.opmetrics.incoming_all(
+            tx_headers.service.as_deref(),
+            tx_headers.path.as_deref(),
+            &transactions,
+        );
         answers.extend(received.into_iter().filter_map(|r| r.1));
         if let Err(e) = stored {
             answers.push(ApiError::from(e).ws_body());

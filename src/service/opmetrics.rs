@@ -188,7 +188,13 @@ impl OpMetrics {
     /// Counts one incoming transaction for the request's headers (left out if
     /// either names an invalid service or path, or gathering is off).
     pub fn incoming(&self, service: Option<&str>, path: Option<&str>, t: Transaction) {
-        if !self.enabled {
+        self.incoming_all(service, path, &[t]);
+    }
+
+    /// Counts several transactions of one request's headers (a batch of
+    /// WebSocket messages) under one lock.
+    pub fn incoming_all(&self, service: Option<&str>, path: Option<&str>, all: &[Transaction]) {
+        if !self.enabled || all.is_empty() {
             return;
         }
         let (Some(s), Some(p)) = (service_key(service), subservice_key(path)) else {
@@ -199,11 +205,13 @@ impl OpMetrics {
             Err(poisoned) => poisoned.into_inner(),
         };
         let c = table.entry((s, p)).or_default();
-        c.incoming_transactions += 1;
-        c.incoming_request_bytes += t.request_bytes;
-        c.incoming_response_bytes += t.response_bytes;
-        c.incoming_errors += u64::from(t.error);
-        c.incoming_seconds += t.seconds;
+        for t in all {
+            c.incoming_transactions += 1;
+            c.incoming_request_bytes += t.request_bytes;
+            c.incoming_response_bytes += t.response_bytes;
+            c.incoming_errors += u64::from(t.error);
+            c.incoming_seconds += t.seconds;
+        }
     }
 
     /// A copy of the table; with `reset`, the table is emptied in the same

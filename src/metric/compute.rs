@@ -154,8 +154,33 @@ fn scalar_test(test: &Test, c: Option<Cand<'_>>) -> bool {
 /// A leaf evaluated straight from a block's columns: every condition is on a
 /// top-level field with a column, and the value is 1 or a number column.
 pub struct ColumnLeaf<'p, 'b> {
-    conditions: Vec<(ColumnView<'b>, &'p Test)>,
+    conditions: Vec<Condition<'p, 'b>>,
     value: Option<ColumnView<'b>>,
+}
+
+/// One filter condition over a column.
+enum Condition<'p, 'b> {
+    /// Tested event by event.
+    Each(ColumnView<'b>, &'p Test),
+    /// A dictionary column: the test's answer per code, computed once per
+    /// block, and its answer for events without the field.
+    Codes {
+        col: ColumnView<'b>,
+        pass: Vec<bool>,
+        missing: bool,
+    },
+}
+
+impl Condition<'_, '_> {
+    fn holds(&self, i: usize) -> bool {
+        match self {
+            Condition::Each(col, test) => scalar_test(test, cand(col, i)),
+            Condition::Codes { col, pass, missing } => match col.code(i) {
+                Some(c) => pass.get(c as usize).copied().unwrap_or(false),
+                None => *missing,
+            },
+        }
+    }
 }
 
 impl<'p, 'b> ColumnLeaf<'p, 'b> {
@@ -166,7 +191,18 @@ impl<'p, 'b> ColumnLeaf<'p, 'b> {
             let [PathStep::Key(k)] = c.path.as_slice() else {
                 return None;
             };
-            conditions.push((block.column(k)?, &c.test));
+            let col = block.column(k)?;
+            conditions.push(match col.dictionary() {
+                Some(dict) => Condition::Codes {
+                    col,
+                    pass: dict
+                        .iter()
+                        .map(|s| scalar_test(&c.test, Some(Cand::Str(s))))
+                        .collect(),
+                    missing: scalar_test(&c.test, None),
+                },
+                None => Condition::Each(col, &c.test),
+            });
         }
         let value = match &leaf.value {
             None => None,
@@ -184,11 +220,7 @@ impl<'p, 'b> ColumnLeaf<'p, 'b> {
 
     /// The event's value if it passes the filter.
     pub fn value(&self, i: usize) -> Option<f64> {
-        if !self
-            .conditions
-            .iter()
-            .all(|(col, test)| scalar_test(test, cand(col, i)))
-        {
+        if !self.conditions.iter().all(|c| c.holds(i)) {
             return None;
         }
         match &self.value {

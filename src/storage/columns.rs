@@ -111,8 +111,42 @@ pub fn build_columns<'a>(datas: impl ExactSizeIterator<Item = &'a str>) -> Vec<C
     cols
 }
 
-/// Appends `ncols(2) { name_len(2) name kind(1) presence(ceil(n/8)) payload }`:
-/// kind 1 payload `n × f64`, kind 2 `offsets(4(n+1)) bytes`, little-endian.
+/// Most distinct strings a dictionary column holds.
+pub const MAX_DICTIONARY: usize = 4096;
+
+/// The distinct strings of a text column in first-seen order, and each
+/// event's code, if the column repeats itself enough for a dictionary
+/// (at most half as many distinct values as events, at most 4096).
+fn dictionary(v: &[Option<String>]) -> Option<(Vec<&str>, Vec<u16>)> {
+    let mut index: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
+    let mut dict: Vec<&str> = Vec::new();
+    let limit = (v.len() / 2).min(MAX_DICTIONARY);
+    let mut codes = Vec::with_capacity(v.len());
+    for s in v {
+        let code = match s {
+            None => 0,
+            Some(s) => match index.get(s.as_str()) {
+                Some(c) => *c,
+                None => {
+                    if dict.len() >= limit {
+                        return None;
+                    }
+                    let c = dict.len() as u16;
+                    index.insert(s, c);
+                    dict.push(s);
+                    c
+                }
+            },
+        };
+        codes.push(code);
+    }
+    Some((dict, codes))
+}
+
+/// Appends `ncols(2) { name_len(2) name kind(1) presence(ceil(n/8)) payload }`,
+/// little-endian: kind 1 (numbers) payload `n × f64`; kind 2 (text)
+/// `offsets(4(n+1)) bytes`; kind 3 (dictionary text) `count(4)
+/// offsets(4(count+1)) bytes codes(n × u16)`.
 pub fn encode_columns(cols: &[Column], n: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&(cols.len() as u16).to_le_bytes());
     for c in cols {
@@ -123,8 +157,13 @@ pub fn encode_columns(cols: &[Column], n: usize, out: &mut Vec<u8>) {
             ColumnData::Text(v) => v[i].is_some(),
             ColumnData::Mixed => false,
         };
-        out.push(match c.data {
-            ColumnData::Number(_) => 1,
+        let dict = match &c.data {
+            ColumnData::Text(v) => dictionary(v),
+            _ => None,
+        };
+        out.push(match (&c.data, &dict) {
+            (ColumnData::Number(_), _) => 1,
+            (_, Some(_)) => 3,
             _ => 2,
         });
         let mut bits = vec![0u8; n.div_ceil(8)];
@@ -138,6 +177,25 @@ pub fn encode_columns(cols: &[Column], n: usize, out: &mut Vec<u8>) {
             ColumnData::Number(v) => {
                 for x in v {
                     out.extend_from_slice(&x.unwrap_or(0.0).to_le_bytes());
+                }
+            }
+            ColumnData::Text(_) if dict.is_some() => {
+                let (dict, codes) = dict
+                    .as_ref()
+                    .map(|(d, c)| (d.as_slice(), c.as_slice()))
+                    .unwrap_or_default();
+                out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+                let mut off = 0u32;
+                out.extend_from_slice(&off.to_le_bytes());
+                for s in dict {
+                    off += s.len() as u32;
+                    out.extend_from_slice(&off.to_le_bytes());
+                }
+                for s in dict {
+                    out.extend_from_slice(s.as_bytes());
+                }
+                for c in codes {
+                    out.extend_from_slice(&c.to_le_bytes());
                 }
             }
             ColumnData::Text(v) => {
@@ -169,7 +227,7 @@ pub struct ColumnView<'a> {
 impl<'a> ColumnView<'a> {
     /// Writes event `i`'s value into `slot`, reusing a string's buffer.
     pub fn write_into(&self, i: usize, slot: &mut Option<Value>) {
-        if self.kind == 2
+        if self.kind != 1
             && let Some(s) = self.text(i)
             && let Some(Value::String(buf)) = slot
         {
@@ -204,14 +262,48 @@ impl<'a> ColumnView<'a> {
 
     /// The text of event `i` in a string column.
     pub fn text(&self, i: usize) -> Option<&'a str> {
-        if self.kind != 2 || !self.present(i) {
+        match self.kind {
+            2 if self.present(i) => {
+                let base = 4 * (self.n + 1);
+                let (a, b) = (self.u32_at(4 * i)?, self.u32_at(4 * (i + 1))?);
+                std::str::from_utf8(self.payload.get(base + a..base + b)?).ok()
+            }
+            3 => self.entry(self.code(i)? as usize),
+            _ => None,
+        }
+    }
+
+    fn u32_at(&self, at: usize) -> Option<usize> {
+        Some(u32::from_le_bytes(self.payload.get(at..at + 4)?.try_into().ok()?) as usize)
+    }
+
+    /// A dictionary column's distinct strings, in code order.
+    pub fn dictionary(&self) -> Option<Vec<&'a str>> {
+        if self.kind != 3 {
             return None;
         }
-        let at = |j: usize| -> Option<usize> {
-            Some(u32::from_le_bytes(self.payload.get(4 * j..4 * j + 4)?.try_into().ok()?) as usize)
-        };
-        let base = 4 * (self.n + 1);
-        std::str::from_utf8(self.payload.get(base + at(i)?..base + at(i + 1)?)?).ok()
+        (0..self.u32_at(0)?).map(|j| self.entry(j)).collect()
+    }
+
+    fn entry(&self, j: usize) -> Option<&'a str> {
+        let count = self.u32_at(0)?;
+        if j >= count {
+            return None;
+        }
+        let base = 4 + 4 * (count + 1);
+        let (a, b) = (self.u32_at(4 + 4 * j)?, self.u32_at(4 + 4 * (j + 1))?);
+        std::str::from_utf8(self.payload.get(base + a..base + b)?).ok()
+    }
+
+    /// Event `i`'s code in a dictionary column (`None`: the field is absent).
+    pub fn code(&self, i: usize) -> Option<u16> {
+        if self.kind != 3 || !self.present(i) {
+            return None;
+        }
+        let at = self.payload.len().checked_sub(2 * (self.n - i))?;
+        Some(u16::from_le_bytes(
+            self.payload.get(at..at + 2)?.try_into().ok()?,
+        ))
     }
 
     /// The value of event `i` as JSON would give it; `None` if the event lacks the field.
@@ -224,19 +316,7 @@ impl<'a> ColumnView<'a> {
                 let b: [u8; 8] = self.payload.get(8 * i..8 * i + 8)?.try_into().ok()?;
                 serde_json::Number::from_f64(f64::from_le_bytes(b)).map(Value::Number)
             }
-            _ => {
-                let at = |j: usize| -> Option<usize> {
-                    Some(
-                        u32::from_le_bytes(self.payload.get(4 * j..4 * j + 4)?.try_into().ok()?)
-                            as usize,
-                    )
-                };
-                let base = 4 * (self.n + 1);
-                let bytes = self.payload.get(base + at(i)?..base + at(i + 1)?)?;
-                std::str::from_utf8(bytes)
-                    .ok()
-                    .map(|s| Value::String(s.to_owned()))
-            }
+            _ => self.text(i).map(|s| Value::String(s.to_owned())),
         }
     }
 }
@@ -262,6 +342,12 @@ pub fn decode_columns(mut b: &[u8], n: usize) -> Option<Vec<ColumnView<'_>>> {
                 let total =
                     u32::from_le_bytes(offsets.get(4 * n..4 * n + 4)?.try_into().ok()?) as usize;
                 4 * (n + 1) + total
+            }
+            3 => {
+                let count = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+                let end = 4 + 4 * count;
+                let total = u32::from_le_bytes(b.get(end..end + 4)?.try_into().ok()?) as usize;
+                4 + 4 * (count + 1) + total + 2 * n
             }
             _ => return None,
         };
@@ -313,6 +399,35 @@ mod tests {
         assert!(build_columns([r#"{"a":1}"#, "[1]"].into_iter()).is_empty());
         // a truncated section is refused
         assert!(decode_columns(&buf[..buf.len() - 1], 3).is_none());
+    }
+
+    #[test]
+    fn repetitive_text_gets_a_dictionary() {
+        let datas: Vec<String> = (0..10)
+            .map(|i| match i % 4 {
+                0 => r#"{"path": "/a", "user": "u0"}"#.to_owned(),
+                1 => format!(r#"{{"path": "/b", "user": "u{i}"}}"#),
+                2 => format!(r#"{{"user": "u{i}"}}"#),
+                _ => format!(r#"{{"path": "/é", "user": "u{i}"}}"#),
+            })
+            .collect();
+        let cols = build_columns(datas.iter().map(String::as_str));
+        let mut buf = Vec::new();
+        encode_columns(&cols, datas.len(), &mut buf);
+        let views = decode_columns(&buf, datas.len()).unwrap();
+        let path = views.iter().find(|c| c.name == "path").unwrap();
+        let user = views.iter().find(|c| c.name == "user").unwrap();
+        assert_eq!(path.dictionary(), Some(vec!["/a", "/b", "/é"]));
+        assert_eq!(user.dictionary(), None, "mostly distinct: plain text");
+        for (i, d) in datas.iter().enumerate() {
+            let v: Value = serde_json::from_str(d).unwrap();
+            assert_eq!(path.value(i), v.get("path").cloned(), "event {i}");
+            assert_eq!(path.text(i), v.get("path").and_then(Value::as_str));
+            assert_eq!(user.value(i), v.get("user").cloned());
+            let code = path.code(i).map(|c| path.dictionary().unwrap()[c as usize]);
+            assert_eq!(code, v.get("path").and_then(Value::as_str));
+        }
+        assert!(decode_columns(&buf[..buf.len() - 1], datas.len()).is_none());
     }
 
     #[test]

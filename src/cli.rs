@@ -153,4 +153,8 @@ pub struct ServeArgs {
     /// Metric cache cap per event type.
     #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
     pub cache_per_type: usize,
+    /// Memory for the storage engine's block cache (decompressed blocks of
+    /// events and cached metrics), e.g. `256MiB`.
+    #[arg(long, env = "CUBED_BLOCK_CACHE", default_value = "256MiB", value_parser = parse_size)]
+    pub block_cache: usize,
 }

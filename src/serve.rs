@@ -17,8 +17,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = EmbeddedStore::open(&args.data_dir, args.durability, args.cache_per_type as u64)
-        .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
+    let store = EmbeddedStore::open_with_block_cache(
+        &args.data_dir,
+        args.durability,
+        args.cache_per_type as u64,
+        args.block_cache as u64,
+    )
+    .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
     let store = Arc::new(store);
     if args.reset_cache {
         cubed::storage::MetricCache::clear(&*store)

@@ -73,11 +73,29 @@ pub struct EmbeddedStore {
     sources: DashMap<Vec<u8>, HashSet<String>>,
 }
 
+/// The engine's block cache unless configured (fjall's own default is 32 MiB).
+pub const DEFAULT_BLOCK_CACHE: u64 = 256 * 1024 * 1024;
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, with the default block cache.
     pub fn open(dir: &Path, durability: Durability, cache_cap: u64) -> Result<Self, StoreError> {
+        Self::open_with_block_cache(dir, durability, cache_cap, DEFAULT_BLOCK_CACHE)
+    }
+
+    /// Opens (or creates) the store in `dir`; `block_cache` bytes of the
+    /// engine's blocks are kept decompressed in memory (reads of cached blocks
+    /// skip the copy from the OS, the checksum and the decompression).
+    pub fn open_with_block_cache(
+        dir: &Path,
+        durability: Durability,
+        cache_cap: u64,
+        block_cache: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(engine)?;
-        let db = Database::builder(dir).open().map_err(engine)?;
+        let db = Database::builder(dir)
+            .cache_size(block_cache)
+            .open()
+            .map_err(engine)?;
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(engine)

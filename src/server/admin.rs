@@ -227,10 +227,7 @@ async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) 
 pub async fn store_results(app: &App, seq: u64) {
     let docs = app.session.documents(app.clock.now_ms(), seq);
     let store = Arc::clone(&app.store);
-    let r = tokio::task::spawn_blocking(move || store.put(&system_service(), &docs)).await;
-    match r {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "storing results documents failed"),
-        Err(e) => tracing::warn!(error = %e, "storing results documents failed"),
+    if let Err(e) = super::common::blocking(move || store.put(&system_service(), &docs)).await {
+        tracing::warn!(error = %e.body, "storing results documents failed");
     }
 }

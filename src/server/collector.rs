@@ -23,6 +23,47 @@ use std::time::Instant;
 /// Most WebSocket messages stored in one put.
 const WS_BATCH: usize = 1000;
 
+/// What every POST of the collector takes: the service header, the declared
+/// length and the body stream, and the shared state.
+fn posted(
+    app: Arc<App>,
+) -> impl Filter<
+    Extract = (
+        Option<String>,
+        Option<u64>,
+        impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Send,
+        Arc<App>,
+    ),
+    Error = warp::Rejection,
+> + Clone {
+    warp::post()
+        .and(service_header())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(with_app(app))
+}
+
+/// The service and the body of a POST (the body bounded by the limit and
+/// counted in the collector's `bytes_received`).
+async fn receive<S, B>(
+    app: &App,
+    svc: Option<String>,
+    len: Option<u64>,
+    body: S,
+) -> Result<(Service, bytes::Bytes), ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let service = service(svc)?;
+    let body = read_body(len, body, app.limits.max_body_bytes).await?;
+    app.session
+        .collector
+        .bytes_received
+        .fetch_add(body.len() as u64, Relaxed);
+    Ok((service, body))
+}
+
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
@@ -31,25 +72,16 @@ pub fn routes(
     let put = warp::path!("1.0" / "event" / "put")
         .or(warp::path!("1.0" / "event"))
         .unify()
-        .and(warp::post())
-        .and(service_header())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and(with_app(Arc::clone(&app)))
+        .and(posted(Arc::clone(&app)))
         .then(|svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let service = service(svc)?;
-                    let body = read_body(len, body, app.limits.max_body_bytes).await?;
-                    let stats = &app.session.collector;
-                    stats.bytes_received.fetch_add(body.len() as u64, Relaxed);
+                    let (service, body) = receive(&app, svc, len, body).await?;
                     let events = parse_event_batch(&body, app.clock.now_ms()).inspect_err(|e| {
-                        stats.batches_rejected.fetch_add(1, Relaxed);
-                        let bad = match e {
-                            BatchError::Invalid(bad) => bad.len() as u64,
+                        app.session.collector.rejected(match e {
+                            BatchError::Invalid(bad) => bad.len(),
                             _ => 0,
-                        };
-                        stats.events_rejected.fetch_add(bad, Relaxed);
+                        })
                     })?;
                     app.collector.put(&service, events).await?;
                     Ok(json_response(StatusCode::OK, &json!({})))
@@ -73,30 +105,21 @@ pub fn routes(
             },
         );
 
-    let collectd = warp::path!("collectd")
-        .and(warp::post())
-        .and(service_header())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and(with_app(Arc::clone(&app)))
-        .then(|svc, len, body, app: Arc<App>| async move {
+    let collectd = warp::path!("collectd").and(posted(Arc::clone(&app))).then(
+        |svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let service = service(svc)?;
-                    let body = read_body(len, body, app.limits.max_body_bytes).await?;
+                    let (service, body) = receive(&app, svc, len, body).await?;
                     app.collector.put_collectd(&service, &body).await?;
                     Ok(json_response(StatusCode::OK, &json!({})))
                 }
                 .await,
             )
-        });
+        },
+    );
 
     let sessions = warp::path!("api" / "sessions" / String / String)
-        .and(warp::post())
-        .and(service_header())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and(with_app(Arc::clone(&app)))
+        .and(posted(Arc::clone(&app)))
         .then(
             |session: String, kind: String, svc, len, body, app: Arc<App>| async move {
                 respond(session_api(&app, &session, &kind, svc, len, body).await)
@@ -104,23 +127,16 @@ pub fn routes(
         );
 
     let emetrics = warp::path!("1.0" / "emetrics")
-        .and(warp::post())
-        .and(service_header())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and(with_app(Arc::clone(&app)))
+        .and(posted(Arc::clone(&app)))
         .then(|svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let service = service(svc)?;
-                    let body = read_body(len, body, app.limits.max_body_bytes).await?;
-                    let stats = &app.session.collector;
-                    stats.bytes_received.fetch_add(body.len() as u64, Relaxed);
+                    let (service, body) = receive(&app, svc, len, body).await?;
                     let events = emetrics::convert(&body, app.clock.now_ms()).inspect_err(|e| {
-                        stats.batches_rejected.fetch_add(1, Relaxed);
-                        if let emetrics::EmetricsError::Invalid(bad) = e {
-                            stats.events_rejected.fetch_add(bad.len() as u64, Relaxed);
-                        }
+                        app.session.collector.rejected(match e {
+                            emetrics::EmetricsError::Invalid(bad) => bad.len(),
+                            _ => 0,
+                        })
                     })?;
                     let n = events.len();
                     app.collector.put(&service, events).await?;
@@ -174,15 +190,11 @@ where
             .to_owned();
         ApiError::session_api(e.status, message)
     };
-    let service = service(svc).map_err(as_session_error)?;
-    let body = read_body(len, body, app.limits.max_body_bytes)
+    let (service, body) = receive(app, svc, len, body)
         .await
         .map_err(as_session_error)?;
-    let stats = &app.session.collector;
-    stats.bytes_received.fetch_add(body.len() as u64, Relaxed);
     let event = convert(session, &body, app.clock.now_ms()).map_err(|e| {
-        stats.batches_rejected.fetch_add(1, Relaxed);
-        stats.events_rejected.fetch_add(1, Relaxed);
+        app.session.collector.rejected(1);
         ApiError::session_api(StatusCode::BAD_REQUEST, e)
     })?;
     app.collector

@@ -65,6 +65,21 @@ where
     Ok(buf.freeze())
 }
 
+/// Runs a synchronous storage call on a blocking thread; its error, or a
+/// panicked task (an internal error), comes back as an answer.
+pub async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(Into::into)
+}
+
 /// Turns a handler result into a response.
 pub fn respond(result: Result<warp::reply::Response, ApiError>) -> warp::reply::Response {
     result.unwrap_or_else(Reply::into_response)

@@ -107,19 +107,15 @@ impl From<BatchError> for ApiError {
                 ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", m)
             }
             BatchError::Invalid(bad) => {
-                let errors: Vec<Value> = bad
-                    .iter()
-                    .map(|(index, reason)| json!({ "index": index, "error": reason.to_string() }))
-                    .collect();
                 let first = bad.first().map(|(_, r)| r.to_string()).unwrap_or_default();
-                ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    body: json!({
-                        "error": first,
-                        "message": format!("{} invalid event(s); nothing from this batch was stored", bad.len()),
-                        "errors": errors,
-                    }),
-                }
+                ApiError::invalid_items(
+                    &first,
+                    format!(
+                        "{} invalid event(s); nothing from this batch was stored",
+                        bad.len()
+                    ),
+                    bad.iter().map(|(i, r)| (*i, r.to_string())),
+                )
             }
         }
     }
@@ -128,33 +124,37 @@ impl From<BatchError> for ApiError {
 impl From<EmetricsError> for ApiError {
     fn from(e: EmetricsError) -> Self {
         match e {
-            EmetricsError::Json { index, message } => ApiError {
-                status: StatusCode::BAD_REQUEST,
-                body: json!({
-                    "error": "invalid body",
-                    "message": format!("item {index}: {message}; nothing was stored"),
-                    "errors": [{ "index": index, "error": message }],
-                }),
-            },
-            EmetricsError::Invalid(bad) => {
-                let errors: Vec<Value> = bad
-                    .iter()
-                    .map(|e| json!({ "index": e.index, "error": e.reason }))
-                    .collect();
-                ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    body: json!({
-                        "error": "invalid units",
-                        "message": format!("{} invalid item(s); nothing was stored", bad.len()),
-                        "errors": errors,
-                    }),
-                }
-            }
+            EmetricsError::Json { index, message } => ApiError::invalid_items(
+                "invalid body",
+                format!("item {index}: {message}; nothing was stored"),
+                [(index, message)],
+            ),
+            EmetricsError::Invalid(bad) => ApiError::invalid_items(
+                "invalid units",
+                format!("{} invalid item(s); nothing was stored", bad.len()),
+                bad.into_iter().map(|e| (e.index, e.reason)),
+            ),
         }
     }
 }
 
 impl ApiError {
+    /// A refused batch: `400 {"error", "message", "errors": [{"index", "error"}]}`.
+    fn invalid_items(
+        error: &str,
+        message: String,
+        items: impl IntoIterator<Item = (usize, String)>,
+    ) -> Self {
+        let errors: Vec<Value> = items
+            .into_iter()
+            .map(|(index, reason)| json!({ "index": index, "error": reason }))
+            .collect();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({ "error": error, "message": message, "errors": errors }),
+        }
+    }
+
     /// The session API's errors (seed 002): `{"success": false, "error": …}`.
     pub fn session_api(status: StatusCode, error: impl Into<String>) -> Self {
         ApiError {

@@ -9,7 +9,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use super::App;
-use super::common::{preflight, recover, respond, service, service_header, with_app};
+use super::common::{blocking, preflight, recover, respond, service, service_header, with_app};
 use super::error::json_response;
 use super::evaluator_ws::{self, Endpoint};
 use crate::plan::number_json;
@@ -61,9 +61,7 @@ pub fn routes(
                 async {
                     let service = service(svc)?;
                     let store = Arc::clone(&app.store);
-                    let types = tokio::task::spawn_blocking(move || store.types(&service))
-                        .await
-                        .map_err(super::error::ApiError::internal)??;
+                    let types = blocking(move || store.types(&service)).await?;
                     Ok(json_response(StatusCode::OK, &Value::from(types)))
                 }
                 .await,
@@ -152,9 +150,7 @@ pub fn routes(
                 async {
                     let service = service(svc)?;
                     let cache = Arc::clone(&app.cache);
-                    tokio::task::spawn_blocking(move || cache.clear_service(&service))
-                        .await
-                        .map_err(super::error::ApiError::internal)??;
+                    blocking(move || cache.clear_service(&service)).await?;
                     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
                 }
                 .await,

@@ -313,10 +313,8 @@ async fn event_request(
 async fn types_request(app: &App, service: &Service, out: &mut Answers) {
     let store = Arc::clone(&app.store);
     let svc = service.clone();
-    let types = tokio::task::spawn_blocking(move || store.types(&svc)).await;
-    let _ = match types {
-        Ok(Ok(t)) => out.send(Value::from(t)),
-        Ok(Err(e)) => out.send(ApiError::from(e).ws_body()),
-        Err(e) => out.send(ApiError::internal(e).ws_body()),
+    let _ = match super::common::blocking(move || store.types(&svc)).await {
+        Ok(t) => out.send(Value::from(t)),
+        Err(e) => out.send(e.ws_body()),
     };
 }

@@ -191,10 +191,9 @@ pub async fn run(
     let _ = flusher.await;
     let _ = results.await;
     let store = Arc::clone(&app.store);
-    match tokio::task::spawn_blocking(move || store.flush()).await {
-        Ok(Ok(())) => tracing::info!("store flushed"),
-        Ok(Err(e)) => tracing::error!(error = %e, "flushing the store failed"),
-        Err(e) => tracing::error!(error = %e, "flushing the store failed"),
+    match common::blocking(move || store.flush()).await {
+        Ok(()) => tracing::info!("store flushed"),
+        Err(e) => tracing::error!(error = %e.body, "flushing the store failed"),
     }
 }
 
@@ -285,10 +284,8 @@ async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = ()>) 
         }
         store_self_events(&app).await;
         let inv = Arc::clone(&app.invalidator);
-        match tokio::task::spawn_blocking(move || inv.flush_all()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "flushing cache invalidations failed"),
-            Err(e) => tracing::error!(error = %e, "flushing cache invalidations failed"),
+        if let Err(e) = common::blocking(move || inv.flush_all()).await {
+            tracing::error!(error = %e.body, "flushing cache invalidations failed");
         }
     }
     store_self_events(&app).await;

@@ -65,6 +65,12 @@ pub struct CollectorStats {
 }
 
 impl CollectorStats {
+    /// Counts a refused batch and the invalid events it named.
+    pub fn rejected(&self, events: usize) {
+        self.batches_rejected.fetch_add(1, Relaxed);
+        self.events_rejected.fetch_add(events as u64, Relaxed);
+    }
+
     fn results(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("events_accepted", get(&self.events_accepted)),

@@ -253,13 +253,9 @@ fn emetrics_dumps_over_http() {
     );
 }
 
-#[test]
-fn cubed_import_sends_a_dump_file() {
-    let s = TestServer::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("emetrics.log");
-    std::fs::write(&file, format!("{}\n\n", dump())).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_cubed"))
+/// Runs `cubed import --format emetrics --batch 2` of `file` into `s`.
+fn import(s: &TestServer, file: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cubed"))
         .args([
             "import",
             "--format",
@@ -269,9 +265,18 @@ fn cubed_import_sends_a_dump_file() {
             "--collector",
         ])
         .arg(format!("http://{}", s.collector))
-        .arg(&file)
+        .arg(file)
         .output()
-        .expect("run cubed import");
+        .expect("run cubed import")
+}
+
+#[test]
+fn cubed_import_sends_a_dump_file() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("emetrics.log");
+    std::fs::write(&file, format!("{}\n\n", dump())).expect("write");
+    let out = import(&s, &file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -292,19 +297,7 @@ fn cubed_import_sends_a_dump_file() {
         ),
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_cubed"))
-        .args([
-            "import",
-            "--format",
-            "emetrics",
-            "--batch",
-            "2",
-            "--collector",
-        ])
-        .arg(format!("http://{}", s.collector))
-        .arg(&bad_file)
-        .output()
-        .expect("run cubed import");
+    let out = import(&s, &bad_file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("line 5: invalid type"), "{stderr}");

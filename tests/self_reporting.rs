@@ -100,48 +100,15 @@ fn admin_metrics_tree_follows_orion() {
     );
     assert_eq!(bad.0, 400);
     sent.push(bad);
-    let list = call(
-        "GET",
-        &s.evaluator_url("/1.0/types"),
-        None,
-        Some("city"),
-        Some("/parks, /gardens"),
-    );
-    let recursive = call(
-        "GET",
-        &s.evaluator_url("/1.0/types"),
-        None,
-        Some("city"),
-        Some("/parks/#"),
-    );
-    let nested = call(
-        "GET",
-        &s.evaluator_url("/1.0/types"),
-        None,
-        Some("city"),
-        Some("/parks/north"),
-    );
-    let root = call("GET", &s.evaluator_url("/1.0/types"), None, None, Some("/"));
-    let none = call("GET", &s.evaluator_url("/1.0/types"), None, None, None);
+    let types = |service, path| call("GET", &s.evaluator_url("/1.0/types"), None, service, path);
+    let list = types(Some("city"), Some("/parks, /gardens"));
+    let recursive = types(Some("city"), Some("/parks/#"));
+    let nested = types(Some("city"), Some("/parks/north"));
+    let root = types(None, Some("/"));
+    let none = types(None, None);
     // Left out: an invalid service, an invalid path.
-    assert_eq!(
-        call(
-            "GET",
-            &s.evaluator_url("/1.0/types"),
-            None,
-            Some("Bad-Service"),
-            None
-        )
-        .0,
-        400
-    );
-    call(
-        "GET",
-        &s.evaluator_url("/1.0/types"),
-        None,
-        Some("city"),
-        Some("no-slash"),
-    );
+    assert_eq!(types(Some("Bad-Service"), None).0, 400);
+    types(Some("city"), Some("no-slash"));
 
     let tree = metrics(&s, false);
     let gardens = &tree["services"]["city"]["subservs"]["gardens"];

@@ -29,7 +29,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{enc, peak_rss_mib, post_all};
+use common::{cpu_seconds, enc, peak_rss_mib, post_all};
 use serde_json::{Value, json};
 
 /// One system's answer to one query.
@@ -45,6 +45,8 @@ struct QueryResult {
 struct SystemResult {
     name: String,
     ingest_per_s: f64,
+    /// CPU seconds the server used while ingesting (NaN: in-process).
+    ingest_cpu_s: f64,
     peak_rss_mib: f64,
     queries: Vec<QueryResult>,
 }
@@ -93,12 +95,14 @@ fn cubed(events: &[workload::Event]) -> SystemResult {
             )
         })
         .collect();
+    let cpu0 = cpu_seconds(s.child.id());
     let secs = post_all(
         &format!("http://{}/1.0/event/put", s.collector),
         &bodies,
         4,
         "application/json",
     );
+    let ingest_cpu_s = cpu_seconds(s.child.id()) - cpu0;
     let agent = ureq::Agent::new_with_defaults();
     let mut queries = Vec::new();
     for (_, expr, step) in workload::queries() {
@@ -141,6 +145,7 @@ fn cubed(events: &[workload::Event]) -> SystemResult {
     SystemResult {
         name: "Cubed".into(),
         ingest_per_s: events.len() as f64 / secs,
+        ingest_cpu_s,
         peak_rss_mib: peak,
         queries,
     }
@@ -285,12 +290,14 @@ fn influx(events: &[workload::Event]) -> Option<SystemResult> {
                 .collect()
         })
         .collect();
+    let cpu0 = cpu_seconds(db.child.id());
     let secs = post_all(
         &format!("{}/write?db=bench&precision=ns", db.url),
         &bodies,
         4,
         "text/plain",
     );
+    let ingest_cpu_s = cpu_seconds(db.child.id()) - cpu0;
     let mut queries = Vec::new();
     for (sqls, ratio) in influx_queries(workload::DAY_START, workload::DAY_START + workload::DAY_MS)
     {
@@ -326,6 +333,7 @@ fn influx(events: &[workload::Event]) -> Option<SystemResult> {
     Some(SystemResult {
         name: "InfluxDB 1.6".into(),
         ingest_per_s: events.len() as f64 / secs,
+        ingest_cpu_s,
         peak_rss_mib: peak,
         queries,
     })
@@ -385,6 +393,7 @@ fn duckdb(events: &[workload::Event]) -> Option<SystemResult> {
     Some(SystemResult {
         name: "DuckDB".into(),
         ingest_per_s: events.len() as f64 / v["ingest_s"].as_f64().unwrap_or(f64::NAN),
+        ingest_cpu_s: f64::NAN,
         peak_rss_mib: v["peak_rss_mib"].as_f64().unwrap_or(0.0),
         queries,
     })
@@ -449,15 +458,18 @@ fn main() {
     }
     let names: Vec<String> = workload::queries().iter().map(|q| q.0.to_owned()).collect();
     // the table
-    print!("{:<14} {:>12} {:>9}", "system", "ingest ev/s", "RSS MiB");
+    print!(
+        "{:<14} {:>12} {:>9} {:>9}",
+        "system", "ingest ev/s", "CPU s", "RSS MiB"
+    );
     for q in &names {
         print!(" {:>17}", format!("{q} cold/warm ms"));
     }
     println!();
     for s in &systems {
         print!(
-            "{:<14} {:>12.0} {:>9.0}",
-            s.name, s.ingest_per_s, s.peak_rss_mib
+            "{:<14} {:>12.0} {:>9.2} {:>9.0}",
+            s.name, s.ingest_per_s, s.ingest_cpu_s, s.peak_rss_mib
         );
         for q in &s.queries {
             print!(" {:>17}", format!("{:.1}/{:.2}", q.cold_ms, q.warm_ms));
@@ -468,9 +480,10 @@ fn main() {
     let mut ratios = Vec::new();
     for peer in &systems[1..] {
         print!(
-            "{:<14} {:>12.2} {:>9}",
+            "{:<14} {:>12.2} {:>9.2} {:>9}",
             format!("Cubed/{}", peer.name.split(' ').next().unwrap_or("")),
             cubed.ingest_per_s / peer.ingest_per_s,
+            peer.ingest_cpu_s / cubed.ingest_cpu_s,
             ""
         );
         let mut qs = Vec::new();
@@ -481,9 +494,11 @@ fn main() {
             qs.push(json!({"cold_speedup": cold, "warm_speedup": warm}));
         }
         println!();
-        ratios.push(json!({"peer": peer.name, "ingest_ratio": cubed.ingest_per_s / peer.ingest_per_s, "queries": qs}));
+        ratios.push(json!({"peer": peer.name, "ingest_ratio": cubed.ingest_per_s / peer.ingest_per_s, "ingest_cpu_ratio": peer.ingest_cpu_s / cubed.ingest_cpu_s, "queries": qs}));
     }
-    println!("(ratios: peer time / Cubed time; ingest: Cubed rate / peer rate)");
+    println!(
+        "(ratios: peer time / Cubed time; ingest: Cubed rate / peer rate; CPU s: the server's CPU seconds while ingesting, ratio peer / Cubed)"
+    );
     let mut all_disagreements = Vec::new();
     for peer in &systems[1..] {
         for (i, (c, p)) in cubed.queries.iter().zip(&peer.queries).enumerate() {
@@ -508,6 +523,7 @@ fn main() {
         "systems": systems.iter().map(|s| json!({
             "name": s.name,
             "ingest_events_per_s": s.ingest_per_s,
+            "ingest_cpu_s": if s.ingest_cpu_s.is_nan() { Value::Null } else { json!(s.ingest_cpu_s) },
             "peak_rss_mib": s.peak_rss_mib,
             "queries": s.queries.iter().zip(&names).map(|(q, n)| json!({"query": n, "cold_ms": q.cold_ms, "warm_ms": q.warm_ms})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

@@ -14,13 +14,8 @@ pub struct Fresh<S> {
     pub _guard: Box<dyn std::any::Any>,
 }
 
-fn ev(t: &str, time: i64, data: &str, id: Option<&str>) -> NewEvent {
-    NewEvent {
-        event_type: t.into(),
-        time,
-        data: data.into(),
-        id: id.map(str::to_owned),
-    }
+fn ev(t: &str, time: i64, data: &str, id: Option<&str>) -> NewEvent<'static> {
+    NewEvent::owned(t.into(), time, data.into(), id.map(str::to_owned))
 }
 
 fn all<S: EventStore>(
@@ -149,6 +144,37 @@ pub fn scan_data_gives_raw_data_of_the_range<S: EventStore>(f: Fresh<S>) {
             (20, serde_json::json!({"b": 2}))
         ]
     );
+}
+
+/// Events as the HTTP put parses them (data objects split into fields,
+/// borrowing from the body) read back as the data that was sent.
+pub fn batch_parsed_events_read_back_as_sent<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    let body = br#"[{"type":"test","time":30,"data":{ "ms" : 5.5, "path":"/a\"b", "n\u0041":[1, {"x":null}] }},
+                    {"type":"test","time":10,"id":"k","data":{"ms":7,"path":"/c"}},
+                    {"type":"test","time":20}]"#;
+    let events = cubed::model::parse_event_batch(body, 0).unwrap();
+    assert!(matches!(events[0].data, cubed::model::EventData::Fields(_)));
+    s.put(&svc, &events).unwrap();
+    assert_eq!(
+        all(s, &svc, "test", Order::Ascending),
+        [
+            (10, serde_json::json!({"ms": 7, "path": "/c"})),
+            (20, serde_json::json!({})),
+            (
+                30,
+                serde_json::json!({"ms": 5.5, "path": "/a\"b", "nA": [1, {"x": null}]})
+            ),
+        ]
+    );
+    let mut ids = Vec::new();
+    s.scan(&svc, "test", 0, 100, Order::Ascending, &mut |e| {
+        ids.push(e.id);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(ids, [Some(serde_json::json!("k")), None, None]);
 }
 
 pub fn same_time_events_are_all_kept<S: EventStore>(f: Fresh<S>) {
@@ -434,6 +460,10 @@ macro_rules! contract_suite {
             #[test]
             fn scan_data_gives_raw_data_of_the_range() {
                 super::scan_data_gives_raw_data_of_the_range($factory())
+            }
+            #[test]
+            fn batch_parsed_events_read_back_as_sent() {
+                super::batch_parsed_events_read_back_as_sent($factory())
             }
             #[test]
             fn same_time_events_are_all_kept() {

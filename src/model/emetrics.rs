@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use super::event::{MAX_DATA_DEPTH, NewEvent, json_depth};
+use super::event::{MAX_DATA_DEPTH, NewEvent, json_deeper_than};
 use super::time;
 
 /// The unit types, which are also the event types.
@@ -80,7 +80,7 @@ pub fn items(body: &[u8]) -> Result<Vec<Value>, EmetricsError> {
 }
 
 /// Converts a whole dump; any bad unit refuses all of it.
-pub fn convert(body: &[u8], now: i64) -> Result<Vec<NewEvent>, EmetricsError> {
+pub fn convert(body: &[u8], now: i64) -> Result<Vec<NewEvent<'static>>, EmetricsError> {
     let items = items(body)?;
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
@@ -107,8 +107,8 @@ struct Context {
 }
 
 /// The events of one item (a unit, or a wrapper of one or more units).
-pub fn convert_item(item: &Value, now: i64) -> Result<Vec<NewEvent>, String> {
-    if json_depth(&item.to_string()) > MAX_DATA_DEPTH {
+pub fn convert_item(item: &Value, now: i64) -> Result<Vec<NewEvent<'static>>, String> {
+    if json_deeper_than(&item.to_string(), MAX_DATA_DEPTH) {
         return Err(format!("nested more than {MAX_DATA_DEPTH} levels"));
     }
     let obj = item.as_object().ok_or("expected an object")?;
@@ -143,7 +143,7 @@ fn scalar(v: &Value, what: &str) -> Result<Value, String> {
     }
 }
 
-fn unit(u: &Map<String, Value>, ctx: &Context, now: i64) -> Result<NewEvent, String> {
+fn unit(u: &Map<String, Value>, ctx: &Context, now: i64) -> Result<NewEvent<'static>, String> {
     let unit_type = match u.get("type") {
         Some(Value::String(t)) if UNIT_TYPES.contains(&t.as_str()) => t.clone(),
         Some(other) => {
@@ -205,12 +205,12 @@ fn unit(u: &Map<String, Value>, ctx: &Context, now: i64) -> Result<NewEvent, Str
         Some(Value::String(s)) => time::parse_param(&s).ok_or("send_timestamp: invalid time")?,
         Some(_) => return Err("send_timestamp: expected a time".into()),
     };
-    Ok(NewEvent {
-        event_type: unit_type,
+    Ok(NewEvent::owned(
+        unit_type,
         time,
-        data: Value::Object(data).to_string(),
-        id: None,
-    })
+        Value::Object(data).to_string(),
+        None,
+    ))
 }
 
 #[cfg(test)]
@@ -218,8 +218,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn data(e: &NewEvent) -> Value {
-        serde_json::from_str(&e.data).expect("json")
+    fn data(e: &NewEvent<'static>) -> Value {
+        serde_json::from_str(&e.data.json()).expect("json")
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Events: validation of what clients send, and what the store gives back.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -9,16 +11,213 @@ use super::time;
 /// Deepest nesting of arrays and objects accepted in an event's `data`.
 pub const MAX_DATA_DEPTH: usize = 64;
 
-/// A validated event, ready to store.
+/// A validated event, ready to store. Events parsed from a request body
+/// borrow from it (`'a`); events built by the server own their text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    pub event_type: String,
+pub struct NewEvent<'a> {
+    pub event_type: Cow<'a, str>,
     /// Milliseconds since the Unix epoch.
     pub time: i64,
-    /// The event's data as compact JSON text (`{}` when the client sent none).
-    pub data: String,
+    /// The event's data (`{}` when the client sent none).
+    pub data: EventData<'a>,
     /// The client's id as JSON text (`"abc"` or `42`), if it gave one.
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
+}
+
+impl NewEvent<'_> {
+    /// The same event, owning its text.
+    pub fn into_owned(self) -> NewEvent<'static> {
+        NewEvent {
+            event_type: Cow::Owned(self.event_type.into_owned()),
+            time: self.time,
+            data: EventData::Json(Cow::Owned(self.data.json().into_owned())),
+            id: self.id.map(|i| Cow::Owned(i.into_owned())),
+        }
+    }
+}
+
+impl NewEvent<'static> {
+    /// An event built by the server: data and id are JSON text.
+    pub fn owned(event_type: String, time: i64, data: String, id: Option<String>) -> Self {
+        NewEvent {
+            event_type: Cow::Owned(event_type),
+            time,
+            data: EventData::Json(Cow::Owned(data)),
+            id: id.map(Cow::Owned),
+        }
+    }
+}
+
+/// One top-level field of a data object: its key and its value's JSON text,
+/// borrowed from the input where possible.
+pub type Field<'a> = (Cow<'a, str>, &'a RawValue);
+
+/// An event's data as the store gets it.
+#[derive(Debug, Clone)]
+pub enum EventData<'a> {
+    /// JSON text.
+    Json(Cow<'a, str>),
+    /// A JSON object, as its top-level fields in the order sent (the batch
+    /// parser splits objects while it validates them, so that the store's
+    /// columns need not parse the text again). Its text is the compact
+    /// object of these fields: whitespace between top-level tokens is not
+    /// kept, whitespace inside the values is.
+    Fields(Vec<Field<'a>>),
+}
+
+impl<'a> From<&'a str> for EventData<'a> {
+    fn from(json: &'a str) -> Self {
+        EventData::Json(Cow::Borrowed(json))
+    }
+}
+
+impl From<String> for EventData<'static> {
+    fn from(json: String) -> Self {
+        EventData::Json(Cow::Owned(json))
+    }
+}
+
+/// Equal when their JSON texts are.
+impl PartialEq for EventData<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl EventData<'_> {
+    /// The data as JSON text.
+    pub fn json(&self) -> Cow<'_, str> {
+        match self {
+            EventData::Json(t) => Cow::Borrowed(t.as_ref()),
+            EventData::Fields(_) => {
+                let mut out = Vec::with_capacity(self.json_len());
+                self.write_json(&mut out);
+                // Only UTF-8 text (keys and raw values) went into it.
+                Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+            }
+        }
+    }
+
+    /// The length of [`json`](Self::json) in bytes.
+    pub fn json_len(&self) -> usize {
+        match self {
+            EventData::Json(t) => t.len(),
+            EventData::Fields(fields) => {
+                let commas = fields.len().saturating_sub(1);
+                2 + commas
+                    + fields
+                        .iter()
+                        .map(|(k, v)| quoted_len(k) + 1 + v.get().len())
+                        .sum::<usize>()
+            }
+        }
+    }
+
+    /// Appends [`json`](Self::json) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            EventData::Json(t) => out.extend_from_slice(t.as_bytes()),
+            EventData::Fields(fields) => {
+                out.push(b'{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_quoted(k, out);
+                    out.push(b':');
+                    out.extend_from_slice(v.get().as_bytes());
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+/// Whether a key must be escaped to be a JSON string (most keys need only quotes).
+fn needs_escape(k: &str) -> bool {
+    k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+fn quoted_len(k: &str) -> usize {
+    if needs_escape(k) {
+        serde_json::to_string(k).map_or(2, |q| q.len())
+    } else {
+        k.len() + 2
+    }
+}
+
+fn write_quoted(k: &str, out: &mut Vec<u8>) {
+    if needs_escape(k) {
+        // Serialising a str cannot fail.
+        out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// A string borrowed from the input when it has no escapes (serde's own
+/// `Cow<str>` always copies).
+pub struct BorrowedStr<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The top-level fields of a JSON object, borrowed from the input.
+pub struct ObjectFields<'a>(pub Vec<Field<'a>>);
+
+impl<'de> Deserialize<'de> for ObjectFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ObjectFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(BorrowedStr(k)) = map.next_key::<BorrowedStr<'de>>()? {
+                    out.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(ObjectFields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The top-level fields of an object's JSON text; `None` if it is not an object.
+pub fn object_fields(json: &str) -> Option<Vec<Field<'_>>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let ObjectFields(fields) = ObjectFields::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(fields)
 }
 
 /// An event read back from the store.
@@ -54,20 +253,21 @@ impl std::fmt::Display for EventError {
 impl std::error::Error for EventError {}
 
 /// The wire shape of an event; every field is checked by [`validate_event`].
-/// Only a JSON object deserializes into it (serde's derive would also take an array).
-#[derive(Default)]
-struct WireEvent<'a> {
+/// Only a JSON object deserializes into it (serde's derive would also take an
+/// array). `D` is how `data` is read: as raw text, or split into an object's
+/// fields ([`ObjectFields`], which refuses anything but an object).
+struct WireEvent<'a, D> {
     event_type: Option<&'a RawValue>,
     time: Option<&'a RawValue>,
-    data: Option<&'a RawValue>,
+    data: Option<D>,
     id: Option<&'a RawValue>,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for WireEvent<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = WireEvent<'a>;
+impl<'de: 'a, 'a, D: Deserialize<'de>> Deserialize<'de> for WireEvent<'a, D> {
+    fn deserialize<De: serde::Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+        struct Visitor<'a, D>(std::marker::PhantomData<(&'a (), D)>);
+        impl<'de: 'a, 'a, D: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<'a, D> {
+            type Value = WireEvent<'a, D>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an event object")
             }
@@ -75,13 +275,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireEvent<'a> {
                 self,
                 mut map: M,
             ) -> Result<Self::Value, M::Error> {
-                let mut w = WireEvent::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let mut w = WireEvent {
+                    event_type: None,
+                    time: None,
+                    data: None,
+                    id: None,
+                };
+                while let Some(BorrowedStr(key)) = map.next_key::<BorrowedStr<'de>>()? {
                     let slot = match key.as_ref() {
                         "type" => &mut w.event_type,
                         "time" => &mut w.time,
-                        "data" => &mut w.data,
                         "id" => &mut w.id,
+                        "data" => {
+                            w.data = Some(map.next_value::<D>()?);
+                            continue;
+                        }
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                             continue;
@@ -106,14 +314,15 @@ pub fn is_valid_type(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// Nesting depth of a JSON text (strings skipped), without building it.
-pub fn json_depth(text: &str) -> usize {
+/// Whether a JSON text nests arrays and objects deeper than `max` (strings
+/// skipped), without building it.
+pub fn json_deeper_than(text: &str, max: usize) -> bool {
     // Cheap bound first: depth never exceeds the number of opening brackets.
     let openers = text.bytes().filter(|b| *b == b'{' || *b == b'[').count();
-    if openers <= MAX_DATA_DEPTH {
-        return openers;
+    if openers <= max {
+        return false;
     }
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for b in text.bytes() {
         if in_string {
             match b {
@@ -128,29 +337,60 @@ pub fn json_depth(text: &str) -> usize {
             b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
-                max = max.max(depth);
+                if depth > max {
+                    return true;
+                }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    max
+    false
 }
 
 /// The text of a JSON string literal, borrowed when it has no escapes.
-fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     let t = raw.get();
     if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') && !t.contains('\\') {
-        return Some(std::borrow::Cow::Borrowed(&t[1..t.len() - 1]));
+        return Some(Cow::Borrowed(&t[1..t.len() - 1]));
     }
-    serde_json::from_str::<String>(t)
-        .ok()
-        .map(std::borrow::Cow::Owned)
+    serde_json::from_str::<String>(t).ok().map(Cow::Owned)
 }
 
-fn validate_wire(wire: &WireEvent<'_>, now: i64) -> Result<NewEvent, EventError> {
+/// How a wire event's `data` becomes [`EventData`], once checked for depth.
+trait WireData<'a> {
+    fn into_data(self) -> Result<EventData<'a>, EventError>;
+}
+
+impl<'a> WireData<'a> for &'a RawValue {
+    fn into_data(self) -> Result<EventData<'a>, EventError> {
+        if json_deeper_than(self.get(), MAX_DATA_DEPTH) {
+            return Err(EventError::DataTooDeep);
+        }
+        Ok(EventData::Json(Cow::Borrowed(self.get())))
+    }
+}
+
+impl<'a> WireData<'a> for ObjectFields<'a> {
+    fn into_data(self) -> Result<EventData<'a>, EventError> {
+        // The object itself is one level.
+        if self
+            .0
+            .iter()
+            .any(|(_, v)| json_deeper_than(v.get(), MAX_DATA_DEPTH - 1))
+        {
+            return Err(EventError::DataTooDeep);
+        }
+        Ok(EventData::Fields(self.0))
+    }
+}
+
+fn validate_wire<'a, D: WireData<'a>>(
+    wire: WireEvent<'a, D>,
+    now: i64,
+) -> Result<NewEvent<'a>, EventError> {
     let event_type = match wire.event_type.and_then(json_str) {
-        Some(t) if is_valid_type(&t) => t.into_owned(),
+        Some(t) if is_valid_type(&t) => t,
         _ => return Err(EventError::InvalidType),
     };
     let time = match wire.time.map(RawValue::get) {
@@ -167,21 +407,16 @@ fn validate_wire(wire: &WireEvent<'_>, now: i64) -> Result<NewEvent, EventError>
             .and_then(time::from_number)
             .ok_or(EventError::InvalidTime)?,
     };
-    let data = match wire.data {
-        None => "{}".to_owned(),
-        Some(r) => {
-            if json_depth(r.get()) > MAX_DATA_DEPTH {
-                return Err(EventError::DataTooDeep);
-            }
-            r.get().to_owned()
-        }
-    };
     let id = match wire.id.map(RawValue::get) {
         None | Some("null") => None,
         Some(t) if t.starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) => {
-            Some(t.to_owned())
+            Some(Cow::Borrowed(t))
         }
         Some(_) => return Err(EventError::InvalidId),
+    };
+    let data = match wire.data {
+        None => EventData::Json(Cow::Borrowed("{}")),
+        Some(d) => d.into_data()?,
     };
     Ok(NewEvent {
         event_type,
@@ -192,45 +427,26 @@ fn validate_wire(wire: &WireEvent<'_>, now: i64) -> Result<NewEvent, EventError>
 }
 
 /// Validates one event given as JSON text; `now` fills a missing time.
-pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent, EventError> {
+pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent<'_>, EventError> {
     let text = raw.get();
     if !text.trim_start().starts_with('{') {
         return Err(EventError::NotAnObject);
     }
-    let wire: WireEvent<'_> = serde_json::from_str(text).map_err(|_| EventError::NotAnObject)?;
-    validate_wire(&wire, now)
+    let wire: WireEvent<'_, &RawValue> =
+        serde_json::from_str(text).map_err(|_| EventError::NotAnObject)?;
+    validate_wire(wire, now)
 }
 
-/// Parses a batch body (a JSON array of events) and validates every event.
-/// Nothing is stored unless all are valid; errors list every bad index.
-pub fn parse_event_batch(body: &[u8], now: i64) -> Result<Vec<NewEvent>, BatchError> {
-    // Fast path: one pass over the body when every item is an event object.
-    if let Ok(wires) = serde_json::from_slice::<Vec<WireEvent<'_>>>(body) {
-        let mut events = Vec::with_capacity(wires.len());
-        let mut bad = Vec::new();
-        for (index, wire) in wires.iter().enumerate() {
-            match validate_wire(wire, now) {
-                Ok(e) => events.push(e),
-                Err(reason) => bad.push((index, reason)),
-            }
-        }
-        return if bad.is_empty() {
-            Ok(events)
-        } else {
-            Err(BatchError::Invalid(bad))
-        };
-    }
-    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            BatchError::Json(e.to_string())
-        } else {
-            BatchError::NotAnArray
-        }
-    })?;
-    let mut events = Vec::with_capacity(items.len());
+/// Validates every event of a list; all of them or the bad indices.
+fn validate_all<'a, W>(
+    items: impl IntoIterator<Item = W>,
+    validate: impl Fn(W) -> Result<NewEvent<'a>, EventError>,
+) -> Result<Vec<NewEvent<'a>>, BatchError> {
+    let items = items.into_iter();
+    let mut events = Vec::with_capacity(items.size_hint().0);
     let mut bad = Vec::new();
-    for (index, raw) in items.into_iter().enumerate() {
-        match validate_event(raw, now) {
+    for (index, item) in items.enumerate() {
+        match validate(item) {
             Ok(e) => events.push(e),
             Err(reason) => bad.push((index, reason)),
         }
@@ -240,6 +456,28 @@ pub fn parse_event_batch(body: &[u8], now: i64) -> Result<Vec<NewEvent>, BatchEr
     } else {
         Err(BatchError::Invalid(bad))
     }
+}
+
+/// Parses a batch body (a JSON array of events) and validates every event.
+/// Nothing is stored unless all are valid; errors list every bad index. The
+/// events borrow from `body`.
+pub fn parse_event_batch(body: &[u8], now: i64) -> Result<Vec<NewEvent<'_>>, BatchError> {
+    // Fast path: one pass over the body when it is UTF-8 and every item is an
+    // event object whose data, if any, is an object (split into its fields
+    // as it is read).
+    if let Ok(text) = std::str::from_utf8(body)
+        && let Ok(wires) = serde_json::from_str::<Vec<WireEvent<'_, ObjectFields<'_>>>>(text)
+    {
+        return validate_all(wires, |w| validate_wire(w, now));
+    }
+    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            BatchError::Json(e.to_string())
+        } else {
+            BatchError::NotAnArray
+        }
+    })?;
+    validate_all(items, |raw| validate_event(raw, now))
 }
 
 /// Why a whole batch was refused.
@@ -257,9 +495,9 @@ pub enum BatchError {
 mod tests {
     use super::*;
 
-    fn one(text: &str) -> Result<NewEvent, EventError> {
+    fn one(text: &str) -> Result<NewEvent<'static>, EventError> {
         let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
-        validate_event(&raw, 1000)
+        validate_event(&raw, 1000).map(NewEvent::into_owned)
     }
 
     #[test]
@@ -268,9 +506,9 @@ mod tests {
             .unwrap();
         assert_eq!(
             (
-                e.event_type.as_str(),
+                e.event_type.as_ref(),
                 e.time,
-                e.data.as_str(),
+                e.data.json().as_ref(),
                 e.id.as_deref()
             ),
             ("test", 1_334_592_000_000, r#"{"a":1}"#, Some("\"x\""))
@@ -324,5 +562,71 @@ mod tests {
             Err(BatchError::Json(_))
         ));
         assert_eq!(parse_event_batch(b"[]", 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn batch_data_objects_are_split_into_fields_once() {
+        let body = br#"[{"type":"t1","time":5,"data": { "a" : 1 , "b":"x\"y", "c\u0041": [1, { "d" : 2 }], "e":{} }},
+                        {"type":"t1","time":6},
+                        {"type":"t1","time":7,"data":{}}]"#;
+        let events = parse_event_batch(body, 0).unwrap();
+        let EventData::Fields(fields) = &events[0].data else {
+            panic!("data objects are split: {:?}", events[0].data)
+        };
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "b", "cA", "e"]);
+        // compact at the top level, untouched inside the values
+        assert_eq!(
+            events[0].data.json(),
+            r#"{"a":1,"b":"x\"y","cA":[1, { "d" : 2 }],"e":{}}"#
+        );
+        assert_eq!(events[0].data.json_len(), events[0].data.json().len());
+        let sent: Value = serde_json::from_str(
+            r#"{ "a" : 1 , "b":"x\"y", "c\u0041": [1, { "d" : 2 }], "e":{} }"#,
+        )
+        .unwrap();
+        let stored: Value = serde_json::from_str(&events[0].data.json()).unwrap();
+        assert_eq!(stored, sent);
+        assert_eq!(events[1].data.json(), "{}");
+        assert_eq!(events[2].data.json(), "{}");
+        // a key that needs escaping is escaped again
+        let body = br#"[{"type":"t1","data":{"q\"\n":1}}]"#;
+        let events = parse_event_batch(body, 0).unwrap();
+        assert_eq!(events[0].data.json(), r#"{"q\"\n":1}"#);
+    }
+
+    #[test]
+    fn batches_with_other_data_keep_it_as_sent() {
+        let body = br#"[{"type":"t1","data":{"a":1}},{"type":"t1","data":[1, 2]},{"type":"t1","data":5},{"type":"t1","data":null}]"#;
+        let events = parse_event_batch(body, 0).unwrap();
+        let texts: Vec<String> = events.iter().map(|e| e.data.json().into_owned()).collect();
+        assert_eq!(texts, [r#"{"a":1}"#, "[1, 2]", "5", "null"]);
+        // invalid events are still named by index on this path
+        let body = br#"[{"type":"t1","data":5},{"type":"x"}]"#;
+        assert_eq!(
+            parse_event_batch(body, 0),
+            Err(BatchError::Invalid(vec![(1, EventError::InvalidType)]))
+        );
+    }
+
+    #[test]
+    fn depth_is_checked_on_split_data() {
+        let nested = |levels: usize| {
+            format!(
+                r#"[{{"type":"t1","data":{{"a":{}1{}}}}}]"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        let deepest = nested(MAX_DATA_DEPTH);
+        let ok = parse_event_batch(deepest.as_bytes(), 0).unwrap();
+        assert!(matches!(ok[0].data, EventData::Fields(_)));
+        assert_eq!(
+            parse_event_batch(nested(MAX_DATA_DEPTH + 1).as_bytes(), 0),
+            Err(BatchError::Invalid(vec![(0, EventError::DataTooDeep)]))
+        );
+        // brackets inside strings do not count
+        let body = format!(r#"[{{"type":"t1","data":{{"a":"{}"}}}}]"#, "[".repeat(100));
+        assert!(parse_event_batch(body.as_bytes(), 0).is_ok());
     }
 }

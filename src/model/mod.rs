@@ -9,7 +9,7 @@ pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{
-    BatchError, EventError, MAX_DATA_DEPTH, NewEvent, StoredEvent, parse_event_batch,
+    BatchError, EventData, EventError, MAX_DATA_DEPTH, NewEvent, StoredEvent, parse_event_batch,
     validate_event,
 };
 pub use service::{Service, ServiceError};

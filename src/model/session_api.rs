@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::event::{MAX_DATA_DEPTH, NewEvent, is_valid_type, json_depth};
+use super::event::{MAX_DATA_DEPTH, NewEvent, is_valid_type, json_deeper_than};
 use super::time;
 
 /// A session id as a path may give it: 1–128 of letters, digits, `-`, `_`, `.`.
@@ -58,7 +58,7 @@ fn session_check(session: &str) -> Result<(), String> {
 }
 
 /// `{"name", "value", "tags"?}` → event `name` `{value, tags, session}`.
-pub fn metric(session: &str, body: &[u8], now: i64) -> Result<NewEvent, String> {
+pub fn metric(session: &str, body: &[u8], now: i64) -> Result<NewEvent<'static>, String> {
     session_check(session)?;
     let body = object(body)?;
     let name = name(&body)?;
@@ -76,16 +76,16 @@ pub fn metric(session: &str, body: &[u8], now: i64) -> Result<NewEvent, String> 
     data.insert("value".into(), value);
     data.insert("tags".into(), tags);
     data.insert("session".into(), Value::String(session.to_owned()));
-    Ok(NewEvent {
-        event_type: name,
-        time: when(&body, now)?,
-        data: Value::Object(data).to_string(),
-        id: None,
-    })
+    Ok(NewEvent::owned(
+        name,
+        when(&body, now)?,
+        Value::Object(data).to_string(),
+        None,
+    ))
 }
 
 /// `{"name", "data"?}` → event `name` with the data plus `session`.
-pub fn event(session: &str, body: &[u8], now: i64) -> Result<NewEvent, String> {
+pub fn event(session: &str, body: &[u8], now: i64) -> Result<NewEvent<'static>, String> {
     session_check(session)?;
     let body = object(body)?;
     let name = name(&body)?;
@@ -96,15 +96,10 @@ pub fn event(session: &str, body: &[u8], now: i64) -> Result<NewEvent, String> {
     };
     data.insert("session".into(), Value::String(session.to_owned()));
     let data = Value::Object(data).to_string();
-    if json_depth(&data) > MAX_DATA_DEPTH {
+    if json_deeper_than(&data, MAX_DATA_DEPTH) {
         return Err(format!("data nested more than {MAX_DATA_DEPTH} levels"));
     }
-    Ok(NewEvent {
-        event_type: name,
-        time: when(&body, now)?,
-        data,
-        id: None,
-    })
+    Ok(NewEvent::owned(name, when(&body, now)?, data, None))
 }
 
 #[cfg(test)]
@@ -120,14 +115,14 @@ mod tests {
             9,
         )
         .expect("valid");
-        assert_eq!((e.event_type.as_str(), e.time), ("memory_mb", 9));
-        let d: Value = serde_json::from_str(&e.data).expect("json");
+        assert_eq!((e.event_type.as_ref(), e.time), ("memory_mb", 9));
+        let d: Value = serde_json::from_str(&e.data.json()).expect("json");
         assert_eq!(
             d,
             json!({"value": 512.5, "tags": ["backend"], "session": "550e8400"})
         );
         let e = metric("s", br#"{"name": "error_count", "value": 3}"#, 0).expect("valid");
-        assert_eq!(e.data, r#"{"value":3,"tags":[],"session":"s"}"#);
+        assert_eq!(e.data.json(), r#"{"value":3,"tags":[],"session":"s"}"#);
     }
 
     #[test]
@@ -161,7 +156,7 @@ mod tests {
             1,
         )
         .expect("valid");
-        let d: Value = serde_json::from_str(&e.data).expect("json");
+        let d: Value = serde_json::from_str(&e.data.json()).expect("json");
         assert_eq!(
             d,
             json!({"endpoint": "/users", "status": 200, "session": "550e8400"})

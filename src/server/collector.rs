@@ -14,8 +14,9 @@ use super::App;
 use super::admin::TxHeaders;
 use super::common::{preflight, read_body, recover, respond, service, service_header, with_app};
 use super::error::{ApiError, json_response};
-use crate::model::{BatchError, NewEvent, Service, parse_event_batch, validate_event};
+use crate::model::{BatchError, NewEvent, Service, validate_event};
 use crate::model::{emetrics, session_api};
+use crate::service::CollectorError;
 use crate::service::opmetrics::Transaction;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -77,13 +78,17 @@ pub fn routes(
             respond(
                 async {
                     let (service, body) = receive(&app, svc, len, body).await?;
-                    let events = parse_event_batch(&body, app.clock.now_ms()).inspect_err(|e| {
-                        app.session.collector.rejected(match e {
-                            BatchError::Invalid(bad) => bad.len(),
-                            _ => 0,
-                        })
-                    })?;
-                    app.collector.put(&service, events).await?;
+                    app.collector
+                        .put_json(&service, body)
+                        .await
+                        .inspect_err(|e| {
+                            if let CollectorError::Batch(e) = e {
+                                app.session.collector.rejected(match e {
+                                    BatchError::Invalid(bad) => bad.len(),
+                                    _ => 0,
+                                })
+                            }
+                        })?;
                     Ok(json_response(StatusCode::OK, &json!({})))
                 }
                 .await,
@@ -205,9 +210,11 @@ where
 }
 
 /// Validates one WebSocket message as an event.
-fn ws_event(text: &str, now: i64) -> Result<NewEvent, String> {
+fn ws_event(text: &str, now: i64) -> Result<NewEvent<'static>, String> {
     let raw: &RawValue = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    validate_event(raw, now).map_err(|e| e.to_string())
+    validate_event(raw, now)
+        .map(NewEvent::into_owned)
+        .map_err(|e| e.to_string())
 }
 
 async fn send(

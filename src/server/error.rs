@@ -168,6 +168,7 @@ impl From<CollectorError> for ApiError {
     fn from(e: CollectorError) -> Self {
         match e {
             CollectorError::Store(s) => s.into(),
+            CollectorError::Batch(b) => b.into(),
             CollectorError::Collectd(list) => {
                 let errors: Vec<Value> = list
                     .iter()

@@ -25,7 +25,7 @@ pub async fn serve(socket: UdpSocket, app: Arc<App>, shutdown: impl Future<Outpu
         let now = app.clock.now_ms();
         let mut take = |n: usize, buf: &[u8]| match serde_json::from_slice::<&RawValue>(&buf[..n]) {
             Ok(raw) => match validate_event(raw, now) {
-                Ok(e) => events.push(e),
+                Ok(e) => events.push(e.into_owned()),
                 Err(e) => tracing::debug!(error = %e, "udp event refused"),
             },
             Err(e) => tracing::debug!(error = %e, "udp datagram is not JSON"),

@@ -78,7 +78,7 @@ pub fn convert(
     body: &[u8],
     now_ms: i64,
     state: &mut DeriveState,
-) -> Result<Vec<NewEvent>, Vec<CollectdError>> {
+) -> Result<Vec<NewEvent<'static>>, Vec<CollectdError>> {
     let lists: Vec<Value> = serde_json::from_slice(body).map_err(|e| {
         vec![CollectdError {
             index: 0,
@@ -118,7 +118,7 @@ fn number(x: f64) -> Value {
 }
 
 /// One value list → one `collectd` event.
-pub fn to_event(vl: &ValueList, now_ms: i64, state: &mut DeriveState) -> NewEvent {
+pub fn to_event(vl: &ValueList, now_ms: i64, state: &mut DeriveState) -> NewEvent<'static> {
     let mut data = Map::new();
     data.insert("host".into(), Value::String(vl.host.clone()));
     if !vl.plugin_instance.is_empty() {
@@ -151,12 +151,12 @@ pub fn to_event(vl: &ValueList, now_ms: i64, state: &mut DeriveState) -> NewEven
         innermost
     };
     data.insert(vl.plugin.clone(), plugin_value);
-    NewEvent {
-        event_type: "collectd".into(),
-        time: time_ms(vl.time, now_ms) as i64,
-        data: Value::Object(data).to_string(),
-        id: None,
-    }
+    NewEvent::owned(
+        "collectd".into(),
+        time_ms(vl.time, now_ms) as i64,
+        Value::Object(data).to_string(),
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -164,8 +164,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn data(e: &NewEvent) -> Value {
-        serde_json::from_str(&e.data).unwrap()
+    fn data(e: &NewEvent<'static>) -> Value {
+        serde_json::from_str(&e.data.json()).unwrap()
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use crate::model::{Clock, NewEvent, Service};
+use crate::model::{BatchError, Clock, NewEvent, Service, parse_event_batch};
 use crate::storage::{EventStore, PutOutcome, StoreError};
 
 use super::collectd::{self, CollectdError, DeriveState};
@@ -16,6 +16,9 @@ pub type PutListener = Arc<dyn Fn(&Service, &PutOutcome) + Send + Sync>;
 pub enum CollectorError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The body of a put is not a valid batch; nothing was stored.
+    #[error("invalid batch")]
+    Batch(BatchError),
     #[error("collectd: {}", .0.iter().map(|e| format!("value list {}: {}", e.index, e.reason)).collect::<Vec<_>>().join("; "))]
     Collectd(Vec<CollectdError>),
     #[error("internal error: {0}")]
@@ -57,7 +60,7 @@ impl Collector {
     pub async fn put(
         &self,
         service: &Service,
-        events: Vec<NewEvent>,
+        events: Vec<NewEvent<'static>>,
     ) -> Result<PutOutcome, CollectorError> {
         if events.is_empty() {
             return Ok(PutOutcome::default());
@@ -67,36 +70,60 @@ impl Collector {
         let store = Arc::clone(&self.store);
         let svc = service.clone();
         let session = Arc::clone(&self.session);
-        let outcome = tokio::task::spawn_blocking(move || {
-            let t = std::time::Instant::now();
-            let r = store.put(&svc, &events);
-            let s = &session.store;
-            s.write_latency.record(t.elapsed());
-            match &r {
-                Ok(o) => {
-                    s.puts.fetch_add(1, Relaxed);
-                    let written: usize = o.written.values().map(Vec::len).sum();
-                    s.events_written.fetch_add(written as u64, Relaxed);
-                    s.events_replaced
-                        .fetch_add(o.replaced.len() as u64, Relaxed);
-                }
-                Err(_) => {
-                    s.put_errors.fetch_add(1, Relaxed);
-                }
+        let outcome =
+            tokio::task::spawn_blocking(move || store_events(&*store, &session, &svc, &events))
+                .await
+                .map_err(|e| CollectorError::Internal(e.to_string()))??;
+        self.acknowledged(service, n, started, &outcome);
+        Ok(outcome)
+    }
+
+    /// Parses a put's body (a JSON array of events), validates every event
+    /// and stores them all, or nothing if one is invalid; returns once they
+    /// are durable. Parsing happens on the blocking pool with the store's
+    /// work, and the events borrow their text from `body` until stored.
+    pub async fn put_json(
+        &self,
+        service: &Service,
+        body: bytes::Bytes,
+    ) -> Result<PutOutcome, CollectorError> {
+        let started = std::time::Instant::now();
+        let now = self.now_ms();
+        let store = Arc::clone(&self.store);
+        let svc = service.clone();
+        let session = Arc::clone(&self.session);
+        let (n, outcome) = tokio::task::spawn_blocking(move || {
+            let events = parse_event_batch(&body, now).map_err(CollectorError::Batch)?;
+            if events.is_empty() {
+                return Ok((0, PutOutcome::default()));
             }
-            r
+            let outcome = store_events(&*store, &session, &svc, &events)?;
+            Ok::<_, CollectorError>((events.len() as u64, outcome))
         })
         .await
         .map_err(|e| CollectorError::Internal(e.to_string()))??;
+        if n > 0 {
+            self.acknowledged(service, n, started, &outcome);
+        }
+        Ok(outcome)
+    }
+
+    /// Counts an acknowledged put of `n` events and runs the put hooks.
+    fn acknowledged(
+        &self,
+        service: &Service,
+        n: u64,
+        started: std::time::Instant,
+        outcome: &PutOutcome,
+    ) {
         let c = &self.session.collector;
         c.events_accepted.fetch_add(n, Relaxed);
         c.batches_accepted.fetch_add(1, Relaxed);
         c.put_latency.record(started.elapsed());
         let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
         for l in listeners {
-            l(service, &outcome);
+            l(service, outcome);
         }
-        Ok(outcome)
     }
 
     /// Converts and stores a collectd `write_http` JSON body.
@@ -117,4 +144,31 @@ impl Collector {
         self.put(service, events).await?;
         Ok(n)
     }
+}
+
+/// Stores events on the calling thread (the blocking pool), counting the
+/// store's work in the session's `store` module.
+fn store_events(
+    store: &dyn EventStore,
+    session: &Session,
+    service: &Service,
+    events: &[NewEvent<'_>],
+) -> Result<PutOutcome, StoreError> {
+    let t = std::time::Instant::now();
+    let r = store.put(service, events);
+    let s = &session.store;
+    s.write_latency.record(t.elapsed());
+    match &r {
+        Ok(o) => {
+            s.puts.fetch_add(1, Relaxed);
+            let written: usize = o.written.values().map(Vec::len).sum();
+            s.events_written.fetch_add(written as u64, Relaxed);
+            s.events_replaced
+                .fetch_add(o.replaced.len() as u64, Relaxed);
+        }
+        Err(_) => {
+            s.put_errors.fetch_add(1, Relaxed);
+        }
+    }
+    r
 }

@@ -16,7 +16,7 @@ const MAX_PENDING: usize = 100_000;
 pub struct SelfEvents {
     enabled: bool,
     clock: Arc<dyn Clock>,
-    pending: Mutex<HashMap<Service, Vec<NewEvent>>>,
+    pending: Mutex<HashMap<Service, Vec<NewEvent<'static>>>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -47,12 +47,15 @@ impl SelfEvents {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
-        pending.entry(service.clone()).or_default().push(NewEvent {
-            event_type: event_type.to_owned(),
-            time: self.clock.now_ms(),
-            data: data.to_string(),
-            id: None,
-        });
+        pending
+            .entry(service.clone())
+            .or_default()
+            .push(NewEvent::owned(
+                event_type.to_owned(),
+                self.clock.now_ms(),
+                data.to_string(),
+                None,
+            ));
     }
 
     pub fn request(&self, service: &Service, ip: Option<String>, path: &str, method: &str) {
@@ -72,7 +75,7 @@ impl SelfEvents {
     }
 
     /// Everything buffered so far, by service.
-    pub fn take(&self) -> Vec<(Service, Vec<NewEvent>)> {
+    pub fn take(&self) -> Vec<(Service, Vec<NewEvent<'static>>)> {
         self.pending
             .lock()
             .map(|mut p| p.drain().collect())

@@ -223,18 +223,18 @@ impl Session {
 
     /// The results documents of this moment, as events ready to store;
     /// `seq` makes their ids unique within the session.
-    pub fn documents(&self, now: i64, seq: u64) -> Vec<NewEvent> {
+    pub fn documents(&self, now: i64, seq: u64) -> Vec<NewEvent<'static>> {
         self.results()
             .into_iter()
             .map(|(module, metrics)| {
                 let id = format!("{}-{seq}-{module}", self.id);
                 let doc = document(Some(&id), &self.id, module, now, &metrics);
-                NewEvent {
-                    event_type: RESULTS_TYPE.to_owned(),
-                    time: now,
-                    data: doc.to_string(),
-                    id: Some(Value::String(id).to_string()),
-                }
+                NewEvent::owned(
+                    RESULTS_TYPE.to_owned(),
+                    now,
+                    doc.to_string(),
+                    Some(Value::String(id).to_string()),
+                )
             })
             .collect()
     }
@@ -292,7 +292,7 @@ mod tests {
             .record(std::time::Duration::from_millis(300));
         let docs = s.documents(1_392_176_091_000, 7);
         assert_eq!(docs.len(), 4);
-        let doc: Value = serde_json::from_str(&docs[0].data).expect("json");
+        let doc: Value = serde_json::from_str(&docs[0].data.json()).expect("json");
         let keys: Vec<&String> = doc.as_object().expect("object").keys().collect();
         assert_eq!(
             keys,

@@ -8,64 +8,51 @@
 //! an object gives the block no columns at all.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use crate::model::EventData;
+use crate::model::event::{Field, object_fields};
 
 /// Most columns one block gets (wide events keep the rest in JSON only).
 pub const MAX_COLUMNS: usize = 32;
 
-/// A column being built.
+/// A column being built; text borrows from the events' JSON where it can.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ColumnData {
+pub enum ColumnData<'a> {
     Number(Vec<Option<f64>>),
-    Text(Vec<Option<String>>),
+    Text(Vec<Option<Cow<'a, str>>>),
     /// Seen with a kind no column holds.
     Mixed,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Column {
-    pub name: String,
-    pub data: ColumnData,
+pub struct Column<'a> {
+    pub name: Cow<'a, str>,
+    pub data: ColumnData<'a>,
 }
 
-/// The top-level fields of one event's data: `None` if it is not an object.
-fn top_level(json: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-            let mut out = Vec::new();
-            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                out.push((k, map.next_value::<&'de RawValue>()?));
-            }
-            Ok(out)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(json);
-    let fields = de.deserialize_map(V).ok()?;
-    de.end().ok()?;
-    Some(fields)
-}
-
-enum Scalar {
+enum Scalar<'a> {
     Number(f64),
-    Text(String),
+    Text(Cow<'a, str>),
     Other,
 }
 
-fn classify(raw: &RawValue) -> Scalar {
+fn classify(raw: &RawValue) -> Scalar<'_> {
     let t = raw.get();
     match t.as_bytes().first() {
+        // A string without escapes is its text between the quotes.
+        Some(b'"') if t.len() >= 2 && !t.contains('\\') => {
+            Scalar::Text(Cow::Borrowed(&t[1..t.len() - 1]))
+        }
         Some(b'"') => match serde_json::from_str::<String>(t) {
-            Ok(s) => Scalar::Text(s),
+            Ok(s) => Scalar::Text(Cow::Owned(s)),
             Err(_) => Scalar::Other,
         },
+        // serde_json's own number parsing, so that columns hold exactly what
+        // a reader of the JSON gets.
         Some(b'-' | b'0'..=b'9') => match serde_json::from_str::<f64>(t) {
             Ok(x) => Scalar::Number(x),
             Err(_) => Scalar::Other,
@@ -74,35 +61,58 @@ fn classify(raw: &RawValue) -> Scalar {
     }
 }
 
+/// The top-level fields of one event's data: `None` if it is not an object.
+fn fields<'a>(data: &'a EventData<'_>) -> Option<Cow<'a, [Field<'a>]>> {
+    match data {
+        EventData::Fields(f) => Some(Cow::Borrowed(f.as_slice())),
+        EventData::Json(t) => object_fields(t).map(Cow::Owned),
+    }
+}
+
 /// Builds the columns of a block from its events' data, in block order.
-pub fn build_columns<'a>(datas: impl ExactSizeIterator<Item = &'a str>) -> Vec<Column> {
+pub fn build_columns<'a, 'd: 'a>(
+    datas: impl ExactSizeIterator<Item = &'a EventData<'d>>,
+) -> Vec<Column<'a>> {
     let n = datas.len();
-    let mut cols: Vec<Column> = Vec::new();
-    for (i, json) in datas.enumerate() {
-        let Some(fields) = top_level(json) else {
+    let mut cols: Vec<Column<'a>> = Vec::new();
+    // Where the previous event's fields went, in their order: events of one
+    // type usually list the same fields in the same order.
+    let mut last_positions: Vec<usize> = Vec::new();
+    for (i, data) in datas.enumerate() {
+        let Some(fields) = fields(data) else {
             return Vec::new();
         };
-        for (name, raw) in fields {
-            let pos = match cols.iter().position(|c| c.name == name) {
+        for (f, (name, raw)) in fields.iter().enumerate() {
+            let raw: &'a RawValue = raw;
+            let guess = last_positions.get(f).copied();
+            let pos = match guess.filter(|&p| cols.get(p).is_some_and(|c| c.name == *name)) {
                 Some(p) => p,
-                None if cols.len() < MAX_COLUMNS => {
-                    let data = match classify(raw) {
-                        Scalar::Number(_) => ColumnData::Number(vec![None; n]),
-                        Scalar::Text(_) => ColumnData::Text(vec![None; n]),
-                        Scalar::Other => ColumnData::Mixed,
-                    };
-                    cols.push(Column {
-                        name: name.into_owned(),
-                        data,
-                    });
-                    cols.len() - 1
-                }
-                None => continue,
+                None => match cols.iter().position(|c| c.name == *name) {
+                    Some(p) => p,
+                    None if cols.len() < MAX_COLUMNS => {
+                        let data = match classify(raw) {
+                            Scalar::Number(_) => ColumnData::Number(vec![None; n]),
+                            Scalar::Text(_) => ColumnData::Text(vec![None; n]),
+                            Scalar::Other => ColumnData::Mixed,
+                        };
+                        cols.push(Column {
+                            name: name.clone(),
+                            data,
+                        });
+                        cols.len() - 1
+                    }
+                    None => continue,
+                },
             };
+            match last_positions.get_mut(f) {
+                Some(slot) => *slot = pos,
+                None => last_positions.push(pos),
+            }
             let col = &mut cols[pos].data;
             match (col, classify(raw)) {
                 (ColumnData::Number(v), Scalar::Number(x)) => v[i] = Some(x),
                 (ColumnData::Text(v), Scalar::Text(s)) => v[i] = Some(s),
+                (ColumnData::Mixed, _) => {}
                 (c, _) => *c = ColumnData::Mixed,
             }
         }
@@ -117,15 +127,16 @@ pub const MAX_DICTIONARY: usize = 4096;
 /// The distinct strings of a text column in first-seen order, and each
 /// event's code, if the column repeats itself enough for a dictionary
 /// (at most half as many distinct values as events, at most 4096).
-fn dictionary(v: &[Option<String>]) -> Option<(Vec<&str>, Vec<u16>)> {
-    let mut index: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
-    let mut dict: Vec<&str> = Vec::new();
+fn dictionary<'s>(v: &'s [Option<Cow<'_, str>>]) -> Option<(Vec<&'s str>, Vec<u16>)> {
     let limit = (v.len() / 2).min(MAX_DICTIONARY);
+    let mut index: HashMap<&str, u16, rustc_hash::FxBuildHasher> =
+        HashMap::with_capacity_and_hasher(limit.min(64), rustc_hash::FxBuildHasher);
+    let mut dict: Vec<&str> = Vec::new();
     let mut codes = Vec::with_capacity(v.len());
     for s in v {
         let code = match s {
             None => 0,
-            Some(s) => match index.get(s.as_str()) {
+            Some(s) => match index.get(s.as_ref()) {
                 Some(c) => *c,
                 None => {
                     if dict.len() >= limit {
@@ -143,11 +154,29 @@ fn dictionary(v: &[Option<String>]) -> Option<(Vec<&str>, Vec<u16>)> {
     Some((dict, codes))
 }
 
+/// About the bytes [`encode_columns`] appends (text columns counted without
+/// dictionaries), for sizing buffers.
+pub fn encoded_len(cols: &[Column<'_>], n: usize) -> usize {
+    2 + cols
+        .iter()
+        .map(|c| {
+            let payload = match &c.data {
+                ColumnData::Number(_) => 8 * n,
+                ColumnData::Text(v) => {
+                    4 * (n + 1) + v.iter().flatten().map(|s| s.len()).sum::<usize>()
+                }
+                ColumnData::Mixed => 0,
+            };
+            3 + c.name.len() + n.div_ceil(8) + payload
+        })
+        .sum::<usize>()
+}
+
 /// Appends `ncols(2) { name_len(2) name kind(1) presence(ceil(n/8)) payload }`,
 /// little-endian: kind 1 (numbers) payload `n × f64`; kind 2 (text)
 /// `offsets(4(n+1)) bytes`; kind 3 (dictionary text) `count(4)
 /// offsets(4(count+1)) bytes codes(n × u16)`.
-pub fn encode_columns(cols: &[Column], n: usize, out: &mut Vec<u8>) {
+pub fn encode_columns(cols: &[Column<'_>], n: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&(cols.len() as u16).to_le_bytes());
     for c in cols {
         out.extend_from_slice(&(c.name.len() as u16).to_le_bytes());
@@ -368,6 +397,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The same data as JSON text, and as split fields when every one is an
+    /// object (as the batch parser gives it): columns must not depend on which.
+    fn both<'a>(texts: &[&'a str]) -> Vec<Vec<EventData<'a>>> {
+        let mut out = vec![texts.iter().map(|t| EventData::Json((*t).into())).collect()];
+        if let Some(fields) = texts
+            .iter()
+            .map(|t| object_fields(t).map(EventData::Fields))
+            .collect::<Option<Vec<_>>>()
+        {
+            out.push(fields);
+        }
+        out
+    }
+
     #[test]
     fn columns_hold_scalar_fields_and_skip_mixed_ones() {
         let datas = [
@@ -375,30 +418,36 @@ mod tests {
             r#"{"ms": 7.5, "mixed": "s", "path": "/\u00e9"}"#,
             r#"{"path": "/c", "ms": -1e3}"#,
         ];
-        let cols = build_columns(datas.iter().copied());
-        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["ms", "path"]);
-        let mut buf = Vec::new();
-        encode_columns(&cols, 3, &mut buf);
-        let views = decode_columns(&buf, 3).unwrap();
-        let ms = views.iter().find(|c| c.name == "ms").unwrap();
-        let path = views.iter().find(|c| c.name == "path").unwrap();
-        for (i, d) in datas.iter().enumerate() {
-            let v: Value = serde_json::from_str(d).unwrap();
-            let as_num = |x: Option<&Value>| x.and_then(Value::as_f64);
-            assert_eq!(as_num(ms.value(i).as_ref()), as_num(v.get("ms")));
-            assert_eq!(path.value(i), v.get("path").cloned());
+        let variants = both(&datas);
+        assert_eq!(variants.len(), 2);
+        for data in &variants {
+            let cols = build_columns(data.iter());
+            let names: Vec<&str> = cols.iter().map(|c| c.name.as_ref()).collect();
+            assert_eq!(names, ["ms", "path"]);
+            let mut buf = Vec::new();
+            encode_columns(&cols, 3, &mut buf);
+            let views = decode_columns(&buf, 3).unwrap();
+            let ms = views.iter().find(|c| c.name == "ms").unwrap();
+            let path = views.iter().find(|c| c.name == "path").unwrap();
+            for (i, d) in datas.iter().enumerate() {
+                let v: Value = serde_json::from_str(d).unwrap();
+                let as_num = |x: Option<&Value>| x.and_then(Value::as_f64);
+                assert_eq!(as_num(ms.value(i).as_ref()), as_num(v.get("ms")));
+                assert_eq!(path.value(i), v.get("path").cloned());
+            }
+            assert_eq!(path.value(1), Some(json!("/é")));
+            let mut slot = Some(json!("old"));
+            path.write_into(2, &mut slot);
+            assert_eq!(slot, Some(json!("/c")));
+            ms.write_into(2, &mut slot);
+            assert_eq!(slot.as_ref().and_then(Value::as_f64), Some(-1000.0));
+            // a truncated section is refused
+            assert!(decode_columns(&buf[..buf.len() - 1], 3).is_none());
         }
-        assert_eq!(path.value(1), Some(json!("/é")));
-        let mut slot = Some(json!("old"));
-        path.write_into(2, &mut slot);
-        assert_eq!(slot, Some(json!("/c")));
-        ms.write_into(2, &mut slot);
-        assert_eq!(slot.as_ref().and_then(Value::as_f64), Some(-1000.0));
         // data that is not an object: no columns
-        assert!(build_columns([r#"{"a":1}"#, "[1]"].into_iter()).is_empty());
-        // a truncated section is refused
-        assert!(decode_columns(&buf[..buf.len() - 1], 3).is_none());
+        let mixed = both(&[r#"{"a":1}"#, "[1]"]);
+        assert_eq!(mixed.len(), 1);
+        assert!(build_columns(mixed[0].iter()).is_empty());
     }
 
     #[test]
@@ -411,35 +460,40 @@ mod tests {
                 _ => format!(r#"{{"path": "/é", "user": "u{i}"}}"#),
             })
             .collect();
-        let cols = build_columns(datas.iter().map(String::as_str));
-        let mut buf = Vec::new();
-        encode_columns(&cols, datas.len(), &mut buf);
-        let views = decode_columns(&buf, datas.len()).unwrap();
-        let path = views.iter().find(|c| c.name == "path").unwrap();
-        let user = views.iter().find(|c| c.name == "user").unwrap();
-        assert_eq!(path.dictionary(), Some(vec!["/a", "/b", "/é"]));
-        assert_eq!(user.dictionary(), None, "mostly distinct: plain text");
-        for (i, d) in datas.iter().enumerate() {
-            let v: Value = serde_json::from_str(d).unwrap();
-            assert_eq!(path.value(i), v.get("path").cloned(), "event {i}");
-            assert_eq!(path.text(i), v.get("path").and_then(Value::as_str));
-            assert_eq!(user.value(i), v.get("user").cloned());
-            let code = path.code(i).map(|c| path.dictionary().unwrap()[c as usize]);
-            assert_eq!(code, v.get("path").and_then(Value::as_str));
+        let texts: Vec<&str> = datas.iter().map(String::as_str).collect();
+        for data in both(&texts) {
+            let cols = build_columns(data.iter());
+            let mut buf = Vec::new();
+            encode_columns(&cols, datas.len(), &mut buf);
+            let views = decode_columns(&buf, datas.len()).unwrap();
+            let path = views.iter().find(|c| c.name == "path").unwrap();
+            let user = views.iter().find(|c| c.name == "user").unwrap();
+            assert_eq!(path.dictionary(), Some(vec!["/a", "/b", "/é"]));
+            assert_eq!(user.dictionary(), None, "mostly distinct: plain text");
+            for (i, d) in datas.iter().enumerate() {
+                let v: Value = serde_json::from_str(d).unwrap();
+                assert_eq!(path.value(i), v.get("path").cloned(), "event {i}");
+                assert_eq!(path.text(i), v.get("path").and_then(Value::as_str));
+                assert_eq!(user.value(i), v.get("user").cloned());
+                let code = path.code(i).map(|c| path.dictionary().unwrap()[c as usize]);
+                assert_eq!(code, v.get("path").and_then(Value::as_str));
+            }
+            assert!(decode_columns(&buf[..buf.len() - 1], datas.len()).is_none());
         }
-        assert!(decode_columns(&buf[..buf.len() - 1], datas.len()).is_none());
     }
 
     #[test]
     fn absent_fields_and_duplicate_keys() {
-        let cols = build_columns([r#"{"a": 1}"#, r#"{"b": 2}"#, r#"{"a": 1, "a": 3}"#].into_iter());
-        let mut buf = Vec::new();
-        encode_columns(&cols, 3, &mut buf);
-        let views = decode_columns(&buf, 3).unwrap();
-        let a = views.iter().find(|c| c.name == "a").unwrap();
-        assert_eq!(a.value(0), Some(json!(1.0)));
-        assert_eq!(a.value(1), None);
-        // the last occurrence wins, as when parsing the JSON
-        assert_eq!(a.value(2), Some(json!(3.0)));
+        for data in both(&[r#"{"a": 1}"#, r#"{"b": 2}"#, r#"{"a": 1, "a": 3}"#]) {
+            let cols = build_columns(data.iter());
+            let mut buf = Vec::new();
+            encode_columns(&cols, 3, &mut buf);
+            let views = decode_columns(&buf, 3).unwrap();
+            let a = views.iter().find(|c| c.name == "a").unwrap();
+            assert_eq!(a.value(0), Some(json!(1.0)));
+            assert_eq!(a.value(1), None);
+            // the last occurrence wins, as when parsing the JSON
+            assert_eq!(a.value(2), Some(json!(3.0)));
+        }
     }
 }

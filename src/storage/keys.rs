@@ -10,7 +10,7 @@
 //! a scan pays the storage engine's per-item cost once per block, not once per
 //! event. Service and type names never contain 0x00.
 
-use crate::model::Service;
+use crate::model::{EventData, Service};
 
 /// Bytes after the `service 0x00 type 0x00` prefix of a block key.
 pub const EVENT_SUFFIX_LEN: usize = 24;
@@ -94,16 +94,18 @@ pub fn metric_bin_prefix(prefix: &[u8], tier: i64, time: i64) -> Vec<u8> {
 /// data_offsets(4(n+1)) data columns`, little-endian (columns: see
 /// [`super::columns`]). An event without id has an empty id (a JSON id is
 /// never empty).
-pub fn encode_block<'a>(
-    events: impl ExactSizeIterator<Item = (i64, Option<&'a str>, &'a str)> + Clone,
+pub fn encode_block<'a, 'd: 'a>(
+    events: impl ExactSizeIterator<Item = (i64, Option<&'a str>, &'a EventData<'d>)> + Clone,
 ) -> Vec<u8> {
     let n = events.len();
+    let columns = super::columns::build_columns(events.clone().map(|(_, _, d)| d));
     let ids_len: usize = events
         .clone()
         .map(|(_, id, _)| id.map_or(0, str::len))
         .sum();
-    let data_len: usize = events.clone().map(|(_, _, d)| d.len()).sum();
-    let mut v = Vec::with_capacity(5 + 8 * n + 8 * (n + 1) + ids_len + data_len + 16 * n);
+    let data_len: usize = events.clone().map(|(_, _, d)| d.json_len()).sum();
+    let columns_len = super::columns::encoded_len(&columns, n);
+    let mut v = Vec::with_capacity(5 + 8 * n + 8 * (n + 1) + ids_len + data_len + columns_len);
     v.push(2u8);
     v.extend_from_slice(&(n as u32).to_le_bytes());
     for (t, _, _) in events.clone() {
@@ -118,16 +120,16 @@ pub fn encode_block<'a>(
     for (_, id, _) in events.clone() {
         v.extend_from_slice(id.unwrap_or("").as_bytes());
     }
-    let mut off = 0u32;
-    v.extend_from_slice(&off.to_le_bytes());
-    for (_, _, d) in events.clone() {
-        off += d.len() as u32;
-        v.extend_from_slice(&off.to_le_bytes());
+    // Data offsets are patched in as each event's text is written, so they
+    // hold what was written whatever `json_len` estimated.
+    let offsets_at = v.len();
+    v.resize(offsets_at + 4 * (n + 1), 0);
+    let data_at = v.len();
+    for (i, (_, _, d)) in events.enumerate() {
+        d.write_json(&mut v);
+        let off = ((v.len() - data_at) as u32).to_le_bytes();
+        v[offsets_at + 4 * (i + 1)..offsets_at + 4 * (i + 2)].copy_from_slice(&off);
     }
-    for (_, _, d) in events.clone() {
-        v.extend_from_slice(d.as_bytes());
-    }
-    let columns = super::columns::build_columns(events.map(|(_, _, d)| d));
     super::columns::encode_columns(&columns, n, &mut v);
     v
 }
@@ -271,7 +273,8 @@ mod tests {
     proptest! {
         #[test]
         fn blocks_round_trip(events in prop::collection::vec((any::<i64>(), prop::option::of("[a-z0-9\"]{1,12}"), "\\PC{0,30}"), 0..20)) {
-            let v = encode_block(events.iter().map(|(t, id, d)| (*t, id.as_deref(), d.as_str())));
+            let datas: Vec<EventData<'_>> = events.iter().map(|(_, _, d)| EventData::Json(d.as_str().into())).collect();
+            let v = encode_block(events.iter().zip(&datas).map(|((t, id, _), d)| (*t, id.as_deref(), d)));
             let b = Block::decode(&v).unwrap();
             prop_assert_eq!(b.len(), events.len());
             for (i, (t, id, d)) in events.iter().enumerate() {

@@ -10,7 +10,7 @@ pub mod keys;
 
 use std::ops::ControlFlow;
 
-use crate::model::{NewEvent, Service, StoredEvent};
+use crate::model::{EventData, NewEvent, Service, StoredEvent};
 
 /// Why a storage call failed. What the caller should do is in each variant's doc.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores a batch atomically: all of it or none. Returns once the batch is
     /// durable as configured (by default: it survives `kill -9`). An event
     /// whose `id` was seen before for its type replaces that event.
-    fn put(&self, service: &Service, events: &[NewEvent]) -> Result<PutOutcome, StoreError>;
+    fn put(&self, service: &Service, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError>;
 
     /// Visits the events of one type with `start <= time < stop` in `order`
     /// until `visit` breaks.
@@ -95,7 +95,8 @@ pub trait EventStore: Send + Sync + 'static {
                 bad = true;
                 return ControlFlow::Break(());
             };
-            let bytes = keys::encode_block([(t, None, text)].into_iter());
+            let data = EventData::Json(text.into());
+            let bytes = keys::encode_block([(t, None, &data)].into_iter());
             match keys::Block::decode(&bytes) {
                 Some(block) => visit(&block, &[]),
                 None => {

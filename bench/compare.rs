@@ -76,6 +76,9 @@ fn timed_get(agent: &ureq::Agent, url: &str) -> (f64, Value) {
     (ms, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// Events per HTTP request, the same for Cubed and InfluxDB.
+const BATCH: usize = 1000;
+
 fn cubed(events: &[workload::Event]) -> SystemResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = spawn::spawn(
@@ -84,7 +87,7 @@ fn cubed(events: &[workload::Event]) -> SystemResult {
         &["--self-events", "false"],
     );
     let bodies: Vec<String> = events
-        .chunks(1000)
+        .chunks(BATCH)
         .map(|c| {
             format!(
                 "[{}]",
@@ -270,7 +273,7 @@ fn influx(events: &[workload::Event]) -> Option<SystemResult> {
         ))
         .send("");
     let bodies: Vec<String> = events
-        .chunks(5000)
+        .chunks(BATCH)
         .enumerate()
         .map(|(c, chunk)| {
             chunk
@@ -278,7 +281,7 @@ fn influx(events: &[workload::Event]) -> Option<SystemResult> {
                 .enumerate()
                 .map(|(i, e)| {
                     // unique nanoseconds within the event's millisecond
-                    let ns = e.time as i128 * 1_000_000 + ((c * 5000 + i) % 1_000_000) as i128;
+                    let ns = e.time as i128 * 1_000_000 + ((c * BATCH + i) % 1_000_000) as i128;
                     format!(
                         "request,path={} duration_ms={},status={}i,user=\"u{}\" {ns}\n",
                         workload::path_name(e.path),

@@ -61,7 +61,9 @@ pub enum EventData<'a> {
     /// parser splits objects while it validates them, so that the store's
     /// columns need not parse the text again). Its text is the compact
     /// object of these fields: whitespace between top-level tokens is not
-    /// kept, whitespace inside the values is.
+    /// kept, whitespace inside the values is. A borrowed key is written
+    /// between quotes as it is, so it must need no escaping (the parser
+    /// borrows only keys that had no escapes); an owned key is escaped.
     Fields(Vec<Field<'a>>),
 }
 
@@ -104,11 +106,11 @@ impl EventData<'_> {
             EventData::Json(t) => t.len(),
             EventData::Fields(fields) => {
                 let commas = fields.len().saturating_sub(1);
-                2 + commas
-                    + fields
-                        .iter()
-                        .map(|(k, v)| quoted_len(k) + 1 + v.get().len())
-                        .sum::<usize>()
+                let mut len = 2 + commas;
+                for (k, v) in fields {
+                    len += quoted_len(k) + 1 + v.get().len();
+                }
+                len
             }
         }
     }
@@ -133,27 +135,28 @@ impl EventData<'_> {
     }
 }
 
-/// Whether a key must be escaped to be a JSON string (most keys need only quotes).
-fn needs_escape(k: &str) -> bool {
-    k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+/// A key as a JSON string: borrowed keys need only quotes (see
+/// [`EventData::Fields`]), owned ones are escaped by serde_json.
+fn quoted_owned(k: &str) -> String {
+    // Serialising a str cannot fail.
+    serde_json::to_string(k).unwrap_or_default()
 }
 
-fn quoted_len(k: &str) -> usize {
-    if needs_escape(k) {
-        serde_json::to_string(k).map_or(2, |q| q.len())
-    } else {
-        k.len() + 2
+fn quoted_len(k: &Cow<'_, str>) -> usize {
+    match k {
+        Cow::Borrowed(k) => k.len() + 2,
+        Cow::Owned(k) => quoted_owned(k).len(),
     }
 }
 
-fn write_quoted(k: &str, out: &mut Vec<u8>) {
-    if needs_escape(k) {
-        // Serialising a str cannot fail.
-        out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.push(b'"');
+fn write_quoted(k: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match k {
+        Cow::Borrowed(k) => {
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(k) => out.extend_from_slice(quoted_owned(k).as_bytes()),
     }
 }
 
@@ -373,12 +376,11 @@ impl<'a> WireData<'a> for &'a RawValue {
 
 impl<'a> WireData<'a> for ObjectFields<'a> {
     fn into_data(self) -> Result<EventData<'a>, EventError> {
-        // The object itself is one level.
-        if self
-            .0
-            .iter()
-            .any(|(_, v)| json_deeper_than(v.get(), MAX_DATA_DEPTH - 1))
-        {
+        // The object itself is one level; scalars add none.
+        if self.0.iter().any(|(_, v)| {
+            let t = v.get();
+            t.starts_with(['{', '[']) && json_deeper_than(t, MAX_DATA_DEPTH - 1)
+        }) {
             return Err(EventError::DataTooDeep);
         }
         Ok(EventData::Fields(self.0))

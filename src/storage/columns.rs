@@ -51,11 +51,12 @@ fn classify(raw: &RawValue) -> Scalar<'_> {
             Ok(s) => Scalar::Text(Cow::Owned(s)),
             Err(_) => Scalar::Other,
         },
-        // serde_json's own number parsing, so that columns hold exactly what
-        // a reader of the JSON gets.
-        Some(b'-' | b'0'..=b'9') => match serde_json::from_str::<f64>(t) {
-            Ok(x) => Scalar::Number(x),
-            Err(_) => Scalar::Other,
+        // A JSON number is also a Rust float literal. Both this and serde_json
+        // (built with `float_roundtrip`) round correctly, so a column holds
+        // exactly what a reader of the JSON gets; out of range is no number.
+        Some(b'-' | b'0'..=b'9') => match t.parse::<f64>() {
+            Ok(x) if x.is_finite() => Scalar::Number(x),
+            _ => Scalar::Other,
         },
         _ => Scalar::Other,
     }
@@ -129,6 +130,17 @@ pub const MAX_DICTIONARY: usize = 4096;
 /// (at most half as many distinct values as events, at most 4096).
 fn dictionary<'s>(v: &'s [Option<Cow<'_, str>>]) -> Option<(Vec<&'s str>, Vec<u16>)> {
     let limit = (v.len() / 2).min(MAX_DICTIONARY);
+    // Give up early on a column that is mostly distinct (ids, users): when the
+    // first values are almost all new, the whole column will not fit.
+    let sample = v.iter().flatten().take(64).count();
+    if sample == 64 {
+        let mut first: Vec<&str> = v.iter().flatten().take(64).map(|s| s.as_ref()).collect();
+        first.sort_unstable();
+        first.dedup();
+        if first.len() > 48 {
+            return None;
+        }
+    }
     let mut index: HashMap<&str, u16, rustc_hash::FxBuildHasher> =
         HashMap::with_capacity_and_hasher(limit.min(64), rustc_hash::FxBuildHasher);
     let mut dict: Vec<&str> = Vec::new();

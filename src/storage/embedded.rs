@@ -98,6 +98,7 @@ impl EmbeddedStore {
             // them there (fjall's default) cost a tenth of ingest's CPU, and
             // they are compressed anyway when memtables are flushed.
             .journal_compression(fjall::CompressionType::None)
+            .worker_threads(1)
             .open()
             .map_err(engine)?;
         let ks = |name: &str| {

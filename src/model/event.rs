@@ -142,7 +142,10 @@ fn quoted_owned(k: &str) -> String {
     serde_json::to_string(k).unwrap_or_default()
 }
 
-#[allow(clippy::ptr_arg, reason = "borrowed and owned keys are written differently")]
+#[allow(
+    clippy::ptr_arg,
+    reason = "borrowed and owned keys are written differently"
+)]
 fn quoted_len(k: &Cow<'_, str>) -> usize {
     match k {
         Cow::Borrowed(k) => k.len() + 2,
@@ -150,7 +153,10 @@ fn quoted_len(k: &Cow<'_, str>) -> usize {
     }
 }
 
-#[allow(clippy::ptr_arg, reason = "borrowed and owned keys are written differently")]
+#[allow(
+    clippy::ptr_arg,
+    reason = "borrowed and owned keys are written differently"
+)]
 fn write_quoted(k: &Cow<'_, str>, out: &mut Vec<u8>) {
     match k {
         Cow::Borrowed(k) => {

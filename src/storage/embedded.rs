@@ -98,7 +98,11 @@ impl EmbeddedStore {
             // them there (fjall's default) cost a tenth of ingest's CPU, and
             // they are compressed anyway when memtables are flushed.
             .journal_compression(fjall::CompressionType::None)
-            .worker_threads(1)
+            // fjall's default worker threads (min(cores, 4)). With more than
+            // one, worker 0 re-queues compaction requests in a loop while
+            // another worker is busy, which costs CPU during heavy ingest; a
+            // single worker could deadlock on its own full queue under write
+            // load (fjall-rs/fjall#323), so we keep the default.
             .open()
             .map_err(engine)?;
         let ks = |name: &str| {

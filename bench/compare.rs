@@ -1,8 +1,12 @@
 //! Side-by-side benchmark (issue 6): Cubed, InfluxDB 1.6 and DuckDB on the
 //! same generated events, in one run.
 //!
-//!     bench/compare.sh [--events N] [--batch N]   # installs influxdb and duckdb if missing
-//!     cargo bench --bench compare -- [--events N] [--batch N] [--skip-influx] [--skip-duckdb]
+//!     bench/compare.sh [--events N] [--batch N] [--durability process|sync]
+//!     cargo bench --bench compare -- [--events N] [--batch N] [--durability D] [--skip-influx] [--skip-duckdb]
+//!
+//! (compare.sh installs influxdb and duckdb if they are missing.) `--durability`
+//! is Cubed's (default `process`); `sync` fdatasyncs before each acknowledgement,
+//! as InfluxDB's default WAL setting does.
 //!
 //! Generates the standard workload (bench/workload.rs, seeded), then for each
 //! system: ingests it (Cubed: JSON events over HTTP; InfluxDB: line protocol
@@ -80,12 +84,12 @@ fn timed_get(agent: &ureq::Agent, url: &str) -> (f64, Value) {
     (ms, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-fn cubed(events: &[workload::Event], batch: usize) -> SystemResult {
+fn cubed(events: &[workload::Event], batch: usize, durability: &str) -> SystemResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = spawn::spawn(
         env!("CARGO_BIN_EXE_cubed"),
         dir.path(),
-        &["--self-events", "false"],
+        &["--self-events", "false", "--durability", durability],
     );
     let bodies: Vec<String> = events
         .chunks(batch)
@@ -446,7 +450,8 @@ fn main() {
         .unwrap_or(5000);
     let events = workload::generate(n, 42);
     println!("{n} events over {}", workload_time(workload::DAY_START));
-    let mut systems = vec![cubed(&events, batch)];
+    let durability = arg(&argv, "--durability").unwrap_or_else(|| "process".to_owned());
+    let mut systems = vec![cubed(&events, batch, &durability)];
     if !argv.iter().any(|a| a == "--skip-influx") {
         match influx(&events, batch) {
             Some(r) => systems.push(r),
@@ -526,6 +531,8 @@ fn main() {
     let report = json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "events": n,
+        "batch": batch,
+        "cubed_durability": durability,
         "cores": std::thread::available_parallelism().map(|c| c.get()).unwrap_or(0),
         "systems": systems.iter().map(|s| json!({
             "name": s.name,

@@ -170,7 +170,7 @@ fn write_quoted(k: &Cow<'_, str>, out: &mut Vec<u8>) {
 
 /// A string borrowed from the input when it has no escapes (serde's own
 /// `Cow<str>` always copies).
-pub struct BorrowedStr<'a>(pub Cow<'a, str>);
+struct BorrowedStr<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for BorrowedStr<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -198,7 +198,7 @@ impl<'de> Deserialize<'de> for BorrowedStr<'de> {
 }
 
 /// The top-level fields of a JSON object, borrowed from the input.
-pub struct ObjectFields<'a>(pub Vec<Field<'a>>);
+struct ObjectFields<'a>(Vec<Field<'a>>);
 
 impl<'de> Deserialize<'de> for ObjectFields<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -360,7 +360,7 @@ pub fn json_deeper_than(text: &str, max: usize) -> bool {
 }
 
 /// The text of a JSON string literal, borrowed when it has no escapes.
-fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     let t = raw.get();
     if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') && !t.contains('\\') {
         return Some(Cow::Borrowed(&t[1..t.len() - 1]));

@@ -14,7 +14,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::model::EventData;
-use crate::model::event::{Field, object_fields};
+use crate::model::event::{Field, json_str, object_fields};
 
 /// Most columns one block gets (wide events keep the rest in JSON only).
 pub const MAX_COLUMNS: usize = 32;
@@ -43,14 +43,8 @@ enum Scalar<'a> {
 fn classify(raw: &RawValue) -> Scalar<'_> {
     let t = raw.get();
     match t.as_bytes().first() {
-        // A string without escapes is its text between the quotes.
-        Some(b'"') if t.len() >= 2 && !t.contains('\\') => {
-            Scalar::Text(Cow::Borrowed(&t[1..t.len() - 1]))
-        }
-        Some(b'"') => match serde_json::from_str::<String>(t) {
-            Ok(s) => Scalar::Text(Cow::Owned(s)),
-            Err(_) => Scalar::Other,
-        },
+        // Borrowed when it has no escapes.
+        Some(b'"') => json_str(raw).map_or(Scalar::Other, Scalar::Text),
         // A JSON number is also a Rust float literal. Both this and serde_json
         // (built with `float_roundtrip`) round correctly, so a column holds
         // exactly what a reader of the JSON gets; out of range is no number.

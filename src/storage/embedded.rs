@@ -338,7 +338,8 @@ impl EventStore for EmbeddedStore {
         {
             let mut seq = self.writer.lock().map_err(|_| StoreError::Closed)?;
             let mut batch = self.db.batch().durability(Some(self.persist_mode()));
-            let mut block_keys: Vec<Vec<u8>> = Vec::with_capacity(blocks.len());
+            // (type prefix, block key) of each block, for the id index.
+            let mut block_keys: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(blocks.len());
             for (((event_type, bucket), _), (prefix, value)) in groups.iter().zip(blocks) {
                 let key = keys::block_key(&prefix, *bucket, self.run, *seq);
                 *seq += 1;
@@ -351,16 +352,15 @@ impl EventStore for EmbeddedStore {
                     batch.insert(&self.types, type_key(service, event_type), Vec::<u8>::new());
                     new_types.push((*event_type).to_owned());
                 }
-                block_keys.push(key);
+                block_keys.push((prefix, key));
             }
             // Upserts, in the order the client sent them: the later event wins.
             let mut pending: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
             for (i, e) in events.iter().enumerate() {
                 let Some(id) = &e.id else { continue };
                 let (g, j) = location[i];
-                let key = &block_keys[g];
-                let prefix = keys::type_prefix(service, &e.event_type);
-                let ik = keys::id_key(&prefix, id);
+                let (prefix, key) = &block_keys[g];
+                let ik = keys::id_key(prefix, id);
                 let old = match pending.get(&ik) {
                     Some(v) => Some(v.clone()),
                     None => self.ids.get(&ik).map_err(engine)?.map(|v| v.to_vec()),

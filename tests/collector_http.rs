@@ -104,10 +104,10 @@ fn bad_batches_are_refused_whole_with_every_reason() {
     assert_eq!(
         err["errors"],
         json!([
-            {"index": 1, "error": "invalid type"},
-            {"index": 2, "error": "invalid time"},
-            {"index": 3, "error": "invalid type"},
-            {"index": 4, "error": "invalid event: not a JSON object"}
+            {"index": 1, "error": "invalid type", "message": "a type must match ^[a-z][a-zA-Z0-9_]+$"},
+            {"index": 2, "error": "invalid time", "message": "expected ISO 8601 or epoch milliseconds, within years 0 to 9999"},
+            {"index": 3, "error": "invalid type", "message": "a type must match ^[a-z][a-zA-Z0-9_]+$"},
+            {"index": 4, "error": "invalid event", "message": "not a JSON object"}
         ])
     );
     assert_eq!(err["error"], "invalid type");
@@ -146,8 +146,11 @@ fn limits_and_errors_are_clear() {
     );
     let (status, err) = post(&s.collector_url("/1.0/event/put"), &deep, None);
     assert_eq!(
-        (status, err["errors"][0]["error"].clone()),
-        (400, json!("invalid data: nested too deeply"))
+        (status, err["errors"][0].clone()),
+        (
+            400,
+            json!({"index": 0, "error": "invalid data", "message": "nested more than 64 levels deep"})
+        )
     );
 
     let (status, err) = get(

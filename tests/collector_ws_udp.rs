@@ -55,8 +55,13 @@ fn websocket_put_stores_events_and_reports_errors() {
         ws.close(None).await.unwrap();
         replies
     });
-    assert_eq!(replies[0], json!({"error": "invalid type"}));
-    assert_eq!(replies[1], json!({"error": "invalid time"}));
+    // Cube's error texts, with the details alongside
+    assert_eq!(replies[0]["error"], "invalid type");
+    assert_eq!(replies[1]["error"], "invalid time");
+    assert_eq!(
+        replies[0]["message"],
+        "a type must match ^[a-z][a-zA-Z0-9_]+$"
+    );
     assert!(
         replies[2]["error"]
             .as_str()

@@ -337,7 +337,7 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
         .is_empty()
     );
     // an event at 61s invalidates the 1-minute bin at 60s for every source
-    c.invalidate(&svc, "test", &[10_000, 60_000], &[61_000])
+    c.invalidate(&svc, "test", &[10_000, 60_000], &[61_000], &[])
         .unwrap();
     let left: Vec<i64> = c
         .get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
@@ -380,7 +380,8 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
             .is_empty()
     );
     c.put(&svc, "test", "sum(test)", 60_000, &bins).unwrap();
-    c.invalidate(&svc, "test", &[60_000], &[61_000]).unwrap();
+    c.invalidate(&svc, "test", &[60_000], &[61_000], &[])
+        .unwrap();
     // recomputing makes it valid again
     c.put(
         &svc,

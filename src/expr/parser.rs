@@ -5,9 +5,12 @@
 //! wins, and the error names everything expected there
 //! (`expected "," or ")" at 14`). Positions are character offsets from 0.
 //!
-//! Bounds: input length ([`MAX_EXPRESSION_BYTES`]) and nesting depth
-//! ([`MAX_DEPTH`]: parentheses, unary minus, calls, array literals) are checked,
-//! so no input can exhaust the stack. The parser never panics.
+//! Bounds: input length ([`MAX_EXPRESSION_BYTES`]), nesting depth
+//! ([`MAX_DEPTH`]: parentheses, unary minus, calls, array literals), the
+//! depth of the tree built ([`MAX_TREE_DEPTH`]: flat chains such as
+//! `a + b + c + …` build deep trees without nesting) and field paths
+//! ([`MAX_FIELD_SEGMENTS`]) are checked, so neither the parser nor anything
+//! that walks what it returns can exhaust a stack. The parser never panics.
 
 use std::cell::RefCell;
 
@@ -21,12 +24,9 @@ use nom::error::{ErrorKind, ParseError as NomParseError};
 use super::ast::*;
 use super::error::ParseError;
 
-/// Longest expression accepted, in bytes.
-pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
-/// Deepest nesting of parentheses, unary minus, calls and arrays accepted.
-pub const MAX_DEPTH: usize = 64;
-/// Largest compiled regular expression accepted by `re`, in bytes.
-pub const MAX_REGEX_BYTES: usize = 256 * 1024;
+pub use crate::limits::{
+    MAX_DEPTH, MAX_EXPRESSION_BYTES, MAX_FIELD_SEGMENTS, MAX_REGEX_BYTES, MAX_TREE_DEPTH,
+};
 
 /// nom's error type here carries nothing: what went wrong is kept in [`Cx`].
 #[derive(Debug)]
@@ -104,6 +104,20 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// Fails when a node `tree` levels deep would be built at `at`.
+    fn check_tree<'a>(&self, at: &'a str, tree: usize) -> R<'a, ()> {
+        if tree > MAX_TREE_DEPTH {
+            return self.fatal(
+                at,
+                format!(
+                    "expression too deep (more than {MAX_TREE_DEPTH} levels of operators, \
+                     functions and reduces)"
+                ),
+            );
+        }
+        Ok((at, ()))
+    }
+
     fn check_depth<'a>(&self, at: &'a str, depth: usize) -> R<'a, ()> {
         if depth > MAX_DEPTH {
             return self.fatal(
@@ -168,6 +182,12 @@ fn field_path<'a>(cx: &Cx<'_>, i: &'a str) -> R<'a, FieldPath> {
     let (mut i, head) = identifier(cx, i)?;
     let mut tail = Vec::new();
     loop {
+        if tail.len() + 1 > MAX_FIELD_SEGMENTS {
+            return cx.fatal(
+                i,
+                format!("field path longer than {MAX_FIELD_SEGMENTS} segments"),
+            );
+        }
         if let Ok((rest, _)) = sym(cx, "[", "\"[\"", i) {
             let (rest, _) = ws(rest)?;
             let (rest, index) = match digits1(rest) {
@@ -491,43 +511,51 @@ fn multiplicative_op<'a>(cx: &Cx<'_>, i: &'a str) -> Option<(&'a str, BinOp)> {
 }
 
 /// Left-associative binary chains, shared by metric and value arithmetic.
+/// Every parser returns the node and the depth of the tree under it
+/// (a leaf is 1), so that chains cannot build trees deeper than
+/// [`MAX_TREE_DEPTH`].
 trait Arith: Sized {
     fn binary(op: BinOp, l: Self, r: Self) -> Self;
     fn neg(arg: Self) -> Self;
-    fn primary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self>;
+    fn primary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)>;
 
-    fn additive<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self> {
-        let (mut i, mut acc) = Self::multiplicative(cx, i, depth)?;
+    fn additive<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)> {
+        let (mut i, (mut acc, mut tree)) = Self::multiplicative(cx, i, depth)?;
         while let Some((rest, op)) = additive_op(cx, i) {
-            let (rest, rhs) = Self::multiplicative(cx, rest, depth)?;
+            let (rest, (rhs, rtree)) = Self::multiplicative(cx, rest, depth)?;
+            tree = tree.max(rtree) + 1;
+            cx.check_tree(i, tree)?;
             acc = Self::binary(op, acc, rhs);
             i = rest;
         }
-        Ok((i, acc))
+        Ok((i, (acc, tree)))
     }
 
-    fn multiplicative<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self> {
-        let (mut i, mut acc) = Self::unary(cx, i, depth)?;
+    fn multiplicative<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)> {
+        let (mut i, (mut acc, mut tree)) = Self::unary(cx, i, depth)?;
         while let Some((rest, op)) = multiplicative_op(cx, i) {
-            let (rest, rhs) = Self::unary(cx, rest, depth)?;
+            let (rest, (rhs, rtree)) = Self::unary(cx, rest, depth)?;
+            tree = tree.max(rtree) + 1;
+            cx.check_tree(i, tree)?;
             acc = Self::binary(op, acc, rhs);
             i = rest;
         }
-        Ok((i, acc))
+        Ok((i, (acc, tree)))
     }
 
-    fn unary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self> {
+    fn unary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)> {
         let (i, _) = ws(i)?;
         cx.check_depth(i, depth)?;
         if let Ok((rest, _)) = sym(cx, "-", "\"-\"", i) {
-            let (rest, arg) = Self::unary(cx, rest, depth + 1)?;
-            return Ok((rest, Self::neg(arg)));
+            let (rest, (arg, tree)) = Self::unary(cx, rest, depth + 1)?;
+            cx.check_tree(i, tree + 1)?;
+            return Ok((rest, (Self::neg(arg), tree + 1)));
         }
         Self::primary(cx, i, depth)
     }
 
     /// `"(" additive ")"`
-    fn group<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self> {
+    fn group<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)> {
         let (i, _) = sym(cx, "(", "\"(\"", i)?;
         let (i, inner) = Self::additive(cx, i, depth + 1)?;
         let (i, _) = sym(cx, ")", "\")\"", i)?;
@@ -543,23 +571,24 @@ impl Arith for ValueExpr {
         ValueExpr::Neg(Box::new(arg))
     }
     /// `func "(" value ")" | field | number | "(" value ")"`
-    fn primary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self> {
+    fn primary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)> {
         let (i, _) = ws(i)?;
         if let Ok((rest, name)) = word(i) {
             if let Some(func) = Func::from_name(name)
                 && let Ok((after, _)) = sym(cx, "(", "\"(\"", rest)
             {
-                let (after, arg) = Self::additive(cx, after, depth + 1)?;
+                let (after, (arg, tree)) = Self::additive(cx, after, depth + 1)?;
+                cx.check_tree(i, tree + 1)?;
                 let (after, _) = sym(cx, ")", "\")\"", after)?;
-                return Ok((after, ValueExpr::Call(func, Box::new(arg))));
+                return Ok((after, (ValueExpr::Call(func, Box::new(arg)), tree + 1)));
             }
-            return field_path(cx, i).map(|(r, path)| (r, ValueExpr::Field(path)));
+            return field_path(cx, i).map(|(r, path)| (r, (ValueExpr::Field(path), 1)));
         }
         if i.starts_with('(') {
             return Self::group(cx, i, depth);
         }
         if i.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
-            return unsigned_number(cx, i).map(|(r, x)| (r, ValueExpr::Number(x)));
+            return unsigned_number(cx, i).map(|(r, x)| (r, (ValueExpr::Number(x), 1)));
         }
         cx.expected::<()>(i, "field name").ok();
         cx.expected::<()>(i, "number").ok();
@@ -575,7 +604,7 @@ impl Arith for MetricExpr {
         MetricExpr::Neg(Box::new(arg))
     }
     /// `reduce "(" type ("(" value ")")? filters ")" | number | "(" metric ")"`
-    fn primary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, Self> {
+    fn primary<'a>(cx: &Cx<'_>, i: &'a str, depth: usize) -> R<'a, (Self, usize)> {
         let (i, _) = ws(i)?;
         if let Ok((rest, name)) = word(i) {
             let Some(reduce) = Reduce::from_name(name) else {
@@ -583,14 +612,15 @@ impl Arith for MetricExpr {
             };
             let (rest, _) = sym(cx, "(", "\"(\"", rest)?;
             let (rest, event_type) = event_type(cx, rest)?;
-            let (rest, value) = match sym(cx, "(", "\"(\"", rest) {
+            let (rest, value, tree) = match sym(cx, "(", "\"(\"", rest) {
                 Ok((after, _)) => {
-                    let (after, value) = ValueExpr::additive(cx, after, depth + 1)?;
+                    let (after, (value, tree)) = ValueExpr::additive(cx, after, depth + 1)?;
                     let (after, _) = sym(cx, ")", "\")\"", after)?;
-                    (after, Some(value))
+                    (after, Some(value), tree + 1)
                 }
-                Err(_) => (rest, None),
+                Err(_) => (rest, None, 1),
             };
+            cx.check_tree(i, tree)?;
             let (rest, filters) = filters(cx, rest)?;
             let (rest, _) = sym(cx, ")", "\")\"", rest)?;
             let leaf = ReduceExpr {
@@ -599,13 +629,13 @@ impl Arith for MetricExpr {
                 value,
                 filters,
             };
-            return Ok((rest, MetricExpr::Reduce(leaf)));
+            return Ok((rest, (MetricExpr::Reduce(leaf), tree)));
         }
         if i.starts_with('(') {
             return Self::group(cx, i, depth);
         }
         if i.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
-            return unsigned_number(cx, i).map(|(r, x)| (r, MetricExpr::Constant(x)));
+            return unsigned_number(cx, i).map(|(r, x)| (r, (MetricExpr::Constant(x), 1)));
         }
         cx.expected::<()>(i, "reduce").ok();
         cx.expected::<()>(i, "number").ok();
@@ -638,7 +668,7 @@ fn run<'s, T>(
 /// Parses a metric expression such as `sum(request(duration).eq(path, "/")) / sum(request)`.
 pub fn parse_metric(source: &str) -> Result<MetricExpr, ParseError> {
     run(source, |cx, i| {
-        let (i, expr) = MetricExpr::additive(cx, i, 0)?;
+        let (i, (expr, _)) = MetricExpr::additive(cx, i, 0)?;
         let (i, _) = end(cx, i)?;
         Ok((i, expr))
     })

@@ -24,6 +24,8 @@ pub struct BinComputer<'p> {
     accs: Vec<Accumulator>,
     /// No filter and no value: every event counts 1.
     trivial: bool,
+    /// Bytes of values the accumulators keep (see [`Accumulator::add`]).
+    held: usize,
 }
 
 impl<'p> BinComputer<'p> {
@@ -34,7 +36,14 @@ impl<'p> BinComputer<'p> {
             first,
             accs: (0..n).map(|_| Accumulator::new(leaf.reduce)).collect(),
             trivial: leaf.filter.is_empty() && leaf.value.is_none(),
+            held: 0,
         }
+    }
+
+    /// Bytes of values held so far for bins not finished (`median`,
+    /// percentiles and `distinct` keep values; other reduces none).
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// The bin index of `time`, if it is one of ours.
@@ -69,7 +78,7 @@ impl<'p> BinComputer<'p> {
     /// Adds a number that already passed the filter.
     pub fn add_value(&mut self, time: i64, x: f64) {
         if let Some(i) = self.slot(time) {
-            self.accs[i].add_number(x);
+            self.held += self.accs[i].add_number(x);
         }
     }
 
@@ -77,9 +86,9 @@ impl<'p> BinComputer<'p> {
     fn add_with(&mut self, time: i64, value: impl FnOnce(&LeafPlan) -> Option<Scalar>) {
         let Some(i) = self.slot(time) else { return };
         if self.trivial {
-            self.accs[i].add_number(1.0);
+            self.held += self.accs[i].add_number(1.0);
         } else if let Some(v) = value(self.leaf) {
-            self.accs[i].add(&v);
+            self.held += self.accs[i].add(&v);
         }
     }
 

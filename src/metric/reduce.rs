@@ -11,9 +11,8 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-
 use crate::expr::Reduce;
+use crate::model::js::{number_string, string as js_string};
 use crate::plan::Scalar;
 
 /// The running state of one bin.
@@ -43,46 +42,18 @@ pub enum Accumulator {
 /// JavaScript's `String(v)`, for `distinct`.
 pub fn distinct_key(v: &Scalar) -> String {
     match v {
-        Scalar::Number(x) => js_number(*x),
+        Scalar::Number(x) => number_string(*x),
         Scalar::Other(v) => js_string(v),
     }
 }
 
-fn js_number(x: f64) -> String {
-    if x.is_nan() {
-        "NaN".into()
-    } else if x.is_infinite() {
-        if x > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
-    } else if x == x.trunc() && x.abs() < 1e21 {
-        format!("{}", x as i128)
-    } else {
-        format!("{x}")
-    }
-}
+/// Bytes a set entry is charged beyond its text (the `String` and the
+/// table's own slot).
+const SET_ENTRY_BYTES: usize = 48;
 
-fn js_string(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => js_number(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| {
-                if i.is_null() {
-                    String::new()
-                } else {
-                    js_string(i)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Object(_) => "[object Object]".into(),
-    }
+fn distinct_insert(set: &mut HashSet<String>, key: String) -> usize {
+    let bytes = key.len() + SET_ENTRY_BYTES;
+    if set.insert(key) { bytes } else { 0 }
 }
 
 /// Linear interpolation between closest ranks of sorted `values`.
@@ -119,23 +90,22 @@ impl Accumulator {
         }
     }
 
-    /// Adds one event's value.
-    pub fn add(&mut self, v: &Scalar) {
+    /// Adds one event's value; returns how many bytes more it now holds.
+    pub fn add(&mut self, v: &Scalar) -> usize {
         match self {
-            Accumulator::Count(n) => *n += 1,
-            Accumulator::Distinct(set) => {
-                set.insert(distinct_key(v));
+            Accumulator::Count(n) => {
+                *n += 1;
+                0
             }
-            _ => {
-                if let Some(x) = v.as_number() {
-                    self.add_number(x);
-                }
-            }
+            Accumulator::Distinct(set) => distinct_insert(set, distinct_key(v)),
+            _ => v.as_number().map_or(0, |x| self.add_number(x)),
         }
     }
 
-    /// Adds a number (the fast path when the value is numeric).
-    pub fn add_number(&mut self, x: f64) {
+    /// Adds a number (the fast path when the value is numeric); returns how
+    /// many bytes more it now holds (only `median`, percentiles and
+    /// `distinct` keep values).
+    pub fn add_number(&mut self, x: f64) -> usize {
         match self {
             Accumulator::Sum(s) => *s += x,
             Accumulator::Min(m) => *m = Some(m.map_or(x, |m| m.min(x))),
@@ -151,11 +121,13 @@ impl Accumulator {
                 *mean += d / *n as f64;
                 *m2 += d * (x - *mean);
             }
-            Accumulator::Quantile { values, .. } => values.push(x),
-            Accumulator::Distinct(set) => {
-                set.insert(js_number(x));
+            Accumulator::Quantile { values, .. } => {
+                values.push(x);
+                return size_of::<f64>();
             }
+            Accumulator::Distinct(set) => return distinct_insert(set, number_string(x)),
         }
+        0
     }
 
     /// The bin's value; `None` is undefined.

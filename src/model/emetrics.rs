@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use super::event::{MAX_DATA_DEPTH, NewEvent, json_deeper_than};
+use super::event::NewEvent;
 use super::time;
 
 /// The unit types, which are also the event types.
@@ -108,9 +108,6 @@ struct Context {
 
 /// The events of one item (a unit, or a wrapper of one or more units).
 pub fn convert_item(item: &Value, now: i64) -> Result<Vec<NewEvent<'static>>, String> {
-    if json_deeper_than(&item.to_string(), MAX_DATA_DEPTH) {
-        return Err(format!("nested more than {MAX_DATA_DEPTH} levels"));
-    }
     let obj = item.as_object().ok_or("expected an object")?;
     if obj.contains_key("category") || obj.contains_key("tag") {
         return Ok(vec![unit(obj, &Context::default(), now)?]);
@@ -205,12 +202,9 @@ fn unit(u: &Map<String, Value>, ctx: &Context, now: i64) -> Result<NewEvent<'sta
         Some(Value::String(s)) => time::parse_param(&s).ok_or("send_timestamp: invalid time")?,
         Some(_) => return Err("send_timestamp: expected a time".into()),
     };
-    Ok(NewEvent::owned(
-        unit_type,
-        time,
-        Value::Object(data).to_string(),
-        None,
-    ))
+    NewEvent::owned(unit_type, time, Value::Object(data).to_string(), None)
+        .checked()
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

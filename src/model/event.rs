@@ -7,9 +7,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::time;
-
-/// Deepest nesting of arrays and objects accepted in an event's `data`.
-pub const MAX_DATA_DEPTH: usize = 64;
+use crate::limits::{
+    MAX_DATA_DEPTH, MAX_EVENT_BYTES, MAX_FIELD_NAME_BYTES, MAX_ID_BYTES, MAX_STRING_BYTES,
+    MAX_TIME_MS, MAX_TYPE_BYTES, MIN_TIME_MS,
+};
 
 /// A validated event, ready to store. Events parsed from a request body
 /// borrow from it (`'a`); events built by the server own their text.
@@ -239,29 +240,95 @@ pub struct StoredEvent {
     pub id: Option<Value>,
 }
 
-/// Why one event was refused. The `Display` strings are Cube's where Cube had one.
+/// Why one event was refused: [`error`](Self::error) is the short text
+/// clients match on (Cube's, where Cube had one), [`message`](Self::message)
+/// the details, naming the limit crossed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventError {
     NotAnObject,
+    /// Missing, not a string, or not `^[a-z][a-zA-Z0-9_]+$`.
     InvalidType,
+    TypeTooLong,
+    /// Not an ISO 8601 time or epoch milliseconds within years 0 to 9999.
     InvalidTime,
+    /// Neither a string nor a number.
     InvalidId,
-    DataTooDeep,
+    /// A number out of range, or a string with a lone surrogate escape.
+    IdNotAValue,
+    IdTooLong,
+    InvalidData(DataError),
+    TooLarge,
 }
 
+/// What is wrong with an event's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataError {
+    TooDeep,
+    FieldNameTooLong,
+    StringTooLong,
+    /// A number that is no finite double (`1e400`): no reader could load it.
+    NumberOutOfRange,
+    /// A `\u` escape of half a surrogate pair: not text any reader accepts.
+    LoneSurrogate,
+}
+
+impl EventError {
+    /// The short error text (`"invalid type"`).
+    pub fn error(&self) -> &'static str {
+        match self {
+            EventError::NotAnObject | EventError::TooLarge => "invalid event",
+            EventError::InvalidType | EventError::TypeTooLong => "invalid type",
+            EventError::InvalidTime => "invalid time",
+            EventError::InvalidId | EventError::IdNotAValue | EventError::IdTooLong => "invalid id",
+            EventError::InvalidData(_) => "invalid data",
+        }
+    }
+
+    /// The details, naming the limit crossed.
+    pub fn message(&self) -> String {
+        use crate::limits::*;
+        match self {
+            EventError::NotAnObject => "not a JSON object".into(),
+            EventError::InvalidType => "a type must match ^[a-z][a-zA-Z0-9_]+$".into(),
+            EventError::TypeTooLong => format!("type longer than {MAX_TYPE_BYTES} bytes"),
+            EventError::InvalidTime => {
+                "expected ISO 8601 or epoch milliseconds, within years 0 to 9999".into()
+            }
+            EventError::InvalidId => "must be a string or a number".into(),
+            EventError::IdNotAValue => {
+                "a number out of range or a string with a lone surrogate escape".into()
+            }
+            EventError::IdTooLong => format!("id longer than {MAX_ID_BYTES} bytes"),
+            EventError::InvalidData(d) => match d {
+                DataError::TooDeep => format!("nested more than {MAX_DATA_DEPTH} levels deep"),
+                DataError::FieldNameTooLong => {
+                    format!("field name longer than {MAX_FIELD_NAME_BYTES} bytes")
+                }
+                DataError::StringTooLong => format!("string longer than {MAX_STRING_BYTES} bytes"),
+                DataError::NumberOutOfRange => "number out of range".into(),
+                DataError::LoneSurrogate => "lone surrogate in a \\u escape".into(),
+            },
+            EventError::TooLarge => format!(
+                "event larger than {MAX_EVENT_BYTES} bytes (type, id and data JSON together)"
+            ),
+        }
+    }
+}
+
+/// `error: message`
 impl std::fmt::Display for EventError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            EventError::NotAnObject => "invalid event: not a JSON object",
-            EventError::InvalidType => "invalid type",
-            EventError::InvalidTime => "invalid time",
-            EventError::InvalidId => "invalid id: must be a string or a number",
-            EventError::DataTooDeep => "invalid data: nested too deeply",
-        })
+        write!(f, "{}: {}", self.error(), self.message())
     }
 }
 
 impl std::error::Error for EventError {}
+
+impl From<DataError> for EventError {
+    fn from(e: DataError) -> Self {
+        EventError::InvalidData(e)
+    }
+}
 
 /// The wire shape of an event; every field is checked by [`validate_event`].
 /// Only a JSON object deserializes into it (serde's derive would also take an
@@ -325,38 +392,184 @@ pub fn is_valid_type(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// Whether a JSON text nests arrays and objects deeper than `max` (strings
-/// skipped), without building it.
-pub fn json_deeper_than(text: &str, max: usize) -> bool {
-    // Cheap bound first: depth never exceeds the number of opening brackets.
-    let openers = text.bytes().filter(|b| *b == b'{' || *b == b'[').count();
-    if openers <= max {
-        return false;
+/// Checks an event type: the pattern, then the length limit.
+pub fn check_type(t: &str) -> Result<(), EventError> {
+    if !is_valid_type(t) {
+        return Err(EventError::InvalidType);
     }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    if t.len() > MAX_TYPE_BYTES {
+        return Err(EventError::TypeTooLong);
+    }
+    Ok(())
+}
+
+/// Checks a JSON text that is already known to be valid JSON against the
+/// limits on data: nesting (`depth` levels are already open around it),
+/// field names, strings, numbers a reader could not load (`1e400`) and
+/// lone surrogate escapes, so that whatever passes reads back as it was
+/// stored. One pass over the bytes; scalars cost a few comparisons.
+pub fn check_json(text: &str, mut depth: usize) -> Result<(), DataError> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                let mut escaped = false;
+                while let Some(&c) = b.get(j) {
+                    match c {
+                        b'\\' => {
+                            escaped = true;
+                            j += 2;
+                        }
+                        b'"' => break,
+                        _ => j += 1,
+                    }
+                }
+                let end = j.min(b.len());
+                let mut k = end + 1;
+                while b.get(k).is_some_and(u8::is_ascii_whitespace) {
+                    k += 1;
+                }
+                let (max, err) = if b.get(k) == Some(&b':') {
+                    (MAX_FIELD_NAME_BYTES, DataError::FieldNameTooLong)
+                } else {
+                    (MAX_STRING_BYTES, DataError::StringTooLong)
+                };
+                if end - start > max {
+                    return Err(err);
+                }
+                if escaped {
+                    check_escapes(&b[start..end])?;
+                }
+                i = end + 1;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
-                if depth > max {
-                    return true;
+                if depth > MAX_DATA_DEPTH {
+                    return Err(DataError::TooDeep);
                 }
+                i += 1;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while b
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                {
+                    i += 1;
+                }
+                check_number(&text[start..i])?;
+            }
+            _ => i += 1,
         }
     }
-    false
+    Ok(())
+}
+
+/// A JSON number a reader can load: a finite double. Short numbers without
+/// an exponent always are (the largest double has 309 digits).
+fn check_number(t: &str) -> Result<(), DataError> {
+    if t.len() <= 300 && !t.bytes().any(|c| c == b'e' || c == b'E') {
+        return Ok(());
+    }
+    match t.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(()),
+        _ => Err(DataError::NumberOutOfRange),
+    }
+}
+
+/// The escapes of a JSON string's body: every `\uD800`–`\uDBFF` must be
+/// followed by a `\uDC00`–`\uDFFF`, and no low surrogate may stand alone.
+fn check_escapes(body: &[u8]) -> Result<(), DataError> {
+    let hex = |at: usize| -> Option<u32> {
+        let h = std::str::from_utf8(body.get(at..at + 4)?).ok()?;
+        u32::from_str_radix(h, 16).ok()
+    };
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if body.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let code = hex(i + 2).unwrap_or(0);
+        i += 6;
+        if (0xDC00..0xE000).contains(&code) {
+            return Err(DataError::LoneSurrogate);
+        }
+        if (0xD800..0xDC00).contains(&code) {
+            let low = (body.get(i..i + 2) == Some(b"\\u"))
+                .then(|| hex(i + 2))
+                .flatten();
+            if !low.is_some_and(|l| (0xDC00..0xE000).contains(&l)) {
+                return Err(DataError::LoneSurrogate);
+            }
+            i += 6;
+        }
+    }
+    Ok(())
+}
+
+/// Checks an event's data against the limits on data.
+pub fn check_data(data: &EventData<'_>) -> Result<(), DataError> {
+    match data {
+        EventData::Json(t) => check_json(t, 0),
+        EventData::Fields(fields) => {
+            for (k, v) in fields {
+                // Measured as stored: borrowed keys as sent, owned ones re-escaped.
+                if quoted_len(k) - 2 > MAX_FIELD_NAME_BYTES {
+                    return Err(DataError::FieldNameTooLong);
+                }
+                // The object itself is the first level.
+                check_json(v.get(), 1)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The canonical text of an id, so that ids equal as MongoDB compares
+/// `_id`s are one key: a string with its escapes decoded and written as
+/// serde_json writes strings (`"\u006b"` is `"k"`), a number as JavaScript
+/// prints the double it reads as (`1.0`, `1e0` and `1` are `1`; `-0` is `0`).
+/// Borrowed when the text already is canonical.
+pub fn canonical_id(raw: &str) -> Result<Cow<'_, str>, EventError> {
+    let canonical = match raw.as_bytes().first() {
+        Some(b'"') if !raw.contains('\\') => Cow::Borrowed(raw),
+        Some(b'"') => {
+            let s: String = serde_json::from_str(raw).map_err(|_| EventError::IdNotAValue)?;
+            Cow::Owned(serde_json::to_string(&s).map_err(|_| EventError::IdNotAValue)?)
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            let plain_integer = (1..=15).contains(&digits.len())
+                && digits.bytes().all(|c| c.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'))
+                && raw != "-0";
+            if plain_integer {
+                Cow::Borrowed(raw)
+            } else {
+                match raw.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Cow::Owned(super::js::number_string(x)),
+                    _ => return Err(EventError::IdNotAValue),
+                }
+            }
+        }
+        _ => return Err(EventError::InvalidId),
+    };
+    if canonical.len() > MAX_ID_BYTES {
+        return Err(EventError::IdTooLong);
+    }
+    Ok(canonical)
 }
 
 /// The text of a JSON string literal, borrowed when it has no escapes.
@@ -368,30 +581,45 @@ pub fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(t).ok().map(Cow::Owned)
 }
 
-/// How a wire event's `data` becomes [`EventData`], once checked for depth.
+/// How a wire event's `data` becomes [`EventData`].
 trait WireData<'a> {
-    fn into_data(self) -> Result<EventData<'a>, EventError>;
+    fn into_data(self) -> EventData<'a>;
 }
 
 impl<'a> WireData<'a> for &'a RawValue {
-    fn into_data(self) -> Result<EventData<'a>, EventError> {
-        if json_deeper_than(self.get(), MAX_DATA_DEPTH) {
-            return Err(EventError::DataTooDeep);
-        }
-        Ok(EventData::Json(Cow::Borrowed(self.get())))
+    fn into_data(self) -> EventData<'a> {
+        EventData::Json(Cow::Borrowed(self.get()))
     }
 }
 
 impl<'a> WireData<'a> for ObjectFields<'a> {
-    fn into_data(self) -> Result<EventData<'a>, EventError> {
-        // The object itself is one level; scalars add none.
-        if self.0.iter().any(|(_, v)| {
-            let t = v.get();
-            t.starts_with(['{', '[']) && json_deeper_than(t, MAX_DATA_DEPTH - 1)
-        }) {
-            return Err(EventError::DataTooDeep);
+    fn into_data(self) -> EventData<'a> {
+        EventData::Fields(self.0)
+    }
+}
+
+impl<'a> NewEvent<'a> {
+    /// Checks an event against every limit (type, time, id, data, size),
+    /// making its id canonical. Every event passes here before it is
+    /// stored, whichever path it came by.
+    pub fn checked(mut self) -> Result<Self, EventError> {
+        check_type(&self.event_type)?;
+        if !(MIN_TIME_MS..=MAX_TIME_MS).contains(&self.time) {
+            return Err(EventError::InvalidTime);
         }
-        Ok(EventData::Fields(self.0))
+        if let Some(id) = self.id.take() {
+            self.id = Some(match id {
+                Cow::Borrowed(b) => canonical_id(b)?,
+                Cow::Owned(o) => Cow::Owned(canonical_id(&o)?.into_owned()),
+            });
+        }
+        check_data(&self.data)?;
+        let size =
+            self.event_type.len() + self.id.as_deref().map_or(0, str::len) + self.data.json_len();
+        if size > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge);
+        }
+        Ok(self)
     }
 }
 
@@ -399,10 +627,10 @@ fn validate_wire<'a, D: WireData<'a>>(
     wire: WireEvent<'a, D>,
     now: i64,
 ) -> Result<NewEvent<'a>, EventError> {
-    let event_type = match wire.event_type.and_then(json_str) {
-        Some(t) if is_valid_type(&t) => t,
-        _ => return Err(EventError::InvalidType),
-    };
+    let event_type = wire
+        .event_type
+        .and_then(json_str)
+        .ok_or(EventError::InvalidType)?;
     let time = match wire.time.map(RawValue::get) {
         None | Some("null") => now,
         Some(t) if t.starts_with('"') => wire
@@ -419,21 +647,19 @@ fn validate_wire<'a, D: WireData<'a>>(
     };
     let id = match wire.id.map(RawValue::get) {
         None | Some("null") => None,
-        Some(t) if t.starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit()) => {
-            Some(Cow::Borrowed(t))
-        }
-        Some(_) => return Err(EventError::InvalidId),
+        Some(t) => Some(Cow::Borrowed(t)),
     };
     let data = match wire.data {
         None => EventData::Json(Cow::Borrowed("{}")),
-        Some(d) => d.into_data()?,
+        Some(d) => d.into_data(),
     };
-    Ok(NewEvent {
+    NewEvent {
         event_type,
         time,
         data,
         id,
-    })
+    }
+    .checked()
 }
 
 /// Validates one event given as JSON text; `now` fills a missing time.
@@ -448,7 +674,7 @@ pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent<'_>, EventErr
 }
 
 /// Validates every event of a list; all of them or the bad indices.
-fn validate_all<'a, W>(
+pub fn validate_all<'a, W>(
     items: impl IntoIterator<Item = W>,
     validate: impl Fn(W) -> Result<NewEvent<'a>, EventError>,
 ) -> Result<Vec<NewEvent<'a>>, BatchError> {
@@ -547,7 +773,7 @@ mod tests {
             "[".repeat(65),
             "]".repeat(65)
         );
-        assert_eq!(one(&deep), Err(EventError::DataTooDeep));
+        assert_eq!(one(&deep), Err(EventError::InvalidData(DataError::TooDeep)));
         let fine = format!(
             r#"{{"type":"test","data":{}"[[[" {}}}"#,
             "[".repeat(64),
@@ -633,7 +859,10 @@ mod tests {
         assert!(matches!(ok[0].data, EventData::Fields(_)));
         assert_eq!(
             parse_event_batch(nested(MAX_DATA_DEPTH + 1).as_bytes(), 0),
-            Err(BatchError::Invalid(vec![(0, EventError::DataTooDeep)]))
+            Err(BatchError::Invalid(vec![(
+                0,
+                EventError::InvalidData(DataError::TooDeep)
+            )]))
         );
         // brackets inside strings do not count
         let body = format!(r#"[{{"type":"t1","data":{{"a":"{}"}}}}]"#, "[".repeat(100));

@@ -3,13 +3,15 @@
 pub mod clock;
 pub mod emetrics;
 pub mod event;
+pub mod js;
 pub mod service;
 pub mod session_api;
 pub mod time;
 
+pub use crate::limits::MAX_DATA_DEPTH;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{
-    BatchError, EventData, EventError, MAX_DATA_DEPTH, NewEvent, StoredEvent, parse_event_batch,
+    BatchError, DataError, EventData, EventError, NewEvent, StoredEvent, parse_event_batch,
     validate_event,
 };
 pub use service::{Service, ServiceError};

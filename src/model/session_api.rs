@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::event::{MAX_DATA_DEPTH, NewEvent, is_valid_type, json_deeper_than};
+use super::event::{NewEvent, is_valid_type};
 use super::time;
 
 /// A session id as a path may give it: 1–128 of letters, digits, `-`, `_`, `.`.
@@ -76,12 +76,14 @@ pub fn metric(session: &str, body: &[u8], now: i64) -> Result<NewEvent<'static>,
     data.insert("value".into(), value);
     data.insert("tags".into(), tags);
     data.insert("session".into(), Value::String(session.to_owned()));
-    Ok(NewEvent::owned(
+    NewEvent::owned(
         name,
         when(&body, now)?,
         Value::Object(data).to_string(),
         None,
-    ))
+    )
+    .checked()
+    .map_err(|e| e.to_string())
 }
 
 /// `{"name", "data"?}` → event `name` with the data plus `session`.
@@ -95,11 +97,14 @@ pub fn event(session: &str, body: &[u8], now: i64) -> Result<NewEvent<'static>, 
         Some(_) => return Err("invalid data: expected an object".into()),
     };
     data.insert("session".into(), Value::String(session.to_owned()));
-    let data = Value::Object(data).to_string();
-    if json_deeper_than(&data, MAX_DATA_DEPTH) {
-        return Err(format!("data nested more than {MAX_DATA_DEPTH} levels"));
-    }
-    Ok(NewEvent::owned(name, when(&body, now)?, data, None))
+    NewEvent::owned(
+        name,
+        when(&body, now)?,
+        Value::Object(data).to_string(),
+        None,
+    )
+    .checked()
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -4,8 +4,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
 /// Earliest and latest accepted times: years 0 to 9999, as ISO 8601 can spell them.
-pub const MIN_TIME_MS: i64 = -62_167_219_200_000;
-pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+pub use crate::limits::{MAX_TIME_MS, MIN_TIME_MS};
 
 /// Parses an ISO 8601 / RFC 3339 time: `2012-04-16T16:00:00Z`,
 /// `2012-04-16T16:00:00.123+02:00`, `2012-04-16T16:00:00` (UTC) or `2012-04-16`.

@@ -76,7 +76,7 @@ pub struct EventFilter {
 /// crate matches in linear time, so no pattern can make a match slow).
 pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(pattern)
-        .size_limit(crate::expr::parser::MAX_REGEX_BYTES)
+        .size_limit(crate::limits::MAX_REGEX_BYTES)
         .build()
 }
 

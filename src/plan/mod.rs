@@ -22,6 +22,11 @@ pub enum PlanError {
     Parse(ParseError),
     /// Only for hand-built ASTs: the parser rejects bad patterns itself.
     Regex(String),
+    /// A reduce whose canonical text (its cache key) is longer than
+    /// [`MAX_SOURCE_BYTES`](crate::limits::MAX_SOURCE_BYTES).
+    SourceTooLong {
+        len: usize,
+    },
 }
 
 impl std::fmt::Display for PlanError {
@@ -29,6 +34,11 @@ impl std::fmt::Display for PlanError {
         match self {
             PlanError::Parse(e) => write!(f, "{e}"),
             PlanError::Regex(e) => write!(f, "invalid regular expression: {e}"),
+            PlanError::SourceTooLong { len } => write!(
+                f,
+                "a reduce's canonical text is {len} bytes, more than {} (numbers are spelled out in full there)",
+                crate::limits::MAX_SOURCE_BYTES
+            ),
         }
     }
 }
@@ -68,13 +78,17 @@ impl LeafPlan {
             value::collect_fields(v, &mut fields);
         }
         let filter = EventFilter::build(&leaf.filters, &fields)?;
+        let source = leaf.to_string();
+        if source.len() > crate::limits::MAX_SOURCE_BYTES {
+            return Err(PlanError::SourceTooLong { len: source.len() });
+        }
         Ok(LeafPlan {
             event_type: leaf.event_type.clone(),
             reduce: leaf.reduce,
             value: leaf.value.clone(),
             filter,
             fields,
-            source: leaf.to_string(),
+            source,
         })
     }
 

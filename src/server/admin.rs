@@ -225,7 +225,12 @@ async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) 
 /// The results documents of this moment, written to the store (by the
 /// server's background task, every `--results-interval-ms`).
 pub async fn store_results(app: &App, seq: u64) {
-    let docs = app.session.documents(app.clock.now_ms(), seq);
+    let docs: Vec<_> = app
+        .session
+        .documents(app.clock.now_ms(), seq)
+        .into_iter()
+        .filter_map(|d| d.checked().ok())
+        .collect();
     let store = Arc::clone(&app.store);
     if let Err(e) = super::common::blocking(move || store.put(&system_service(), &docs)).await {
         tracing::warn!(error = %e.body, "storing results documents failed");

@@ -209,12 +209,13 @@ where
     Ok(json_response(StatusCode::OK, &json!({ "success": true })))
 }
 
-/// Validates one WebSocket message as an event.
-fn ws_event(text: &str, now: i64) -> Result<NewEvent<'static>, String> {
-    let raw: &RawValue = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+/// Validates one WebSocket message as an event; the error answer if it is not one.
+fn ws_event(text: &str, now: i64) -> Result<NewEvent<'static>, serde_json::Value> {
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| json!({ "error": format!("invalid JSON: {e}") }))?;
     validate_event(raw, now)
         .map(NewEvent::into_owned)
-        .map_err(|e| e.to_string())
+        .map_err(|e| ApiError::from(&e).ws_body())
 }
 
 async fn send(
@@ -259,7 +260,7 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
                             events.push(e);
                             received.push((len, None));
                         }
-                        Ok(Err(reason)) => received.push((len, Some(json!({ "error": reason })))),
+                        Ok(Err(answer)) => received.push((len, Some(answer))),
                         Err(()) => {
                             received.push((len, Some(json!({ "error": "invalid message" }))))
                         }

@@ -9,7 +9,7 @@ use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
 use warp::reply::Reply;
 
 use crate::model::emetrics::EmetricsError;
-use crate::model::{BatchError, ServiceError};
+use crate::model::{BatchError, EventError, ServiceError};
 use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
 use crate::storage::StoreError;
 
@@ -90,6 +90,9 @@ impl From<StoreError> for ApiError {
                 "shutting down",
                 "the server is shutting down; retry against the next instance",
             ),
+            StoreError::TooLarge(m) => {
+                ApiError::with_message(StatusCode::PAYLOAD_TOO_LARGE, "too large", m)
+            }
             other => ApiError::internal(other),
         }
     }
@@ -107,17 +110,28 @@ impl From<BatchError> for ApiError {
                 ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", m)
             }
             BatchError::Invalid(bad) => {
-                let first = bad.first().map(|(_, r)| r.to_string()).unwrap_or_default();
+                let (error, first) = match bad.first() {
+                    Some((i, e)) => (e.error(), format!("event {i}: {}", e.message())),
+                    None => ("invalid event", String::new()),
+                };
                 ApiError::invalid_items(
-                    &first,
+                    error,
                     format!(
-                        "{} invalid event(s); nothing from this batch was stored",
+                        "{first} ({} invalid event(s); nothing from this batch was stored)",
                         bad.len()
                     ),
-                    bad.iter().map(|(i, r)| (*i, r.to_string())),
+                    bad.iter()
+                        .map(|(i, e)| (*i, e.error().to_owned(), Some(e.message()))),
                 )
             }
         }
+    }
+}
+
+impl From<&EventError> for ApiError {
+    /// One refused event (a WebSocket put message): `{"error", "message"}`.
+    fn from(e: &EventError) -> Self {
+        ApiError::with_message(StatusCode::BAD_REQUEST, e.error(), e.message())
     }
 }
 
@@ -127,27 +141,31 @@ impl From<EmetricsError> for ApiError {
             EmetricsError::Json { index, message } => ApiError::invalid_items(
                 "invalid body",
                 format!("item {index}: {message}; nothing was stored"),
-                [(index, message)],
+                [(index, message, None)],
             ),
             EmetricsError::Invalid(bad) => ApiError::invalid_items(
                 "invalid units",
                 format!("{} invalid item(s); nothing was stored", bad.len()),
-                bad.into_iter().map(|e| (e.index, e.reason)),
+                bad.into_iter().map(|e| (e.index, e.reason, None)),
             ),
         }
     }
 }
 
 impl ApiError {
-    /// A refused batch: `400 {"error", "message", "errors": [{"index", "error"}]}`.
+    /// A refused batch: `400 {"error", "message", "errors": [{"index",
+    /// "error", "message"?}]}`.
     fn invalid_items(
         error: &str,
         message: String,
-        items: impl IntoIterator<Item = (usize, String)>,
+        items: impl IntoIterator<Item = (usize, String, Option<String>)>,
     ) -> Self {
         let errors: Vec<Value> = items
             .into_iter()
-            .map(|(index, reason)| json!({ "index": index, "error": reason }))
+            .map(|(index, reason, message)| match message {
+                Some(m) => json!({ "index": index, "error": reason, "message": m }),
+                None => json!({ "index": index, "error": reason }),
+            })
             .collect();
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -169,20 +187,11 @@ impl From<CollectorError> for ApiError {
         match e {
             CollectorError::Store(s) => s.into(),
             CollectorError::Batch(b) => b.into(),
-            CollectorError::Collectd(list) => {
-                let errors: Vec<Value> = list
-                    .iter()
-                    .map(|e| json!({ "index": e.index, "error": e.reason }))
-                    .collect();
-                ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    body: json!({
-                        "error": "invalid collectd body",
-                        "message": "nothing from this body was stored",
-                        "errors": errors,
-                    }),
-                }
-            }
+            CollectorError::Collectd(list) => ApiError::invalid_items(
+                "invalid collectd body",
+                "nothing from this body was stored".to_owned(),
+                list.into_iter().map(|e| (e.index, e.reason, None)),
+            ),
             CollectorError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -209,6 +218,15 @@ impl From<MetricQueryError> for ApiError {
             MetricQueryError::Expression(p) => {
                 ApiError::with_message(StatusCode::BAD_REQUEST, "invalid expression", p.to_string())
             }
+            MetricQueryError::TooManyBins { reduces, bins } => ApiError::with_message(
+                StatusCode::BAD_REQUEST,
+                &e.to_string(),
+                format!(
+                    "{reduces} distinct reduce(s) x {bins} bins is more than the {} bins one \
+                     request may compute; ask for fewer bins or fewer reduces",
+                    crate::limits::MAX_BINS_PER_REQUEST
+                ),
+            ),
             other => ApiError::bad_request(&other.to_string()),
         }
     }
@@ -216,6 +234,11 @@ impl From<MetricQueryError> for ApiError {
 
 impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
-        ApiError::internal(e)
+        match e {
+            EvalError::TooLarge(m) => {
+                ApiError::with_message(StatusCode::UNPROCESSABLE_ENTITY, "query too large", m)
+            }
+            other => ApiError::internal(other),
+        }
     }
 }

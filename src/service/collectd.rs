@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::model::NewEvent;
+use crate::model::{EventError, NewEvent, time};
 
 /// One value list of collectd's JSON format.
 #[derive(Debug, Deserialize)]
@@ -46,8 +46,9 @@ pub struct CollectdError {
 
 impl DeriveState {
     /// The value to store for one data source: the raw value, or for `derive`
-    /// the difference from the previous sample (0 for the first).
-    fn value(&mut self, vl: &ValueList, i: usize, raw: f64) -> f64 {
+    /// the difference from the previous sample (0 for the first). New samples
+    /// go into `pending`, kept apart until the whole body is accepted.
+    fn value(&self, pending: &mut HashMap<String, f64>, vl: &ValueList, i: usize, raw: f64) -> f64 {
         if vl.dstypes.get(i).map(String::as_str) != Some("derive") {
             return raw;
         }
@@ -56,7 +57,8 @@ impl DeriveState {
             "{}/{}/{}/{}/{}/{}",
             vl.host, vl.plugin, vl.plugin_instance, vl.type_, vl.type_instance, name
         );
-        let previous = self.last.insert(key, raw);
+        let previous = pending.get(&key).or_else(|| self.last.get(&key)).copied();
+        pending.insert(key, raw);
         previous.map_or(0.0, |p| raw - p)
     }
 }
@@ -73,7 +75,9 @@ fn time_ms(time: f64, now_ms: i64) -> f64 {
     seconds.round() * 1000.0
 }
 
-/// Converts a whole POST body; nothing is converted unless every list is valid.
+/// Converts a whole POST body; nothing is converted (and the derive state
+/// is left as it was) unless every list is valid and its event within every
+/// limit an event put has.
 pub fn convert(
     body: &[u8],
     now_ms: i64,
@@ -85,40 +89,40 @@ pub fn convert(
             reason: format!("body is not a JSON array: {e}"),
         }]
     })?;
-    let mut parsed = Vec::with_capacity(lists.len());
+    let mut events = Vec::with_capacity(lists.len());
     let mut errors = Vec::new();
+    let mut pending = HashMap::new();
     for (index, v) in lists.into_iter().enumerate() {
+        let error = |reason: String| CollectdError { index, reason };
         match serde_json::from_value::<ValueList>(v) {
-            Ok(vl) if !vl.time.is_finite() => errors.push(CollectdError {
-                index,
-                reason: "invalid time".into(),
-            }),
-            Ok(vl) if vl.plugin.is_empty() => errors.push(CollectdError {
-                index,
-                reason: "missing plugin".into(),
-            }),
-            Ok(vl) => parsed.push(vl),
-            Err(e) => errors.push(CollectdError {
-                index,
-                reason: format!("not a collectd value list: {e}"),
-            }),
+            Ok(vl) if vl.plugin.is_empty() => errors.push(error("missing plugin".into())),
+            Ok(vl) => match to_event(&vl, now_ms, state, &mut pending) {
+                Ok(e) => events.push(e),
+                Err(e) => errors.push(error(e.to_string())),
+            },
+            Err(e) => errors.push(error(format!("not a collectd value list: {e}"))),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(parsed
-        .iter()
-        .map(|vl| to_event(vl, now_ms, state))
-        .collect())
+    state.last.extend(pending);
+    Ok(events)
 }
 
 fn number(x: f64) -> Value {
     crate::plan::number_json(x)
 }
 
-/// One value list → one `collectd` event.
-pub fn to_event(vl: &ValueList, now_ms: i64, state: &mut DeriveState) -> NewEvent<'static> {
+/// One value list → one `collectd` event, checked against the limits of
+/// every event (its time among them: the same bounds as an event put's).
+fn to_event(
+    vl: &ValueList,
+    now_ms: i64,
+    state: &DeriveState,
+    pending: &mut HashMap<String, f64>,
+) -> Result<NewEvent<'static>, EventError> {
+    let time = time::from_number(time_ms(vl.time, now_ms)).ok_or(EventError::InvalidTime)?;
     let mut data = Map::new();
     data.insert("host".into(), Value::String(vl.host.clone()));
     if !vl.plugin_instance.is_empty() {
@@ -131,7 +135,7 @@ pub fn to_event(vl: &ValueList, now_ms: i64, state: &mut DeriveState) -> NewEven
         .values
         .iter()
         .enumerate()
-        .map(|(i, v)| v.map_or(Value::Null, |raw| number(state.value(vl, i, raw))))
+        .map(|(i, v)| v.map_or(Value::Null, |raw| number(state.value(pending, vl, i, raw))))
         .collect();
     let innermost = if values.len() == 1 {
         values.into_iter().next().unwrap_or(Value::Null)
@@ -153,10 +157,11 @@ pub fn to_event(vl: &ValueList, now_ms: i64, state: &mut DeriveState) -> NewEven
     data.insert(vl.plugin.clone(), plugin_value);
     NewEvent::owned(
         "collectd".into(),
-        time_ms(vl.time, now_ms) as i64,
+        time,
         Value::Object(data).to_string(),
         None,
     )
+    .checked()
 }
 
 #[cfg(test)]

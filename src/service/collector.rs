@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
+use crate::model::event::validate_all;
 use crate::model::{BatchError, Clock, NewEvent, Service, parse_event_batch};
 use crate::storage::{EventStore, PutOutcome, StoreError};
 
@@ -56,12 +57,15 @@ impl Collector {
         }
     }
 
-    /// Stores a validated batch; returns once it is durable.
+    /// Checks every event against the limits of events (nothing is stored
+    /// unless all pass: [`CollectorError::Batch`] names each one that does
+    /// not), stores them, and returns once they are durable.
     pub async fn put(
         &self,
         service: &Service,
         events: Vec<NewEvent<'static>>,
     ) -> Result<PutOutcome, CollectorError> {
+        let events = validate_all(events, NewEvent::checked).map_err(CollectorError::Batch)?;
         if events.is_empty() {
             return Ok(PutOutcome::default());
         }

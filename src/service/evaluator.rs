@@ -13,18 +13,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 
 use super::invalidation::Invalidator;
+use crate::limits::{MAX_BINS_PER_REQUEST, MAX_QUERY_MEMORY_BYTES};
 use crate::metric::reduce::{is_pyramidal, merge};
 use crate::metric::{BinComputer, ColumnLeaf, Parsed, Slots, Tier, needed_fields, parse_slots};
 use crate::model::{Service, time};
 use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
 use crate::storage::{CachedBin, EventStore, MetricCache, StoreError};
+use crate::sync::lock;
 
 /// Largest (and default) number of bins one request returns.
-pub const MAX_METRIC_LIMIT: i64 = 10_000;
+pub const MAX_METRIC_LIMIT: i64 = crate::limits::MAX_METRIC_LIMIT as i64;
 /// Default step: 10 seconds.
 pub const DEFAULT_STEP: i64 = 10_000;
 
@@ -35,6 +37,9 @@ pub enum EvalError {
     Store(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request would hold more than its memory budget.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl From<StoreError> for EvalError {
@@ -57,6 +62,9 @@ pub enum MetricQueryError {
     Step,
     #[error("invalid limit")]
     Limit,
+    /// Distinct reduces times bins is over [`MAX_BINS_PER_REQUEST`].
+    #[error("query too large")]
+    TooManyBins { reduces: usize, bins: usize },
 }
 
 /// A parsed metric request: the bins `first + i * step` for `i < n`.
@@ -123,6 +131,16 @@ impl MetricQuery {
             first = end - limit * tier.step();
             n = limit;
         }
+        let mut sources: Vec<&str> = plan.leaves().iter().map(|l| l.source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let bins = usize::try_from(n).unwrap_or(0);
+        if sources.len().saturating_mul(bins) > MAX_BINS_PER_REQUEST {
+            return Err(MetricQueryError::TooManyBins {
+                reduces: sources.len(),
+                bins,
+            });
+        }
         Ok(MetricQuery {
             expression: expression.unwrap_or_default().to_owned(),
             plan,
@@ -183,9 +201,7 @@ impl Evaluator {
     }
 
     pub fn on_compute(&self, l: ComputeListener) {
-        if let Ok(mut ls) = self.listeners.lock() {
-            ls.push(l);
-        }
+        lock(&self.listeners).push(l);
     }
 
     /// Evaluates `q`, calling `emit(bin index, value)` once per bin: bins
@@ -239,6 +255,7 @@ impl Evaluator {
             Some(q.plan.combine(&per_leaf))
         };
 
+        let budget = Budget::new(MAX_QUERY_MEMORY_BYTES);
         let mut cached = Vec::with_capacity(unique.len());
         for leaf in &unique {
             cached.push(self.cached(service, leaf, q.tier, q.first, q.n).await?);
@@ -272,7 +289,7 @@ impl Evaluator {
             unique
                 .iter()
                 .zip(cached)
-                .map(|(leaf, c)| self.fill(service.clone(), Arc::clone(leaf), q.tier, q.first, c)),
+                .map(|(leaf, c)| self.fill(service, leaf, q.tier, q.first, c, &budget)),
         )
         .await
         .into_iter()
@@ -329,40 +346,31 @@ impl Evaluator {
     }
 
     /// Fills the bins `cached` lacks, run by run.
-    fn fill(
+    async fn fill(
         &self,
-        service: Service,
-        leaf: Arc<LeafPlan>,
+        service: &Service,
+        leaf: &Arc<LeafPlan>,
         tier: Tier,
         first: i64,
         cached: Vec<Option<BinValue>>,
-    ) -> BoxFuture<'_, Result<Vec<BinValue>, EvalError>> {
-        Box::pin(async move {
-            let step = tier.step();
-            let mut out: Vec<BinValue> = cached.iter().map(|v| v.flatten()).collect();
-            let mut i = 0;
-            while i < cached.len() {
-                if cached[i].is_some() {
-                    i += 1;
-                    continue;
-                }
-                let run_start = i;
-                while i < cached.len() && cached[i].is_none() {
-                    i += 1;
-                }
-                let values = self
-                    .run(
-                        &service,
-                        &leaf,
-                        tier,
-                        first + run_start as i64 * step,
-                        i - run_start,
-                    )
-                    .await?;
-                out[run_start..i].copy_from_slice(&values);
-            }
-            Ok(out)
-        })
+        budget: &Budget,
+    ) -> Result<Vec<BinValue>, EvalError> {
+        let step = tier.step();
+        let mut out: Vec<BinValue> = cached.iter().map(|v| v.flatten()).collect();
+        for (lo, hi) in missing_runs(cached.iter().map(Option::is_none)) {
+            let values = self
+                .run(
+                    service,
+                    leaf,
+                    tier,
+                    first + lo as i64 * step,
+                    hi - lo,
+                    budget,
+                )
+                .await?;
+            out[lo..hi].copy_from_slice(&values);
+        }
+        Ok(out)
     }
 
     /// Computes one run of missing bins, once for all concurrent askers.
@@ -373,6 +381,7 @@ impl Evaluator {
         tier: Tier,
         first: i64,
         n: usize,
+        budget: &Budget,
     ) -> RunResult {
         let key = RunKey {
             service: service.clone(),
@@ -383,27 +392,28 @@ impl Evaluator {
             n,
         };
         let cell = {
-            let mut map = self
-                .inflight
-                .lock()
-                .map_err(|e| EvalError::Internal(e.to_string()))?;
+            let mut map = lock(&self.inflight);
             Arc::clone(
                 map.entry(key.clone())
                     .or_insert_with(|| Arc::new(OnceCell::new())),
             )
         };
         let result = cell
-            .get_or_init(|| self.compute(service, leaf, tier, first, n))
+            .get_or_init(|| self.compute(service, leaf, tier, first, n, budget))
             .await
             .clone();
-        if let Ok(mut map) = self.inflight.lock()
-            && map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell))
-        {
+        let mut map = lock(&self.inflight);
+        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             map.remove(&key);
         }
         result
     }
 
+    /// Computes `n` bins and caches them unless a put touched their range
+    /// meanwhile. Hour and day bins of pyramidal reduces whose finer bins
+    /// are all cached are merged from those; every other bin is computed
+    /// from events (finer bins are never computed for a coarser answer, so
+    /// the work is bounded by the bins asked for).
     async fn compute(
         &self,
         service: &Service,
@@ -411,48 +421,69 @@ impl Evaluator {
         tier: Tier,
         first: i64,
         n: usize,
+        budget: &Budget,
     ) -> RunResult {
         let generation = self.invalidator.generation(service, &leaf.event_type);
         let started = Instant::now();
+        let step = tier.step();
         let values = match tier.pyramid_source().filter(|_| is_pyramidal(leaf.reduce)) {
             Some(finer) => {
-                let k = usize::try_from(tier.step() / finer.step()).unwrap_or(1);
-                let fine_cached = self.cached(service, leaf, finer, first, n * k).await?;
-                let fine = self
-                    .fill(service.clone(), Arc::clone(leaf), finer, first, fine_cached)
-                    .await?;
-                fine.chunks(k)
-                    .map(|c| merge(leaf.reduce, c.iter().copied()))
-                    .collect()
+                let k = usize::try_from(step / finer.step()).unwrap_or(1);
+                let fine = self.cached(service, leaf, finer, first, n * k).await?;
+                let mut values: Vec<BinValue> = vec![None; n];
+                let mut whole = Vec::with_capacity(n);
+                for (v, parts) in values.iter_mut().zip(fine.chunks(k)) {
+                    let complete = parts.iter().all(Option::is_some);
+                    if complete {
+                        *v = merge(leaf.reduce, parts.iter().map(|p| p.flatten()));
+                    }
+                    whole.push(complete);
+                }
+                for (lo, hi) in missing_runs(whole.iter().map(|c| !c)) {
+                    let part = self
+                        .scan(
+                            service,
+                            leaf,
+                            tier,
+                            first + lo as i64 * step,
+                            hi - lo,
+                            budget,
+                        )
+                        .await?;
+                    values[lo..hi].copy_from_slice(&part);
+                }
+                values
             }
-            None => self.scan(service, leaf, tier, first, n).await?,
+            None => self.scan(service, leaf, tier, first, n, budget).await?,
         };
         let ms = started.elapsed().as_millis() as u64;
         self.session
             .evaluator
             .bins_computed
             .fetch_add(n as u64, Relaxed);
-        let stop = first + n as i64 * tier.step();
-        if !self
-            .invalidator
-            .dirty_since(service, &leaf.event_type, generation, first, stop)
-        {
-            let bins: Vec<CachedBin> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| CachedBin {
-                    time: first + i as i64 * tier.step(),
-                    value: *v,
-                })
-                .collect();
-            let (cache, svc, l) = (Arc::clone(&self.cache), service.clone(), Arc::clone(leaf));
-            tokio::task::spawn_blocking(move || {
-                cache.put(&svc, &l.event_type, &l.source, tier.step(), &bins)
+        let bins: Vec<CachedBin> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| CachedBin {
+                time: first + i as i64 * step,
+                value: *v,
             })
-            .await
-            .map_err(|e| EvalError::Internal(e.to_string()))??;
-        }
-        let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+            .collect();
+        let (cache, inv, svc, l) = (
+            Arc::clone(&self.cache),
+            Arc::clone(&self.invalidator),
+            service.clone(),
+            Arc::clone(leaf),
+        );
+        let stop = first + n as i64 * step;
+        tokio::task::spawn_blocking(move || {
+            inv.cache_unless_dirty(&svc, &l.event_type, generation, first, stop, || {
+                cache.put(&svc, &l.event_type, &l.source, step, &bins)
+            })
+        })
+        .await
+        .map_err(|e| EvalError::Internal(e.to_string()))??;
+        let listeners = lock(&self.listeners).clone();
         for l in listeners {
             l(service, &leaf.source, ms);
         }
@@ -468,6 +499,7 @@ impl Evaluator {
         tier: Tier,
         first: i64,
         n: usize,
+        budget: &Budget,
     ) -> Result<Vec<BinValue>, EvalError> {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         let parts = cores.min(n).max(1);
@@ -477,8 +509,9 @@ impl Evaluator {
             let len = per.min(n.saturating_sub(lo));
             let (store, svc, leaf) = (Arc::clone(&self.store), service.clone(), Arc::clone(leaf));
             let chunk_first = first + lo as i64 * tier.step();
+            let budget = budget.clone();
             tokio::task::spawn_blocking(move || {
-                scan_bins(&*store, &svc, &leaf, tier, chunk_first, len)
+                scan_bins(&*store, &svc, &leaf, tier, chunk_first, len, &budget)
             })
         });
         let mut out = Vec::with_capacity(n);
@@ -486,6 +519,38 @@ impl Evaluator {
             out.extend(part.map_err(|e| EvalError::Internal(e.to_string()))??);
         }
         Ok(out)
+    }
+}
+
+/// The `[lo, hi)` index runs where `missing` is true.
+fn missing_runs(missing: impl Iterator<Item = bool>) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, m) in missing.enumerate() {
+        match runs.last_mut() {
+            Some((_, hi)) if m && *hi == i => *hi = i + 1,
+            _ if m => runs.push((i, i + 1)),
+            _ => {}
+        }
+    }
+    runs
+}
+
+/// The memory one request may still hold for values reduces keep
+/// ([`MAX_QUERY_MEMORY_BYTES`]), shared by all of its scans.
+#[derive(Clone)]
+pub struct Budget(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        Budget(Arc::new(std::sync::atomic::AtomicUsize::new(bytes)))
+    }
+
+    /// Takes `bytes` from the budget; false (taking nothing) if it has not
+    /// that much left.
+    fn take(&self, bytes: usize) -> bool {
+        self.0
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(bytes))
+            .is_ok()
     }
 }
 
@@ -497,6 +562,7 @@ fn scan_bins(
     tier: Tier,
     first: i64,
     n: usize,
+    budget: &Budget,
 ) -> Result<Vec<BinValue>, EvalError> {
     if n == 0 {
         return Ok(Vec::new());
@@ -507,13 +573,24 @@ fn scan_bins(
     let mut slots = Slots::new(names.iter().cloned());
     let mut computer = BinComputer::new(leaf, tier, first, n);
     let mut bad = None;
+    let mut over_budget = false;
+    let mut charged = 0;
     let stop = first + n as i64 * tier.step();
     store.scan_blocks(svc, &leaf.event_type, first, stop, &mut |block, dead| {
+        // Values held by reduces are charged to the request, block by block.
+        let held = computer.held_bytes();
+        if held > charged {
+            if !budget.take(held - charged) {
+                over_budget = true;
+                return ControlFlow::Break(());
+            }
+            charged = held;
+        }
         // The whole leaf on columns: no JSON values at all.
         if !none_needed && let Some(cl) = ColumnLeaf::new(leaf, block) {
             for i in 0..block.len() {
                 let t = block.time(i);
-                if t < first || t >= stop || dead.contains(&(i as u32)) {
+                if t < first || t >= stop || dead.contains(i) {
                     continue;
                 }
                 if let Some(x) = cl.value(i) {
@@ -526,7 +603,7 @@ fn scan_bins(
         let columns: Option<Vec<_>> = names.iter().map(|name| block.column(name)).collect();
         for i in 0..block.len() {
             let t = block.time(i);
-            if t < first || t >= stop || dead.contains(&(i as u32)) {
+            if t < first || t >= stop || dead.contains(i) {
                 continue;
             }
             if none_needed {
@@ -555,6 +632,12 @@ fn scan_bins(
     })?;
     if let Some(e) = bad {
         return Err(EvalError::Store(format!("corrupt event data: {e}")));
+    }
+    if over_budget || !budget.take(computer.held_bytes().saturating_sub(charged)) {
+        return Err(EvalError::TooLarge(format!(
+            "{} keeps more than {MAX_QUERY_MEMORY_BYTES} bytes of values for this range; ask for a shorter range",
+            leaf.source
+        )));
     }
     Ok(computer.finish())
 }

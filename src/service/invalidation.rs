@@ -1,37 +1,63 @@
 //! Batched invalidation of cached metric bins.
 //!
 //! Every acknowledged put records the times it wrote (and the old times of
-//! upserted events) per service and type. Pending times are flushed to the
-//! metric cache — marking invalid the bins of every tier that contain them —
-//! every invalidation interval, and also right before a query reads the cache
-//! of that type, so a query always sees every acknowledged event.
+//! upserted events) per service and type, with the dirty marks the store
+//! wrote in the same atomic batch as the events. Pending times are flushed
+//! to the metric cache — marking invalid the bins of every tier that contain
+//! them and removing their marks, atomically — every invalidation interval,
+//! and also right before a query reads the cache of that type, so a query
+//! always sees every acknowledged event. A flush that fails keeps what it
+//! could not apply. A crash between a put and its flush leaves the marks,
+//! and the store invalidates their bins when it opens again: no cached bin
+//! is served stale after a crash at any instant.
 //!
 //! A bin computed while a put to its range was in flight must not be cached as
 //! valid: each type keeps a generation counter and a short log of the time
-//! ranges written per generation; [`Invalidator::dirty_since`] tells the
-//! evaluator whether its range was written since it started computing.
+//! ranges written per generation. [`Invalidator::cache_unless_dirty`] checks
+//! that log and writes the bins under the type's lock, so no put can record
+//! (and no flush can run for it) between the check and the write.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::metric::TIERS;
 use crate::model::Service;
-use crate::storage::{MetricCache, PutOutcome, StoreError};
+use crate::storage::{DirtyMark, MetricCache, PutOutcome, StoreError};
+use crate::sync::lock;
 
-/// How many write ranges each type remembers for [`Invalidator::dirty_since`].
+/// How many write ranges each type remembers for the dirty check.
 const LOG_LEN: usize = 4096;
 
 #[derive(Default)]
 struct TypeState {
     generation: u64,
     pending: Vec<i64>,
+    marks: Vec<DirtyMark>,
     /// (generation, min time, max time) of recent writes, oldest first.
     log: VecDeque<(u64, i64, i64)>,
 }
 
+impl TypeState {
+    /// Whether anything in `[lo, hi)` was written after `generation`.
+    fn dirty_since(&self, generation: u64, lo: i64, hi: i64) -> bool {
+        if self.generation == generation {
+            return false;
+        }
+        // Forgotten generations might have touched the range: assume they did.
+        if self.log.front().is_none_or(|(g, _, _)| *g > generation + 1) {
+            return true;
+        }
+        self.log
+            .iter()
+            .any(|(g, min, max)| *g > generation && *min < hi && *max >= lo)
+    }
+}
+
+type Key = (Service, String);
+
 pub struct Invalidator {
     cache: Arc<dyn MetricCache>,
-    types: Mutex<HashMap<(Service, String), TypeState>>,
+    types: Mutex<HashMap<Key, Arc<Mutex<TypeState>>>>,
 }
 
 impl Invalidator {
@@ -42,43 +68,46 @@ impl Invalidator {
         }
     }
 
+    fn state(&self, service: &Service, event_type: &str) -> Arc<Mutex<TypeState>> {
+        let mut types = lock(&self.types);
+        Arc::clone(
+            types
+                .entry((service.clone(), event_type.to_owned()))
+                .or_default(),
+        )
+    }
+
     /// Records what a put wrote (called before the put is acknowledged).
     pub fn record(&self, service: &Service, outcome: &PutOutcome) {
-        let Ok(mut types) = self.types.lock() else {
-            return;
-        };
-        let mut touch = |event_type: &str, times: &[i64]| {
-            let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) else {
-                return;
-            };
-            let st = types
-                .entry((service.clone(), event_type.to_owned()))
-                .or_default();
-            st.generation += 1;
-            st.pending.extend_from_slice(times);
-            st.log.push_back((st.generation, *lo, *hi));
-            if st.log.len() > LOG_LEN {
-                st.log.pop_front();
-            }
-        };
+        let mut touched: HashMap<&str, (Vec<i64>, Vec<DirtyMark>)> = HashMap::new();
         for (t, times) in &outcome.written {
-            touch(t, times);
+            touched.entry(t).or_default().0.extend_from_slice(times);
         }
         for (t, time) in &outcome.replaced {
-            touch(t, &[*time]);
+            touched.entry(t).or_default().0.push(*time);
+        }
+        for (t, mark) in &outcome.marks {
+            touched.entry(t).or_default().1.push(mark.clone());
+        }
+        for (event_type, (times, marks)) in touched {
+            let state = self.state(service, event_type);
+            let mut st = lock(&state);
+            if let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) {
+                st.generation += 1;
+                let g = st.generation;
+                st.log.push_back((g, *lo, *hi));
+                if st.log.len() > LOG_LEN {
+                    st.log.pop_front();
+                }
+            }
+            st.pending.extend_from_slice(&times);
+            st.marks.extend(marks);
         }
     }
 
     /// The type's current generation (read before computing bins).
     pub fn generation(&self, service: &Service, event_type: &str) -> u64 {
-        self.types
-            .lock()
-            .ok()
-            .and_then(|t| {
-                t.get(&(service.clone(), event_type.to_owned()))
-                    .map(|s| s.generation)
-            })
-            .unwrap_or(0)
+        lock(&self.state(service, event_type)).generation
     }
 
     /// Whether anything in `[lo, hi)` was written after `generation`.
@@ -90,62 +119,70 @@ impl Invalidator {
         lo: i64,
         hi: i64,
     ) -> bool {
-        let Ok(types) = self.types.lock() else {
-            return true;
-        };
-        let Some(st) = types.get(&(service.clone(), event_type.to_owned())) else {
-            return false;
-        };
-        if st.generation == generation {
-            return false;
+        lock(&self.state(service, event_type)).dirty_since(generation, lo, hi)
+    }
+
+    /// Runs `write` (the cache write of bins of `[lo, hi)` computed from the
+    /// events as of `generation`) unless a put touched that range since,
+    /// holding the type's lock throughout. Whether it wrote.
+    pub fn cache_unless_dirty(
+        &self,
+        service: &Service,
+        event_type: &str,
+        generation: u64,
+        lo: i64,
+        hi: i64,
+        write: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let state = self.state(service, event_type);
+        let st = lock(&state);
+        if st.dirty_since(generation, lo, hi) {
+            return Ok(false);
         }
-        // Forgotten generations might have touched the range: assume they did.
-        if st.log.front().is_none_or(|(g, _, _)| *g > generation + 1) {
-            return true;
-        }
-        st.log
-            .iter()
-            .any(|(g, min, max)| *g > generation && *min < hi && *max >= lo)
+        write()?;
+        drop(st);
+        Ok(true)
     }
 
     /// Flushes the pending invalidations of one type (before a query reads its cache).
     pub fn flush_type(&self, service: &Service, event_type: &str) -> Result<(), StoreError> {
-        let times = {
-            let Ok(mut types) = self.types.lock() else {
-                return Err(StoreError::Closed);
-            };
-            match types.get_mut(&(service.clone(), event_type.to_owned())) {
-                Some(st) if !st.pending.is_empty() => std::mem::take(&mut st.pending),
-                _ => return Ok(()),
-            }
-        };
-        self.invalidate(service, event_type, times)
+        let state = self.state(service, event_type);
+        self.flush(service, event_type, &state)
     }
 
-    /// Flushes every pending invalidation (the periodic batch).
+    /// Flushes every pending invalidation (the periodic batch). A type whose
+    /// flush fails keeps its pending work, and the others are still flushed;
+    /// the first error is returned.
     pub fn flush_all(&self) -> Result<(), StoreError> {
-        let batches: Vec<((Service, String), Vec<i64>)> = {
-            let Ok(mut types) = self.types.lock() else {
-                return Err(StoreError::Closed);
-            };
-            types
-                .iter_mut()
-                .filter(|(_, st)| !st.pending.is_empty())
-                .map(|(k, st)| (k.clone(), std::mem::take(&mut st.pending)))
-                .collect()
-        };
-        for ((service, event_type), times) in batches {
-            self.invalidate(&service, &event_type, times)?;
+        let all: Vec<(Key, Arc<Mutex<TypeState>>)> = lock(&self.types)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        let mut first_error = None;
+        for ((service, event_type), state) in all {
+            if let Err(e) = self.flush(&service, &event_type, &state) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
-    fn invalidate(
+    fn flush(
         &self,
         service: &Service,
         event_type: &str,
-        mut times: Vec<i64>,
+        state: &Mutex<TypeState>,
     ) -> Result<(), StoreError> {
+        let (mut times, marks) = {
+            let mut st = lock(state);
+            if st.pending.is_empty() && st.marks.is_empty() {
+                return Ok(());
+            }
+            (
+                std::mem::take(&mut st.pending),
+                std::mem::take(&mut st.marks),
+            )
+        };
         // One time per finest bin is enough: coarser bins contain the finer ones.
         let finest = TIERS[0];
         for t in &mut times {
@@ -153,6 +190,15 @@ impl Invalidator {
         }
         times.sort_unstable();
         times.dedup();
-        self.cache.invalidate(service, event_type, &TIERS, &times)
+        let r = self
+            .cache
+            .invalidate(service, event_type, &TIERS, &times, &marks);
+        if r.is_err() {
+            // Keep what could not be applied, for the next flush.
+            let mut st = lock(state);
+            st.pending.extend(times);
+            st.marks.extend(marks);
+        }
+        r
     }
 }

@@ -12,6 +12,8 @@ use crate::model::{Clock, NewEvent, Service};
 
 /// Most buffered events; beyond it new ones are dropped (and counted).
 const MAX_PENDING: usize = 100_000;
+/// Longest request path kept in a `cube_request` event, in characters.
+pub const MAX_PATH_CHARS: usize = 1024;
 
 pub struct SelfEvents {
     enabled: bool,
@@ -47,18 +49,28 @@ impl SelfEvents {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
-        pending
-            .entry(service.clone())
-            .or_default()
-            .push(NewEvent::owned(
-                event_type.to_owned(),
-                self.clock.now_ms(),
-                data.to_string(),
-                None,
-            ));
+        let event = NewEvent::owned(
+            event_type.to_owned(),
+            self.clock.now_ms(),
+            data.to_string(),
+            None,
+        );
+        // An event over a limit is dropped alone, never with its batch.
+        match event.checked() {
+            Ok(e) => pending.entry(service.clone()).or_default().push(e),
+            Err(_) => {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
+    /// A request's event; a path longer than [`MAX_PATH_CHARS`] is cut there.
     pub fn request(&self, service: &Service, ip: Option<String>, path: &str, method: &str) {
+        let path = match path.char_indices().nth(MAX_PATH_CHARS) {
+            Some((cut, _)) => &path[..cut],
+            None => path,
+        };
         self.push(
             service,
             "cube_request",

@@ -112,7 +112,19 @@ pub fn build_columns<'a, 'd: 'a>(
             }
         }
     }
-    cols.retain(|c| !matches!(c.data, ColumnData::Mixed));
+    // Only what the layout's widths hold: names up to `u16`, text up to
+    // `u32` offsets (the JSON keeps the rest; limits on events keep both far
+    // below these).
+    cols.retain(|c| {
+        c.name.len() <= u16::MAX as usize
+            && match &c.data {
+                ColumnData::Number(_) => true,
+                ColumnData::Text(v) => {
+                    v.iter().flatten().map(|s| s.len()).sum::<usize>() <= u32::MAX as usize
+                }
+                ColumnData::Mixed => false,
+            }
+    });
     cols
 }
 

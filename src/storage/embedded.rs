@@ -9,7 +9,8 @@
 //! upserts), `deleted` (tombstones of replaced events), `types` (`service 0x00
 //! type`), `metrics` (the metric cache), `metric_log` (cache insertion order,
 //! for the byte cap), `metric_sources` (the sources cached per type, for
-//! invalidation).
+//! invalidation), `dirty` (one [`DirtyMark`] per block written and per
+//! bucket an upsert left, until its bins are invalidated).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -21,8 +22,13 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde_json::Value;
 
 use super::keys;
-use super::{CachedBin, EventStore, MetricCache, Order, PutOutcome, StoreError};
+use super::{
+    CachedBin, DirtyMark, EventStore, MetricCache, Order, PutOutcome, Replaced, StoreError,
+};
+use crate::limits::MAX_KEY_BYTES;
+use crate::metric::TIERS;
 use crate::model::{NewEvent, Service, StoredEvent};
+use crate::sync::lock;
 
 /// When a put is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -60,6 +66,8 @@ pub struct EmbeddedStore {
     metric_sources: Keyspace,
     /// Tombstones of events replaced by an upsert: `block key index(4)`.
     deleted: Keyspace,
+    /// Dirty marks: `service 0x00 type 0x00 bucket(8) run(8) seq(8)`.
+    dirty: Keyspace,
     /// Type prefixes that have tombstones (scans of other types skip the lookup).
     tombstoned: DashMap<Vec<u8>, ()>,
     durability: Durability,
@@ -117,6 +125,7 @@ impl EmbeddedStore {
             metric_log: ks("metric_log")?,
             metric_sources: ks("metric_sources")?,
             deleted: ks("deleted")?,
+            dirty: ks("dirty")?,
             tombstoned: DashMap::new(),
             db,
             durability,
@@ -128,7 +137,52 @@ impl EmbeddedStore {
             sources: DashMap::new(),
         };
         store.load_indexes()?;
+        store.recover_dirty()?;
         Ok(store)
+    }
+
+    /// Invalidates, for every tier and source, the cached bins of each
+    /// bucket a dirty mark left by an earlier run names (their puts were
+    /// stored but the process stopped before it invalidated their bins),
+    /// and removes the marks, atomically.
+    fn recover_dirty(&self) -> Result<(), StoreError> {
+        let mut buckets: BTreeSet<(Vec<u8>, i64)> = BTreeSet::new();
+        let mut marks = Vec::new();
+        for item in self.dirty.iter() {
+            let key = item.key().map_err(engine)?;
+            let (prefix, rest) = split_prefix_bytes(&key)?;
+            let bucket = keys::decode_i64(rest).ok_or_else(|| corrupt("dirty mark"))?;
+            buckets.insert((prefix.to_vec(), bucket));
+            marks.push(key.to_vec());
+        }
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let _guard = lock(&self.cache_usage);
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        for (prefix, bucket) in &buckets {
+            for tier in TIERS {
+                let first = bucket - bucket.rem_euclid(tier);
+                let lo = keys::metric_bin_prefix(prefix, tier, first);
+                let hi = keys::metric_bin_prefix(prefix, tier, bucket + keys::BUCKET_MS);
+                for item in self.metrics.range(lo..hi) {
+                    let (k, v) = item.into_inner().map_err(engine)?;
+                    if let Some((true, value, seq)) = decode_bin(&v) {
+                        batch.insert(&self.metrics, k, encode_bin(false, value, seq).to_vec());
+                    }
+                }
+            }
+        }
+        for m in marks.iter() {
+            batch.remove(&self.dirty, m.clone());
+        }
+        batch.commit().map_err(engine)?;
+        tracing::info!(
+            marks = marks.len(),
+            buckets = buckets.len(),
+            "invalidated cached bins of puts an earlier run did not flush"
+        );
+        Ok(())
     }
 
     fn load_indexes(&self) -> Result<(), StoreError> {
@@ -147,7 +201,7 @@ impl EmbeddedStore {
             let (prefix, source) = split_prefixed(&key)?;
             self.sources.entry(prefix).or_default().insert(source);
         }
-        let mut usage = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let mut usage = lock(&self.cache_usage);
         for item in self.metric_log.iter() {
             let (key, value) = item.into_inner().map_err(engine)?;
             let plen = key
@@ -156,7 +210,7 @@ impl EmbeddedStore {
                 .ok_or_else(|| corrupt("metric log key"))?;
             let seq = u64::from_be_bytes(key[plen..].try_into().map_err(|_| corrupt("seq"))?);
             let u = usage.entry(key[..plen].to_vec()).or_default();
-            u.bytes += entry_bytes(&value);
+            u.bytes += entry_bytes(plen, value.len());
             u.next_seq = u.next_seq.max(seq + 1);
         }
         Ok(())
@@ -186,7 +240,7 @@ impl EmbeddedStore {
         for (b, (block, dead)) in decoded.iter().enumerate() {
             for i in 0..block.len() {
                 let t = block.time(i);
-                if t >= start && t < stop && !dead.contains(&(i as u32)) {
+                if t >= start && t < stop && !dead.contains(i) {
                     refs.push((t, b, i));
                 }
             }
@@ -222,17 +276,17 @@ impl EmbeddedStore {
     }
 
     /// Indices of a block's events replaced by upserts.
-    fn tombstones(&self, prefix: &[u8], block_key: &[u8]) -> Result<Vec<u32>, StoreError> {
+    fn tombstones(&self, prefix: &[u8], block_key: &[u8]) -> Result<Replaced, StoreError> {
+        let mut out = Replaced::default();
         if !self.tombstoned.contains_key(prefix) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
-        let mut out = Vec::new();
         for item in self.deleted.prefix(block_key) {
             let k = item.key().map_err(engine)?;
             let tail: [u8; 4] = k[block_key.len()..]
                 .try_into()
                 .map_err(|_| corrupt("tombstone"))?;
-            out.push(u32::from_be_bytes(tail));
+            out.insert(u32::from_be_bytes(tail));
         }
         Ok(out)
     }
@@ -248,6 +302,16 @@ impl EmbeddedStore {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
+}
+
+/// Refuses a key of `len` bytes that the engine could not store.
+fn fits(len: usize, what: &str) -> Result<(), StoreError> {
+    if len > MAX_KEY_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "a key of {len} bytes (its {what} is too long; the engine stores keys up to {MAX_KEY_BYTES} bytes)"
+        )));
+    }
+    Ok(())
 }
 
 /// Unique per server run: nanoseconds since the epoch at start-up.
@@ -316,7 +380,8 @@ impl EventStore for EmbeddedStore {
             }
         }
         // Blocks are encoded before the writer lock is taken: concurrent
-        // puts encode in parallel and only take turns to commit.
+        // puts encode in parallel and only take turns to commit. Every key
+        // is checked before anything is written.
         let mut location = vec![(0usize, 0u32); events.len()];
         let mut blocks: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(groups.len());
         for (g, ((event_type, _), idxs)) in groups.iter_mut().enumerate() {
@@ -329,14 +394,21 @@ impl EventStore for EmbeddedStore {
             let value = keys::encode_block(idxs.iter().map(|&i| {
                 let e = &events[i];
                 (e.time, e.id.as_deref(), &e.data)
-            }));
-            blocks.push((keys::type_prefix(service, event_type), value));
+            }))?;
+            let prefix = keys::type_prefix(service, event_type);
+            fits(prefix.len() + keys::EVENT_SUFFIX_LEN + 4, "event type")?;
+            for &i in idxs.iter() {
+                if let Some(id) = &events[i].id {
+                    fits(prefix.len() + id.len(), "event id")?;
+                }
+            }
+            blocks.push((prefix, value));
             let times = outcome.written.entry((*event_type).to_owned()).or_default();
             times.extend(idxs.iter().map(|&i| events[i].time));
         }
         let mut new_types: Vec<String> = Vec::new();
         {
-            let mut seq = self.writer.lock().map_err(|_| StoreError::Closed)?;
+            let mut seq = lock(&self.writer);
             let mut batch = self.db.batch().durability(Some(self.persist_mode()));
             // (type prefix, block key) of each block, for the id index.
             let mut block_keys: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(blocks.len());
@@ -344,6 +416,11 @@ impl EventStore for EmbeddedStore {
                 let key = keys::block_key(&prefix, *bucket, self.run, *seq);
                 *seq += 1;
                 batch.insert(&self.events, key.clone(), value);
+                // The bins of this block's events are dirty until invalidated.
+                batch.insert(&self.dirty, key.clone(), Vec::<u8>::new());
+                outcome
+                    .marks
+                    .push(((*event_type).to_owned(), DirtyMark(key.clone())));
                 let known = self
                     .known_types
                     .get(service.key())
@@ -356,6 +433,8 @@ impl EventStore for EmbeddedStore {
             }
             // Upserts, in the order the client sent them: the later event wins.
             let mut pending: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+            // Buckets left by replaced events, marked dirty once each.
+            let mut left: BTreeSet<(usize, i64)> = BTreeSet::new();
             for (i, e) in events.iter().enumerate() {
                 let Some(id) = &e.id else { continue };
                 let (g, j) = location[i];
@@ -379,10 +458,20 @@ impl EventStore for EmbeddedStore {
                     outcome
                         .replaced
                         .push((e.event_type.clone().into_owned(), old_time));
+                    left.insert((g, keys::bucket(old_time)));
                 }
                 let loc = keys::encode_id_location(e.time, j, key);
                 batch.insert(&self.ids, ik.clone(), loc.clone());
                 pending.insert(ik, loc);
+            }
+            for (g, bucket) in left {
+                let ((event_type, _), _) = &groups[g];
+                let key = keys::block_key(&block_keys[g].0, bucket, self.run, *seq);
+                *seq += 1;
+                batch.insert(&self.dirty, key.clone(), Vec::<u8>::new());
+                outcome
+                    .marks
+                    .push(((*event_type).to_owned(), DirtyMark(key)));
             }
             batch.commit().map_err(engine)?;
         }
@@ -455,7 +544,7 @@ impl EventStore for EmbeddedStore {
         self.scan_blocks(service, event_type, start, stop, &mut |block, dead| {
             for i in 0..block.len() {
                 let t = block.time(i);
-                if t < start || t >= stop || dead.contains(&(i as u32)) {
+                if t < start || t >= stop || dead.contains(i) {
                     continue;
                 }
                 let Some(data) = block.data(i) else {
@@ -480,7 +569,7 @@ impl EventStore for EmbeddedStore {
         event_type: &str,
         start: i64,
         stop: i64,
-        visit: &mut dyn FnMut(&keys::Block<'_>, &[u32]) -> ControlFlow<()>,
+        visit: &mut dyn FnMut(&keys::Block<'_>, &Replaced) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         if start >= stop {
             return Ok(());
@@ -518,6 +607,7 @@ impl EventStore for EmbeddedStore {
             &self.metrics,
             &self.metric_log,
             &self.metric_sources,
+            &self.dirty,
         ] {
             ks.rotate_memtable_and_wait().map_err(engine)?;
         }
@@ -544,9 +634,11 @@ fn decode_bin(v: &[u8]) -> Option<(bool, Option<f64>, u64)> {
     Some((v[0] == 1, (v[1] == 1).then_some(value), seq))
 }
 
-/// Bytes one cache entry is charged: its key (the log value) plus its value.
-fn entry_bytes(metric_key: &[u8]) -> u64 {
-    metric_key.len() as u64 + 18
+/// Bytes one cache entry is charged: what it stores, its key and value in
+/// `metrics` and its record in `metric_log` (key: type prefix of
+/// `prefix_len` bytes and a sequence number; value: the metric key).
+fn entry_bytes(prefix_len: usize, metric_key_len: usize) -> u64 {
+    (2 * metric_key_len + prefix_len + 8 + 18) as u64
 }
 
 fn log_key(prefix: &[u8], seq: u64) -> Vec<u8> {
@@ -602,9 +694,46 @@ impl MetricCache for EmbeddedStore {
             return Ok(());
         }
         let prefix = keys::type_prefix(service, event_type);
-        let mut usage_map = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let key_len = keys::metric_key(&prefix, tier, 0, source).len();
+        fits(key_len, "metric source")?;
+        let charge = entry_bytes(prefix.len(), key_len);
+        // The newest bins that fit the cap: one put never overfills it.
+        let fit = usize::try_from(self.cache_cap / charge.max(1)).unwrap_or(usize::MAX);
+        let bins = &bins[bins.len().saturating_sub(fit)..];
+        if bins.is_empty() {
+            return Ok(());
+        }
+        let adding = charge * bins.len() as u64;
+        let mut usage_map = lock(&self.cache_usage);
         let usage = usage_map.entry(prefix.clone()).or_default();
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        // Evict the oldest entries until the new ones fit.
+        if usage.bytes + adding > self.cache_cap {
+            for item in self.metric_log.prefix(&prefix) {
+                if usage.bytes + adding <= self.cache_cap {
+                    break;
+                }
+                let (lk, mk) = item.into_inner().map_err(engine)?;
+                let seq = u64::from_be_bytes(
+                    lk[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| corrupt("log key"))?,
+                );
+                usage.bytes = usage
+                    .bytes
+                    .saturating_sub(entry_bytes(prefix.len(), mk.len()));
+                batch.remove(&self.metric_log, lk.to_vec());
+                // Remove the entry only if this log record is its latest write.
+                let current = self.metrics.get(&mk).map_err(engine)?;
+                let latest_in_store = current
+                    .as_deref()
+                    .and_then(decode_bin)
+                    .is_some_and(|(_, _, s)| s == seq);
+                if latest_in_store {
+                    batch.remove(&self.metrics, mk.to_vec());
+                }
+            }
+        }
         if !self
             .sources
             .get(&prefix)
@@ -622,7 +751,7 @@ impl MetricCache for EmbeddedStore {
             let key = keys::metric_key(&prefix, tier, bin.time, source);
             let seq = usage.next_seq;
             usage.next_seq += 1;
-            usage.bytes += entry_bytes(&key);
+            usage.bytes += charge;
             batch.insert(&self.metric_log, log_key(&prefix, seq), key.clone());
             batch.insert(
                 &self.metrics,
@@ -630,36 +759,11 @@ impl MetricCache for EmbeddedStore {
                 encode_bin(true, bin.value, seq).to_vec(),
             );
         }
-        // Evict the oldest entries until the type fits its cap again.
-        if usage.bytes > self.cache_cap {
-            for item in self.metric_log.prefix(&prefix) {
-                if usage.bytes <= self.cache_cap {
-                    break;
-                }
-                let (lk, mk) = item.into_inner().map_err(engine)?;
-                let seq = u64::from_be_bytes(
-                    lk[prefix.len()..]
-                        .try_into()
-                        .map_err(|_| corrupt("log key"))?,
-                );
-                usage.bytes = usage.bytes.saturating_sub(entry_bytes(&mk));
-                batch.remove(&self.metric_log, lk.to_vec());
-                // Remove the entry only if this log record is its latest write.
-                let current = self.metrics.get(&mk).map_err(engine)?;
-                let latest_in_store = current
-                    .as_deref()
-                    .and_then(decode_bin)
-                    .is_some_and(|(_, _, s)| s == seq);
-                if latest_in_store {
-                    batch.remove(&self.metrics, mk.to_vec());
-                }
-            }
-        }
         batch.commit().map_err(engine)
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        let mut usage = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let mut usage = lock(&self.cache_usage);
         self.metrics.clear().map_err(engine)?;
         self.metric_log.clear().map_err(engine)?;
         self.metric_sources.clear().map_err(engine)?;
@@ -669,7 +773,7 @@ impl MetricCache for EmbeddedStore {
     }
 
     fn clear_service(&self, service: &Service) -> Result<(), StoreError> {
-        let mut usage = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let mut usage = lock(&self.cache_usage);
         let mut prefix = service.key().as_bytes().to_vec();
         prefix.push(0);
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
@@ -690,18 +794,23 @@ impl MetricCache for EmbeddedStore {
         event_type: &str,
         tiers: &[i64],
         times: &[i64],
+        marks: &[DirtyMark],
     ) -> Result<(), StoreError> {
         let prefix = keys::type_prefix(service, event_type);
-        let Some(sources) = self.sources.get(&prefix).map(|s| s.clone()) else {
-            return Ok(());
-        };
+        let sources = self
+            .sources
+            .get(&prefix)
+            .map(|s| s.clone())
+            .unwrap_or_default();
         let mut bins: BTreeSet<(i64, i64)> = BTreeSet::new();
-        for &tier in tiers.iter().filter(|t| **t > 0) {
-            for &t in times {
-                bins.insert((tier, t - t.rem_euclid(tier)));
+        if !sources.is_empty() {
+            for &tier in tiers.iter().filter(|t| **t > 0) {
+                for &t in times {
+                    bins.insert((tier, t - t.rem_euclid(tier)));
+                }
             }
         }
-        let _guard = self.cache_usage.lock().map_err(|_| StoreError::Closed)?;
+        let _guard = lock(&self.cache_usage);
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         for (tier, bin) in bins {
             for source in &sources {
@@ -712,6 +821,9 @@ impl MetricCache for EmbeddedStore {
                     batch.insert(&self.metrics, key, encode_bin(false, value, seq).to_vec());
                 }
             }
+        }
+        for DirtyMark(m) in marks {
+            batch.remove(&self.dirty, m.clone());
         }
         batch.commit().map_err(engine)
     }

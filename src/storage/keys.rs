@@ -90,22 +90,37 @@ pub fn metric_bin_prefix(prefix: &[u8], tier: i64, time: i64) -> Vec<u8> {
     k
 }
 
+/// Why a block was not encoded: what it would hold does not fit a width
+/// the layout stores. Nothing is written; the encoder never wraps a width.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a block cannot hold {0}")]
+pub struct EncodeError(pub &'static str);
+
+/// `x` as a `u32` width, or the error naming what overflowed.
+fn width(x: usize, what: &'static str) -> Result<u32, EncodeError> {
+    u32::try_from(x).map_err(|_| EncodeError(what))
+}
+
 /// Encodes a block: `version(2) n(4) times(8n) id_offsets(4(n+1)) ids
 /// data_offsets(4(n+1)) data columns`, little-endian (columns: see
 /// [`super::columns`]). An event without id has an empty id (a JSON id is
-/// never empty).
+/// never empty). Refuses what a `u32` count, offset or total would not hold.
 pub fn encode_block<'a, 'd: 'a>(
     events: impl ExactSizeIterator<Item = (i64, Option<&'a str>, &'a EventData<'d>)> + Clone,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, EncodeError> {
     let n = events.len();
+    width(n, "more than 2^32 - 1 events")?;
     let columns = super::columns::build_columns(events.clone().map(|(_, _, d)| d));
     let ids_len: usize = events
         .clone()
         .map(|(_, id, _)| id.map_or(0, str::len))
         .sum();
+    width(ids_len, "more than 4 GiB of ids")?;
     let data_len: usize = events.clone().map(|(_, _, d)| d.json_len()).sum();
     let columns_len = super::columns::encoded_len(&columns, n);
-    let mut v = Vec::with_capacity(5 + 8 * n + 8 * (n + 1) + ids_len + data_len + columns_len);
+    let total = 5 + 8 * n + 8 * (n + 1) + ids_len + data_len + columns_len;
+    width(total, "more than 4 GiB")?;
+    let mut v = Vec::with_capacity(total);
     v.push(2u8);
     v.extend_from_slice(&(n as u32).to_le_bytes());
     for (t, _, _) in events.clone() {
@@ -114,6 +129,7 @@ pub fn encode_block<'a, 'd: 'a>(
     let mut off = 0u32;
     v.extend_from_slice(&off.to_le_bytes());
     for (_, id, _) in events.clone() {
+        // Cannot wrap: the sum of all ids fits (checked above).
         off += id.map_or(0, str::len) as u32;
         v.extend_from_slice(&off.to_le_bytes());
     }
@@ -127,11 +143,12 @@ pub fn encode_block<'a, 'd: 'a>(
     let data_at = v.len();
     for (i, (_, _, d)) in events.enumerate() {
         d.write_json(&mut v);
-        let off = ((v.len() - data_at) as u32).to_le_bytes();
+        let off = width(v.len() - data_at, "more than 4 GiB of data")?.to_le_bytes();
         v[offsets_at + 4 * (i + 1)..offsets_at + 4 * (i + 2)].copy_from_slice(&off);
     }
     super::columns::encode_columns(&columns, n, &mut v);
-    v
+    width(v.len(), "more than 4 GiB")?;
+    Ok(v)
 }
 
 /// A decoded view of a block.
@@ -274,7 +291,7 @@ mod tests {
         #[test]
         fn blocks_round_trip(events in prop::collection::vec((any::<i64>(), prop::option::of("[a-z0-9\"]{1,12}"), "\\PC{0,30}"), 0..20)) {
             let datas: Vec<EventData<'_>> = events.iter().map(|(_, _, d)| EventData::Json(d.as_str().into())).collect();
-            let v = encode_block(events.iter().zip(&datas).map(|((t, id, _), d)| (*t, id.as_deref(), d)));
+            let v = encode_block(events.iter().zip(&datas).map(|((t, id, _), d)| (*t, id.as_deref(), d))).unwrap();
             let b = Block::decode(&v).unwrap();
             prop_assert_eq!(b.len(), events.len());
             for (i, (t, id, d)) in events.iter().enumerate() {

@@ -27,14 +27,56 @@ pub enum StoreError {
     /// The store is shutting down; the call was not carried out.
     #[error("store is closed")]
     Closed,
+    /// What was to be written does not fit a width of the stored layout (a
+    /// key over the engine's limit, a block over 4 GiB). Nothing was
+    /// written. The limits on events keep every client's put below these;
+    /// report as a client error naming the limit.
+    #[error("too large to store: {0}")]
+    TooLarge(String),
 }
 
-/// What a put did, for cache invalidation: the times written per type, and
-/// for each upsert that replaced an earlier event, that event's (type, old time).
+impl From<keys::EncodeError> for StoreError {
+    fn from(e: keys::EncodeError) -> Self {
+        StoreError::TooLarge(e.to_string())
+    }
+}
+
+/// A durable note, written atomically with a put, that the cached bins
+/// around some of its events may be stale. It is removed atomically with
+/// the invalidation of those bins ([`MetricCache::invalidate`]); a store
+/// that opens with notes left (a crash came between) invalidates their
+/// bins before it serves anything. Opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DirtyMark(pub Vec<u8>);
+
+/// The positions of a block's events replaced by upserts: a bitmap, so
+/// each lookup costs the same however many were replaced.
+#[derive(Debug, Default, Clone)]
+pub struct Replaced(Vec<u64>);
+
+impl Replaced {
+    pub fn insert(&mut self, i: u32) {
+        let (word, bit) = (i as usize / 64, i % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// What a put did, for cache invalidation: the times written per type, for
+/// each upsert that replaced an earlier event that event's (type, old
+/// time), and the dirty marks the put wrote per type (to be cleared when
+/// those times are invalidated).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PutOutcome {
     pub written: std::collections::BTreeMap<String, Vec<i64>>,
     pub replaced: Vec<(String, i64)>,
+    pub marks: Vec<(String, DirtyMark)>,
 }
 
 /// Scan direction.
@@ -48,9 +90,12 @@ pub enum Order {
 
 /// The event store.
 pub trait EventStore: Send + Sync + 'static {
-    /// Stores a batch atomically: all of it or none. Returns once the batch is
-    /// durable as configured (by default: it survives `kill -9`). An event
-    /// whose `id` was seen before for its type replaces that event.
+    /// Stores a batch atomically: all of it or none, with a [`DirtyMark`]
+    /// for the bins it touches. Returns once the batch is durable as
+    /// configured (by default: it survives `kill -9`). An event whose `id`
+    /// (canonical text, see `model::event::canonical_id`) was seen before for
+    /// its type replaces that event. Refuses with [`StoreError::TooLarge`],
+    /// writing nothing, what its layout cannot hold.
     fn put(&self, service: &Service, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError>;
 
     /// Visits the events of one type with `start <= time < stop` in `order`
@@ -87,18 +132,22 @@ pub trait EventStore: Send + Sync + 'static {
         event_type: &str,
         start: i64,
         stop: i64,
-        visit: &mut dyn FnMut(&keys::Block<'_>, &[u32]) -> ControlFlow<()>,
+        visit: &mut dyn FnMut(&keys::Block<'_>, &Replaced) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let mut bad = false;
+        let none = Replaced::default();
         self.scan_data(service, event_type, start, stop, &mut |t, data| {
             let Ok(text) = std::str::from_utf8(data) else {
                 bad = true;
                 return ControlFlow::Break(());
             };
             let data = EventData::Json(text.into());
-            let bytes = keys::encode_block([(t, None, &data)].into_iter());
+            let Ok(bytes) = keys::encode_block([(t, None, &data)].into_iter()) else {
+                bad = true;
+                return ControlFlow::Break(());
+            };
             match keys::Block::decode(&bytes) {
-                Some(block) => visit(&block, &[]),
+                Some(block) => visit(&block, &none),
                 None => {
                     bad = true;
                     ControlFlow::Break(())
@@ -142,7 +191,9 @@ pub trait MetricCache: Send + Sync + 'static {
         stop: i64,
     ) -> Result<Vec<CachedBin>, StoreError>;
 
-    /// Stores (or overwrites, as valid) computed bins.
+    /// Stores (or overwrites, as valid) computed bins, as many of the newest
+    /// as fit the type's cap (a put never holds more than the cap); the
+    /// oldest entries go to make room. Refuses a key too long to store.
     fn put(
         &self,
         service: &Service,
@@ -158,12 +209,15 @@ pub trait MetricCache: Send + Sync + 'static {
     /// Drops every cached bin of one service (`DELETE /1.0/metric/cache`).
     fn clear_service(&self, service: &Service) -> Result<(), StoreError>;
 
-    /// Marks invalid, for every source, the bins of `tiers` that contain any of `times`.
+    /// Marks invalid, for every source, the bins of `tiers` that contain any
+    /// of `times`, and removes `marks`, atomically: either both happen or
+    /// neither.
     fn invalidate(
         &self,
         service: &Service,
         event_type: &str,
         tiers: &[i64],
         times: &[i64],
+        marks: &[DirtyMark],
     ) -> Result<(), StoreError>;
 }

@@ -1,0 +1,84 @@
+//! Every documented limit, in one place — pure constants.
+//!
+//! Each limit is checked before anything is written or computed, and a
+//! client that crosses one gets a `4xx` naming it (README "Limits"; a test
+//! checks that the README states each value given here). Limits that an
+//! operator may change are flags of `cubed serve`; their defaults are here.
+//!
+//! Why these values: types and ids become parts of storage keys (the
+//! embedded engine takes keys up to 65,535 bytes; MongoDB namespaces up to
+//! 255 bytes), field names become column names in blocks, and none of them
+//! is useful at a length a person could not read. Strings and events are
+//! bounded so that one event cannot hold a large share of a request's memory.
+
+// ---- Events, on every ingest path (HTTP, WebSocket, UDP, collectd,
+// ---- e-metrics, the session API, and the server's own events).
+
+/// Longest event type, in bytes (types match `^[a-z][a-zA-Z0-9_]+$`).
+pub const MAX_TYPE_BYTES: usize = 128;
+/// Longest id, in bytes of its canonical JSON text (`"abc"` counts 5).
+pub const MAX_ID_BYTES: usize = 1024;
+/// Longest field name at any depth of an event's data, in bytes as sent
+/// (an escape such as `\u0041` counts 6).
+pub const MAX_FIELD_NAME_BYTES: usize = 1024;
+/// Longest string value at any depth of an event's data, in bytes as sent.
+pub const MAX_STRING_BYTES: usize = 65_536;
+/// Deepest nesting of arrays and objects in an event's data (the data
+/// object itself is level 1).
+pub const MAX_DATA_DEPTH: usize = 64;
+/// Largest event: its type, id and data JSON text together, in bytes.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Earliest event or query time: 0000-01-01T00:00:00.000Z, in epoch ms.
+pub const MIN_TIME_MS: i64 = -62_167_219_200_000;
+/// Latest event or query time: 9999-12-31T23:59:59.999Z, in epoch ms.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+// ---- Requests.
+
+/// Default largest HTTP request body (`--max-body`); 413 beyond it.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default largest WebSocket message (`--max-ws-message`); the socket is
+/// closed with 1009 beyond it.
+pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Longest service (tenant) name in `Fiware-Service`.
+pub const MAX_SERVICE_BYTES: usize = 50;
+
+// ---- Expressions (metric and event).
+
+/// Longest expression, in bytes.
+pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+/// Deepest nesting of parentheses, unary minus, calls and array literals.
+pub const MAX_DEPTH: usize = 64;
+/// Deepest tree an expression may build: every binary operator, unary
+/// minus, value function and reduce adds a level (parentheses add none),
+/// so a flat chain `a + b + c + …` of n terms is n - 1 levels deep.
+/// Everything that walks an expression recurses at most this deep.
+pub const MAX_TREE_DEPTH: usize = 256;
+/// Most segments in one field path (`a.b[0].c` has 4); data nests at most
+/// [`MAX_DATA_DEPTH`] deep, so longer paths could never match.
+pub const MAX_FIELD_SEGMENTS: usize = 64;
+/// Largest compiled regular expression of an `re` filter, in bytes.
+pub const MAX_REGEX_BYTES: usize = 256 * 1024;
+/// Longest canonical text of one reduce (the metric cache key); numbers
+/// are spelled out in full there, so it can be longer than the input.
+pub const MAX_SOURCE_BYTES: usize = 32 * 1024;
+
+// ---- Queries.
+
+/// Most (and default) bins one metric request returns.
+pub const MAX_METRIC_LIMIT: usize = 10_000;
+/// Most (and default) events one event request returns.
+pub const MAX_EVENT_LIMIT: usize = 10_000;
+/// Most bins one metric request may compute or read: distinct reduces
+/// times bins returned.
+pub const MAX_BINS_PER_REQUEST: usize = 200_000;
+/// Most memory one metric request may hold for values that reduces keep
+/// until a bin is complete (`median`, percentiles, `distinct`), in bytes.
+pub const MAX_QUERY_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+
+// ---- Storage widths (the encoders refuse what does not fit).
+
+/// Longest key the embedded engine (fjall) stores.
+pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
+/// Largest encoded block: offsets inside a block are `u32`.
+pub const MAX_BLOCK_BYTES: usize = u32::MAX as usize;

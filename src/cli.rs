@@ -153,6 +153,11 @@ pub struct ServeArgs {
     /// Metric cache cap per event type.
     #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
     pub cache_per_type: usize,
+    /// Most memory one metric request may hold for the values `median`,
+    /// percentiles and `distinct` keep until a bin is complete (beyond it:
+    /// `422 query too large`).
+    #[arg(long, env = "CUBED_MAX_QUERY_MEMORY", default_value = "256MiB", value_parser = parse_size)]
+    pub max_query_memory: usize,
     /// Memory for the storage engine's block cache (decompressed blocks of
     /// events and cached metrics), e.g. `256MiB`.
     #[arg(long, env = "CUBED_BLOCK_CACHE", default_value = "256MiB", value_parser = parse_size)]

@@ -59,6 +59,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         self_events: args.self_events,
         metrics: !args.disable_metrics,
         results_interval: std::time::Duration::from_millis(args.results_interval_ms.max(100)),
+        max_query_memory: args.max_query_memory,
         ..Options::default()
     };
     let app = App::new(store.clone(), store, Arc::new(SystemClock), options);

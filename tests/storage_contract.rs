@@ -449,6 +449,70 @@ pub fn cache_is_capped_oldest_first<S: MetricCache>(f: Fresh<S>) {
     );
 }
 
+/// One put never fills a type's cache past its cap (16 KiB in this suite's
+/// factories): only the newest bins that fit are kept. Every entry stores
+/// at least its source and a tier and time (16 bytes) and a value (8).
+pub fn cache_put_never_overfills_the_cap<S: MetricCache>(f: Fresh<S>) {
+    let c = &*f.store;
+    let svc = Service::default_service();
+    let source = "sum(test.eq(path, \"/a/long/enough/path\"))";
+    let bins: Vec<CachedBin> = (0..5000)
+        .map(|i| CachedBin {
+            time: i * 10_000,
+            value: Some(i as f64),
+        })
+        .collect();
+    c.put(&svc, "test", source, 10_000, &bins).unwrap();
+    let kept = c.get(&svc, "test", source, 10_000, 0, i64::MAX).unwrap();
+    assert!(!kept.is_empty());
+    assert!(
+        kept.len() * (source.len() + 24) <= 16 * 1024,
+        "{} entries of a 16 KiB cap",
+        kept.len()
+    );
+    assert_eq!(kept.last().map(|b| b.time), Some(4999 * 10_000));
+}
+
+/// Re-sending every id of a full block: each event is there once, in its
+/// latest version, and a scan stays linear (replaced positions are looked
+/// up in constant time; 400,000 of them in one block).
+pub fn resent_ids_of_a_full_block_leave_each_event_once<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    const N: usize = 400_000;
+    let batch = |version: u32| -> Vec<NewEvent<'static>> {
+        (0..N)
+            .map(|i| {
+                ev(
+                    "resent",
+                    (i % 3_600_000) as i64,
+                    &format!(r#"{{"v":{version}}}"#),
+                    Some(&i.to_string()),
+                )
+            })
+            .collect()
+    };
+    s.put(&svc, &batch(1)).unwrap();
+    let out = s.put(&svc, &batch(2)).unwrap();
+    assert_eq!(out.replaced.len(), N);
+    let mut seen = 0usize;
+    let mut latest = 0usize;
+    s.scan(&svc, "resent", 0, 3_600_000, Order::Ascending, &mut |e| {
+        seen += 1;
+        latest += usize::from(e.data["v"] == 2);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!((seen, latest), (N, N));
+    let mut live = 0usize;
+    s.scan_blocks(&svc, "resent", 0, 3_600_000, &mut |block, replaced| {
+        live += (0..block.len()).filter(|&i| !replaced.contains(i)).count();
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(live, N);
+}
+
 #[macro_export]
 macro_rules! contract_suite {
     ($backend:ident, $factory:expr) => {
@@ -485,6 +549,14 @@ macro_rules! contract_suite {
             #[test]
             fn cache_is_capped_oldest_first() {
                 super::cache_is_capped_oldest_first($factory())
+            }
+            #[test]
+            fn cache_put_never_overfills_the_cap() {
+                super::cache_put_never_overfills_the_cap($factory())
+            }
+            #[test]
+            fn resent_ids_of_a_full_block_leave_each_event_once() {
+                super::resent_ids_of_a_full_block_leave_each_event_once($factory())
             }
         }
     };
@@ -546,6 +618,68 @@ mod embedded_backend {
         })
         .unwrap();
         assert_eq!(n, 1);
+    }
+
+    /// Dirty marks are written with each put and cleared with the
+    /// invalidation of its bins; a store opened with marks left (a crash
+    /// came between the put and the flush) invalidates their bins first.
+    #[test]
+    fn dirty_marks_left_by_a_crash_invalidate_their_bins_on_open() {
+        use cubed::model::{NewEvent, Service};
+        use cubed::storage::{CachedBin, EventStore, MetricCache};
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::default_service();
+        let hour = 3_600_000;
+        let bin = |time: i64| CachedBin {
+            time,
+            value: Some(1.0),
+        };
+        let valid = |s: &EmbeddedStore, tier: i64| {
+            s.get(&svc, "test", "sum(test)", tier, 0, 10 * hour)
+                .unwrap()
+                .iter()
+                .map(|b| b.time)
+                .collect::<Vec<_>>()
+        };
+        {
+            let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
+            let put = |time: i64| {
+                EventStore::put(
+                    &s,
+                    &svc,
+                    &[NewEvent::owned("test".into(), time, "{}".into(), None)],
+                )
+                .unwrap()
+            };
+            // flushed: its mark is cleared with the invalidation
+            let flushed = put(5 * hour + 1);
+            let marks: Vec<_> = flushed.marks.iter().map(|(_, m)| m.clone()).collect();
+            assert_eq!(marks.len(), 1);
+            s.invalidate(&svc, "test", &[10_000, hour], &[5 * hour + 1], &marks)
+                .unwrap();
+            // not flushed: the process "dies" with its mark left
+            let pending = put(2 * hour + 1);
+            assert_eq!(pending.marks.len(), 1);
+            for tier in [10_000, hour] {
+                let bins: Vec<CachedBin> = [0, 2 * hour, 5 * hour].into_iter().map(bin).collect();
+                MetricCache::put(&s, &svc, "test", "sum(test)", tier, &bins).unwrap();
+            }
+            assert_eq!(valid(&s, hour), [0, 2 * hour, 5 * hour]);
+        }
+        let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
+        assert_eq!(
+            valid(&s, hour),
+            [0, 5 * hour],
+            "the hour of the unflushed put"
+        );
+        assert_eq!(valid(&s, 10_000), [0, 5 * hour]);
+        drop(s);
+        // the marks are gone: opening again invalidates nothing more
+        let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
+        MetricCache::put(&s, &svc, "test", "sum(test)", hour, &[bin(2 * hour)]).unwrap();
+        drop(s);
+        let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
+        assert_eq!(valid(&s, hour), [0, 2 * hour, 5 * hour]);
     }
 }
 

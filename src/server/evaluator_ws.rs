@@ -15,13 +15,16 @@ use super::App;
 use super::admin::TxHeaders;
 use super::error::ApiError;
 use super::evaluator::metric_json;
+use crate::limits::MAX_ID_BYTES;
 use crate::model::Service;
 use crate::service::live::LiveStreams;
-use crate::service::{EventQuery, MetricQuery, query_events};
+use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, query_events};
 use crate::storage::Order;
 
 /// Default delay of live event streams behind now.
 pub const DEFAULT_LIVE_DELAY_MS: i64 = 5_000;
+/// Longest delay of a live event stream behind now: a day.
+pub const MAX_LIVE_DELAY_MS: i64 = 86_400_000;
 
 /// Which endpoint a socket serves.
 #[derive(Debug, Clone, Copy)]
@@ -172,17 +175,72 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-async fn metric_request(app: &App, service: &Service, req: &Value, out: &mut Answers) {
-    let id = req.get("id");
-    let query = MetricQuery::parse(
+/// A request's `id`, echoed in each of its answers: absent, or a string or
+/// number whose JSON text is at most [`MAX_ID_BYTES`] (so that no request
+/// can multiply a large id into every bin of its answer).
+pub fn request_id(req: &Value) -> Result<Option<&Value>, ApiError> {
+    match req.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(id @ (Value::String(_) | Value::Number(_)))
+            if id.to_string().len() <= MAX_ID_BYTES =>
+        {
+            Ok(Some(id))
+        }
+        Some(_) => Err(ApiError::with_message(
+            warp::http::StatusCode::BAD_REQUEST,
+            "invalid id",
+            format!("a request id is a string or a number of at most {MAX_ID_BYTES} bytes"),
+        )),
+    }
+}
+
+/// A metric/get request message as a query (pure).
+pub fn metric_query(req: &Value, now: i64) -> Result<MetricQuery, MetricQueryError> {
+    MetricQuery::parse(
         req.get("expression").and_then(Value::as_str),
         param(req, "start").as_deref(),
         param(req, "stop").as_deref(),
         param(req, "step").as_deref(),
         param(req, "limit").as_deref(),
-        app.clock.now_ms(),
-    );
-    let query = match query {
+        now,
+    )
+}
+
+/// An event/get request message (pure): the query, and for a live stream
+/// (no `stop`) its delay behind now.
+pub fn event_query(req: &Value, now: i64) -> Result<(EventQuery, Option<i64>), EventQueryError> {
+    let delay = req
+        .get("delay")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_LIVE_DELAY_MS)
+        .clamp(0, MAX_LIVE_DELAY_MS);
+    let has_stop = req.get("stop").is_some_and(|s| !s.is_null());
+    let live_stop = (now - delay).to_string();
+    let start = param(req, "start").or_else(|| (!has_stop).then(|| live_stop.clone()));
+    let stop = if has_stop {
+        param(req, "stop")
+    } else {
+        Some(live_stop)
+    };
+    let query = EventQuery::parse(
+        req.get("expression").and_then(Value::as_str),
+        start.as_deref(),
+        stop.as_deref(),
+        param(req, "limit").as_deref(),
+        now,
+    )?;
+    Ok((query, (!has_stop).then_some(delay)))
+}
+
+async fn metric_request(app: &App, service: &Service, req: &Value, out: &mut Answers) {
+    let id = match request_id(req) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = out.send(e.ws_body());
+            return;
+        }
+    };
+    let query = match metric_query(req, app.clock.now_ms()) {
         Ok(q) => q,
         Err(e) => {
             let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
@@ -210,33 +268,14 @@ async fn event_request(
     out: &mut Answers,
     live: &Arc<LiveStreams>,
 ) {
-    let id = req.get("id");
-    let now = app.clock.now_ms();
-    let delay = req
-        .get("delay")
-        .and_then(Value::as_i64)
-        .unwrap_or(DEFAULT_LIVE_DELAY_MS)
-        .max(0);
-    let has_stop = req.get("stop").is_some_and(|s| !s.is_null());
-    let default_start = if has_stop {
-        None
-    } else {
-        Some((now - delay).to_string())
+    let id = match request_id(req) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = out.send(e.ws_body());
+            return;
+        }
     };
-    let start = param(req, "start").or(default_start);
-    let stop = if has_stop {
-        param(req, "stop")
-    } else {
-        Some((now - delay).to_string())
-    };
-    let query = EventQuery::parse(
-        req.get("expression").and_then(Value::as_str),
-        start.as_deref(),
-        stop.as_deref(),
-        param(req, "limit").as_deref(),
-        now,
-    );
-    let query = match query {
+    let (query, live_delay) = match event_query(req, app.clock.now_ms()) {
         Ok(q) => q,
         Err(e) => {
             let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
@@ -244,7 +283,7 @@ async fn event_request(
         }
     };
     app.session.evaluator.event_requests.fetch_add(1, Relaxed);
-    if has_stop {
+    let Some(delay) = live_delay else {
         match query_events(&app.store, service, query, Order::Descending).await {
             Ok(events) => {
                 for e in events {
@@ -257,7 +296,7 @@ async fn event_request(
             }
         }
         return;
-    }
+    };
     // Live: the history up to now - delay, then each shared window.
     let plan = query.plan.clone();
     let mut seen = query.stop;

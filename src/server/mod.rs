@@ -38,8 +38,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_body_bytes: 16 * 1024 * 1024,
-            max_ws_message_bytes: 1024 * 1024,
+            max_body_bytes: crate::limits::DEFAULT_MAX_BODY_BYTES,
+            max_ws_message_bytes: crate::limits::DEFAULT_MAX_WS_MESSAGE_BYTES,
         }
     }
 }
@@ -59,6 +59,8 @@ pub struct Options {
     pub metrics: bool,
     /// How often each module's results document is written to the store.
     pub results_interval: std::time::Duration,
+    /// Most bytes of values one metric request may hold.
+    pub max_query_memory: usize,
 }
 
 impl Default for Options {
@@ -70,6 +72,7 @@ impl Default for Options {
             self_events: true,
             metrics: true,
             results_interval: std::time::Duration::from_secs(10),
+            max_query_memory: crate::limits::MAX_QUERY_MEMORY_BYTES,
         }
     }
 }
@@ -112,6 +115,7 @@ impl App {
             Arc::clone(&cache),
             Arc::clone(&invalidator),
             Arc::clone(&session),
+            options.max_query_memory,
         );
         let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
         let monitor = Arc::clone(&self_events);

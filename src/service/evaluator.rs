@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 
 use super::invalidation::Invalidator;
-use crate::limits::{MAX_BINS_PER_REQUEST, MAX_QUERY_MEMORY_BYTES};
+use crate::limits::MAX_BINS_PER_REQUEST;
 use crate::metric::reduce::{is_pyramidal, merge};
 use crate::metric::{BinComputer, ColumnLeaf, Parsed, Slots, Tier, needed_fields, parse_slots};
 use crate::model::{Service, time};
@@ -178,6 +178,8 @@ pub struct Evaluator {
     inflight: Mutex<HashMap<RunKey, Arc<OnceCell<RunResult>>>>,
     listeners: Mutex<Vec<ComputeListener>>,
     session: Arc<super::results::Session>,
+    /// Bytes of values one request may hold.
+    query_memory: usize,
 }
 
 /// One value per bin: `None` undefined; `Some(NaN)` shows as null.
@@ -189,6 +191,7 @@ impl Evaluator {
         cache: Arc<dyn MetricCache>,
         invalidator: Arc<Invalidator>,
         session: Arc<super::results::Session>,
+        query_memory: usize,
     ) -> Self {
         Evaluator {
             store,
@@ -197,6 +200,7 @@ impl Evaluator {
             inflight: Mutex::default(),
             listeners: Mutex::default(),
             session,
+            query_memory,
         }
     }
 
@@ -255,7 +259,7 @@ impl Evaluator {
             Some(q.plan.combine(&per_leaf))
         };
 
-        let budget = Budget::new(MAX_QUERY_MEMORY_BYTES);
+        let budget = Budget::new(self.query_memory);
         let mut cached = Vec::with_capacity(unique.len());
         for leaf in &unique {
             cached.push(self.cached(service, leaf, q.tier, q.first, q.n).await?);
@@ -635,7 +639,7 @@ fn scan_bins(
     }
     if over_budget || !budget.take(computer.held_bytes().saturating_sub(charged)) {
         return Err(EvalError::TooLarge(format!(
-            "{} keeps more than {MAX_QUERY_MEMORY_BYTES} bytes of values for this range; ask for a shorter range",
+            "{} would keep more values in memory than one request may (--max-query-memory); ask for a shorter range",
             leaf.source
         )));
     }

@@ -13,10 +13,18 @@ pub struct Spawned {
     pub collector: String,
     /// `host:port` of the evaluator listener.
     pub evaluator: String,
+    /// `host:port` of the UDP collector, or `off`.
+    pub udp: String,
 }
 
-/// Starts `bin serve` on `data_dir` with ephemeral ports, no UDP, and `extra` flags.
+/// Starts `bin serve` on `data_dir` with ephemeral ports, no UDP (unless
+/// `extra` names a `--udp-addr`), and `extra` flags.
 pub fn spawn(bin: &str, data_dir: &Path, extra: &[&str]) -> Spawned {
+    let udp: &[&str] = if extra.contains(&"--udp-addr") {
+        &[]
+    } else {
+        &["--udp-addr", "off"]
+    };
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -24,9 +32,8 @@ pub fn spawn(bin: &str, data_dir: &Path, extra: &[&str]) -> Spawned {
             "127.0.0.1:0",
             "--evaluator-addr",
             "127.0.0.1:0",
-            "--udp-addr",
-            "off",
         ])
+        .args(udp)
         .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
@@ -45,17 +52,18 @@ pub fn spawn(bin: &str, data_dir: &Path, extra: &[&str]) -> Spawned {
                         .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
                         .unwrap_or_default()
                 };
-                let _ = tx.send((field("collector"), field("evaluator")));
+                let _ = tx.send((field("collector"), field("evaluator"), field("udp")));
             }
         }
     });
-    let (collector, evaluator) = rx
+    let (collector, evaluator, udp) = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("server started");
     Spawned {
         child,
         collector,
         evaluator,
+        udp,
     }
 }
 

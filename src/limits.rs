@@ -42,6 +42,19 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Longest service (tenant) name in `Fiware-Service`.
 pub const MAX_SERVICE_BYTES: usize = 50;
+/// Longest level of a `Fiware-ServicePath` (subservice), and most levels
+/// and comma-separated paths in one header.
+pub const MAX_SUBSERVICE_LEVEL_BYTES: usize = 50;
+pub const MAX_SUBSERVICE_LEVELS: usize = 10;
+pub const MAX_SUBSERVICE_PATHS: usize = 10;
+/// Longest session id in the session API's paths.
+pub const MAX_SESSION_ID_BYTES: usize = 128;
+/// Longest delay of a live event stream behind now (a larger one is
+/// clamped to it): a day.
+pub const MAX_LIVE_DELAY_MS: i64 = 86_400_000;
+/// Longest request path kept in a `cube_request` event (longer ones are
+/// cut), in characters.
+pub const MAX_REQUEST_PATH_CHARS: usize = 1024;
 
 // ---- Expressions (metric and event).
 
@@ -69,11 +82,15 @@ pub const MAX_SOURCE_BYTES: usize = 32 * 1024;
 pub const MAX_METRIC_LIMIT: usize = 10_000;
 /// Most (and default) events one event request returns.
 pub const MAX_EVENT_LIMIT: usize = 10_000;
+/// Longest id of a WebSocket request (echoed in each of its answers), in
+/// bytes of its JSON text; the same bound as an event's id.
+pub const MAX_REQUEST_ID_BYTES: usize = MAX_ID_BYTES;
 /// Most bins one metric request may compute or read: distinct reduces
 /// times bins returned.
 pub const MAX_BINS_PER_REQUEST: usize = 200_000;
-/// Most memory one metric request may hold for values that reduces keep
-/// until a bin is complete (`median`, percentiles, `distinct`), in bytes.
+/// Default of the most memory one metric request may hold for values that
+/// reduces keep until a bin is complete (`median`, percentiles,
+/// `distinct`), in bytes (`--max-query-memory`); checked block by block.
 pub const MAX_QUERY_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 
 // ---- Storage widths (the encoders refuse what does not fit).

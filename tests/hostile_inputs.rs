@@ -124,7 +124,7 @@ fn a_70000_byte_type_or_id_is_refused_and_every_path_still_writes() {
     assert_eq!(body["error"], "invalid id");
     assert_eq!(body["errors"][0]["message"], "id longer than 1024 bytes");
     let (status, body) = c.put(&json!([{"type": "longid", "time": T, "id": 1e300}]).to_string());
-    assert_eq!(status, 200, "a long number id is 301 bytes: {body}");
+    assert_eq!(status, 200, "a number id far past 2^53 is fine: {body}");
 
     // Every ingest path still writes.
     c.assert_healthy(1);

@@ -868,4 +868,120 @@ mod tests {
         let body = format!(r#"[{{"type":"t1","data":{{"a":"{}"}}}}]"#, "[".repeat(100));
         assert!(parse_event_batch(body.as_bytes(), 0).is_ok());
     }
+
+    #[test]
+    fn ids_are_canonical_by_value() {
+        let c = |raw: &str| canonical_id(raw).map(Cow::into_owned);
+        for (raw, want) in [
+            ("1", "1"),
+            ("1.0", "1"),
+            ("1e0", "1"),
+            ("10e-1", "1"),
+            ("-0", "0"),
+            ("-0.0", "0"),
+            ("0.5", "0.5"),
+            ("-12", "-12"),
+            ("1e21", "1e+21"),
+            ("9007199254740993", "9007199254740992"),
+            ("123456789012345", "123456789012345"),
+            (r#""k""#, r#""k""#),
+            (r#""\u006b""#, r#""k""#),
+            (r#""a\/b""#, r#""a/b""#),
+            (r#""\n\u0001""#, r#""\n\u0001""#),
+            (r#""\ud83d\ude00""#, "\"\u{1f600}\""),
+        ] {
+            assert_eq!(c(raw).as_deref(), Ok(want), "{raw}");
+        }
+        assert!(matches!(canonical_id("\"x\""), Ok(Cow::Borrowed(_))));
+        assert!(matches!(canonical_id("42"), Ok(Cow::Borrowed(_))));
+        assert_eq!(c("1e400"), Err(EventError::IdNotAValue));
+        assert_eq!(c(r#""\udc00""#), Err(EventError::IdNotAValue));
+        assert_eq!(c("true"), Err(EventError::InvalidId));
+        assert_eq!(c("[1]"), Err(EventError::InvalidId));
+        let long = format!("\"{}\"", "x".repeat(MAX_ID_BYTES - 2));
+        assert!(c(&long).is_ok());
+        let longer = format!("\"{}\"", "x".repeat(MAX_ID_BYTES - 1));
+        assert_eq!(c(&longer), Err(EventError::IdTooLong));
+    }
+
+    #[test]
+    fn data_is_checked_against_every_limit() {
+        let ok = |t: &str| check_json(t, 0);
+        assert_eq!(ok(r#"{"a": [1, {"b": "c"}], "d": -1.5e300}"#), Ok(()));
+        assert_eq!(ok(r#"{"a": 1e309}"#), Err(DataError::NumberOutOfRange));
+        assert_eq!(ok(r#"[-1e999]"#), Err(DataError::NumberOutOfRange));
+        assert_eq!(
+            ok(&format!("[{}]", "9".repeat(400))),
+            Err(DataError::NumberOutOfRange)
+        );
+        assert_eq!(ok(&format!("[{}]", "9".repeat(300))), Ok(()));
+        assert_eq!(ok(r#"{"a": 1e-400}"#), Ok(()));
+        assert_eq!(ok(r#"["\ud800"]"#), Err(DataError::LoneSurrogate));
+        assert_eq!(ok(r#"["\ud800\u0041"]"#), Err(DataError::LoneSurrogate));
+        assert_eq!(ok(r#"["\udfff"]"#), Err(DataError::LoneSurrogate));
+        assert_eq!(ok(r#"{"\ud800": 1}"#), Err(DataError::LoneSurrogate));
+        assert_eq!(ok(r#"["\ud800\udc00", "\\ud800"]"#), Ok(()));
+        let name = |n: usize| format!(r#"{{"{}" : 1}}"#, "k".repeat(n));
+        assert_eq!(ok(&name(MAX_FIELD_NAME_BYTES)), Ok(()));
+        assert_eq!(
+            ok(&name(MAX_FIELD_NAME_BYTES + 1)),
+            Err(DataError::FieldNameTooLong)
+        );
+        // a long string value is not a name; a long name nested anywhere is
+        let value = |n: usize| format!(r#"{{"k": ["{}"]}}"#, "v".repeat(n));
+        assert_eq!(ok(&value(MAX_STRING_BYTES)), Ok(()));
+        assert_eq!(
+            ok(&value(MAX_STRING_BYTES + 1)),
+            Err(DataError::StringTooLong)
+        );
+        let nested = format!(
+            r#"[{{"x": {{"{}": 1}}}}]"#,
+            "k".repeat(MAX_FIELD_NAME_BYTES + 1)
+        );
+        assert_eq!(ok(&nested), Err(DataError::FieldNameTooLong));
+        // escapes count as written
+        let escaped = format!(
+            r#"{{"{}": 1}}"#,
+            "\\u0041".repeat(MAX_FIELD_NAME_BYTES / 6 + 1)
+        );
+        assert_eq!(ok(&escaped), Err(DataError::FieldNameTooLong));
+        // brackets inside strings do not nest
+        assert_eq!(ok(&format!(r#"["{}"]"#, "[".repeat(100))), Ok(()));
+        assert_eq!(
+            ok(&format!("{}1{}", "[".repeat(65), "]".repeat(65))),
+            Err(DataError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn every_event_passes_the_same_checks() {
+        let e = |t: &str, time: i64, data: String, id: Option<&str>| {
+            NewEvent::owned(t.into(), time, data, id.map(str::to_owned)).checked()
+        };
+        assert!(e("ab", 0, "{}".into(), Some("1.0")).is_ok_and(|e| e.id.as_deref() == Some("1")));
+        assert_eq!(e("a", 0, "{}".into(), None), Err(EventError::InvalidType));
+        let t = format!("a{}", "b".repeat(MAX_TYPE_BYTES));
+        assert_eq!(e(&t, 0, "{}".into(), None), Err(EventError::TypeTooLong));
+        assert_eq!(
+            e("ab", MAX_TIME_MS + 1, "{}".into(), None),
+            Err(EventError::InvalidTime)
+        );
+        assert_eq!(
+            e("ab", MIN_TIME_MS - 1, "{}".into(), None),
+            Err(EventError::InvalidTime)
+        );
+        assert!(e("ab", MIN_TIME_MS, "{}".into(), None).is_ok());
+        let big = format!(r#"["{}"]"#, "v".repeat(60_000)).repeat(1);
+        let many = format!("[{}]", vec![big; 18].join(","));
+        assert_eq!(e("ab", 0, many, None), Err(EventError::TooLarge));
+        // split fields are checked like text
+        let body = format!(r#"[{{"type":"ab","data":{{"{}":1}}}}]"#, "k".repeat(2000));
+        assert_eq!(
+            parse_event_batch(body.as_bytes(), 0),
+            Err(BatchError::Invalid(vec![(
+                0,
+                DataError::FieldNameTooLong.into()
+            )]))
+        );
+    }
 }

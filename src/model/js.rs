@@ -4,21 +4,24 @@
 
 use serde_json::Value;
 
-/// `String(x)` of a double: integers below 10^21 without a fraction, other
-/// numbers in their shortest round-trip form; `-0` is `"0"`.
+/// `String(x)` of a double, as JavaScript writes it: the shortest digits
+/// that read back to the same double, in decimal notation from 1e-6 up to
+/// 1e21 and in exponent notation (`1e+21`, `1.5e-7`) outside; `-0` is `"0"`.
 pub fn number_string(x: f64) -> String {
     if x.is_nan() {
         "NaN".into()
     } else if x.is_infinite() {
-        if x > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
-    } else if x == x.trunc() && x.abs() < 1e21 {
-        format!("{}", x as i128)
-    } else {
+        if x > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else if x == 0.0 {
+        "0".into()
+    } else if (1e-6..1e21).contains(&x.abs()) {
         format!("{x}")
+    } else {
+        let e = format!("{x:e}");
+        match e.split_once('e') {
+            Some((m, exp)) if !exp.starts_with('-') => format!("{m}e+{exp}"),
+            _ => e,
+        }
     }
 }
 
@@ -42,5 +45,33 @@ pub fn string(v: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Value::Object(_) => "[object Object]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_javascript_writes_them() {
+        for (x, js) in [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (1.0, "1"),
+            (-12.0, "-12"),
+            (0.5, "0.5"),
+            (123.456, "123.456"),
+            (1e-6, "0.000001"),
+            (1.5e-7, "1.5e-7"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (-1.25e300, "-1.25e+300"),
+            (5e-324, "5e-324"),
+            (9007199254740993.0, "9007199254740992"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(number_string(x), js, "{x}");
+        }
     }
 }

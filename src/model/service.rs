@@ -9,7 +9,7 @@ use std::fmt;
 pub struct Service(String);
 
 /// The longest accepted service name.
-pub const MAX_SERVICE_LEN: usize = 50;
+pub const MAX_SERVICE_LEN: usize = crate::limits::MAX_SERVICE_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceError(pub String);

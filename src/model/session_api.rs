@@ -17,7 +17,7 @@ use super::time;
 /// A session id as a path may give it: 1–128 of letters, digits, `-`, `_`, `.`.
 pub fn valid_session(id: &str) -> bool {
     !id.is_empty()
-        && id.len() <= 128
+        && id.len() <= crate::limits::MAX_SESSION_ID_BYTES
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')

@@ -15,7 +15,7 @@ use super::App;
 use super::admin::TxHeaders;
 use super::error::ApiError;
 use super::evaluator::metric_json;
-use crate::limits::MAX_ID_BYTES;
+use crate::limits::{MAX_LIVE_DELAY_MS, MAX_REQUEST_ID_BYTES};
 use crate::model::Service;
 use crate::service::live::LiveStreams;
 use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, query_events};
@@ -23,8 +23,6 @@ use crate::storage::Order;
 
 /// Default delay of live event streams behind now.
 pub const DEFAULT_LIVE_DELAY_MS: i64 = 5_000;
-/// Longest delay of a live event stream behind now: a day.
-pub const MAX_LIVE_DELAY_MS: i64 = 86_400_000;
 
 /// Which endpoint a socket serves.
 #[derive(Debug, Clone, Copy)]
@@ -176,20 +174,20 @@ pub async fn serve(
 }
 
 /// A request's `id`, echoed in each of its answers: absent, or a string or
-/// number whose JSON text is at most [`MAX_ID_BYTES`] (so that no request
+/// number whose JSON text is at most [`MAX_REQUEST_ID_BYTES`] (so that no request
 /// can multiply a large id into every bin of its answer).
 pub fn request_id(req: &Value) -> Result<Option<&Value>, ApiError> {
     match req.get("id") {
         None | Some(Value::Null) => Ok(None),
         Some(id @ (Value::String(_) | Value::Number(_)))
-            if id.to_string().len() <= MAX_ID_BYTES =>
+            if id.to_string().len() <= MAX_REQUEST_ID_BYTES =>
         {
             Ok(Some(id))
         }
         Some(_) => Err(ApiError::with_message(
             warp::http::StatusCode::BAD_REQUEST,
             "invalid id",
-            format!("a request id is a string or a number of at most {MAX_ID_BYTES} bytes"),
+            format!("a request id is a string or a number of at most {MAX_REQUEST_ID_BYTES} bytes"),
         )),
     }
 }

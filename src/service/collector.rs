@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::model::event::validate_all;
 use crate::model::{BatchError, Clock, NewEvent, Service, parse_event_batch};
 use crate::storage::{EventStore, PutOutcome, StoreError};
+use crate::sync::lock;
 
 use super::collectd::{self, CollectdError, DeriveState};
 use super::results::Session;
@@ -52,9 +53,7 @@ impl Collector {
 
     /// Registers a hook run after each acknowledged put.
     pub fn on_put(&self, listener: PutListener) {
-        if let Ok(mut l) = self.listeners.lock() {
-            l.push(listener);
-        }
+        lock(&self.listeners).push(listener);
     }
 
     /// Checks every event against the limits of events (nothing is stored
@@ -124,7 +123,7 @@ impl Collector {
         c.events_accepted.fetch_add(n, Relaxed);
         c.batches_accepted.fetch_add(1, Relaxed);
         c.put_latency.record(started.elapsed());
-        let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        let listeners = lock(&self.listeners).clone();
         for l in listeners {
             l(service, outcome);
         }
@@ -137,10 +136,7 @@ impl Collector {
         body: &[u8],
     ) -> Result<usize, CollectorError> {
         let events = {
-            let mut states = self
-                .derive
-                .lock()
-                .map_err(|e| CollectorError::Internal(e.to_string()))?;
+            let mut states = lock(&self.derive);
             let state = states.entry(service.clone()).or_default();
             collectd::convert(body, self.now_ms(), state).map_err(CollectorError::Collectd)?
         };

@@ -10,7 +10,7 @@ use crate::plan::{EventPlan, PlanError, compile_event};
 use crate::storage::{EventStore, Order, StoreError};
 
 /// The largest (and default) number of events one request returns.
-pub const MAX_EVENT_LIMIT: usize = 10_000;
+pub use crate::limits::MAX_EVENT_LIMIT;
 
 /// A parsed event/get request.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use super::events::{EventQuery, query_events};
 use crate::model::{Clock, Service};
 use crate::plan::EventPlan;
 use crate::storage::{EventStore, Order};
+use crate::sync::lock;
 
 /// One window of a live stream: events of `[start, stop)`, oldest first.
 #[derive(Debug, Clone)]
@@ -53,10 +54,7 @@ impl LiveStreams {
         from: i64,
     ) -> broadcast::Receiver<Window> {
         let key = (service.clone(), plan.canonical.clone(), delay);
-        let Ok(mut streams) = self.streams.lock() else {
-            let (_, rx) = broadcast::channel(1);
-            return rx;
-        };
+        let mut streams = lock(&self.streams);
         if let Some(tx) = streams.get(&key)
             && tx.receiver_count() > 0
         {
@@ -108,9 +106,8 @@ impl LiveStreams {
                 Err(e) => tracing::warn!(error = %e, "live event poll failed"),
             }
         }
-        if let Ok(mut streams) = self.streams.lock()
-            && streams.get(&key).is_some_and(|t| t.same_channel(&tx))
-        {
+        let mut streams = lock(&self.streams);
+        if streams.get(&key).is_some_and(|t| t.same_channel(&tx)) {
             streams.remove(&key);
         }
     }

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::model::{Clock, NewEvent, Service};
+use crate::sync::lock;
 
 /// Most buffered events; beyond it new ones are dropped (and counted).
 const MAX_PENDING: usize = 100_000;
-/// Longest request path kept in a `cube_request` event, in characters.
-pub const MAX_PATH_CHARS: usize = 1024;
+use crate::limits::MAX_REQUEST_PATH_CHARS as MAX_PATH_CHARS;
 
 pub struct SelfEvents {
     enabled: bool,
@@ -40,9 +40,7 @@ impl SelfEvents {
         if !self.enabled {
             return;
         }
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
-        };
+        let mut pending = lock(&self.pending);
         let total: usize = pending.values().map(Vec::len).sum();
         if total >= MAX_PENDING {
             self.dropped
@@ -88,10 +86,7 @@ impl SelfEvents {
 
     /// Everything buffered so far, by service.
     pub fn take(&self) -> Vec<(Service, Vec<NewEvent<'static>>)> {
-        self.pending
-            .lock()
-            .map(|mut p| p.drain().collect())
-            .unwrap_or_default()
+        lock(&self.pending).drain().collect()
     }
 
     /// Events dropped because the buffer was full.

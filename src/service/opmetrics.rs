@@ -16,16 +16,18 @@ use std::sync::Mutex;
 use serde_json::{Map, Value, json};
 
 use crate::model::Service;
+use crate::sync::lock;
 
 /// The service key of requests without `Fiware-Service`.
 pub const DEFAULT_SERVICE: &str = "default-service";
 /// The subservice key of `/` (and of requests without `Fiware-ServicePath`).
 pub const ROOT_SUBSERV: &str = "root-subserv";
 
-/// Longest level of a service path, most levels, most paths in a list (Orion's limits).
-const MAX_LEVEL_LEN: usize = 50;
-const MAX_LEVELS: usize = 10;
-const MAX_PATHS: usize = 10;
+// Longest level of a service path, most levels, most paths in a list (Orion's limits).
+use crate::limits::{
+    MAX_SUBSERVICE_LEVEL_BYTES as MAX_LEVEL_LEN, MAX_SUBSERVICE_LEVELS as MAX_LEVELS,
+    MAX_SUBSERVICE_PATHS as MAX_PATHS,
+};
 
 /// The tree key of a `Fiware-Service` header: `None` if the name is invalid
 /// (such requests are left out, as Orion does).
@@ -200,10 +202,7 @@ impl OpMetrics {
         let (Some(s), Some(p)) = (service_key(service), subservice_key(path)) else {
             return;
         };
-        let mut table = match self.table.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut table = lock(&self.table);
         let c = table.entry((s, p)).or_default();
         for t in all {
             c.incoming_transactions += 1;
@@ -217,10 +216,7 @@ impl OpMetrics {
     /// A copy of the table; with `reset`, the table is emptied in the same
     /// critical section.
     pub fn read(&self, reset: bool) -> Table {
-        let mut table = match self.table.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut table = lock(&self.table);
         if reset {
             std::mem::take(&mut *table)
         } else {

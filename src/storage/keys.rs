@@ -319,4 +319,16 @@ mod tests {
         let s = type_prefix(&Service::from_key("x"), "ab");
         assert!(!s.starts_with(&a) && !a.starts_with(&s));
     }
+
+    #[test]
+    fn columns_the_layout_cannot_hold_are_left_to_the_json() {
+        let long = "k".repeat(u16::MAX as usize + 1);
+        let text = format!(r#"{{"{long}": 1, "ok": 2}}"#);
+        let data = EventData::Json(text.as_str().into());
+        let v = encode_block([(5, Some("\"i\""), &data)].into_iter()).unwrap();
+        let b = Block::decode(&v).unwrap();
+        assert!(b.column(&long).is_none());
+        assert_eq!(b.column("ok").and_then(|c| c.number(0)), Some(2.0));
+        assert_eq!(b.data(0), Some(text.as_bytes()));
+    }
 }

@@ -10,8 +10,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(ast) = cubed::expr::parse_event(text) {
         let canonical = ast.to_string();
-        let again = cubed::expr::parse_event(&canonical);
-        assert_eq!(again.as_ref().ok(), Some(&ast), "canonical {canonical:?}");
+        if canonical.len() <= cubed::limits::MAX_EXPRESSION_BYTES {
+            let again = cubed::expr::parse_event(&canonical);
+            assert_eq!(again.as_ref().ok(), Some(&ast), "canonical {canonical:?}");
+        }
         if let Ok(plan) = cubed::plan::EventPlan::new(&ast) {
             let data = serde_json::json!({"i": 42, "s": "x", "a": [1, {"b": "y"}], "o": {"p": null}});
             let _ = plan.filter.matches(&data);
@@ -19,4 +21,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-

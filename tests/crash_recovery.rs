@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cubed");
 /// The data's first hour: 2012-04-16T16:00:00Z.
 const T0: i64 = 1_334_592_000_000;
 const HOURS: i64 = 3;
@@ -216,9 +215,17 @@ fn verify(evaluator: &str, ledger: &Ledger, iteration: usize) {
                 .map(|b| b.get("value").cloned().unwrap_or(Value::Null))
                 .collect();
             let expected = reference(expr, step, &stored);
-            assert_eq!(
-                got, expected,
-                "iteration {iteration}: {expr} at step {step} differs from the events"
+            let wrong: Vec<String> = got
+                .iter()
+                .zip(&expected)
+                .enumerate()
+                .filter(|(_, (g, e))| g != e)
+                .map(|(i, (g, e))| format!("bin {}: {g} instead of {e}", T0 + i as i64 * step))
+                .take(10)
+                .collect();
+            assert!(
+                wrong.is_empty() && got.len() == expected.len(),
+                "iteration {iteration}: {expr} at step {step} differs from the events: {wrong:?}"
             );
         }
     }
@@ -267,7 +274,11 @@ fn kill_9_at_random_instants_loses_nothing_and_caches_nothing_stale() {
     for iteration in 0..ITERATIONS {
         // Some runs flush invalidations often, some never before the kill.
         let interval = ["50", "1000", "600000"][iteration % 3];
-        let mut s = spawn::spawn(BIN, dir.path(), &["--invalidation-interval-ms", interval]);
+        let mut s = spawn::spawn(
+            &spawn::cubed_bin(),
+            dir.path(),
+            &["--invalidation-interval-ms", interval],
+        );
         verify(&s.evaluator, &ledger, iteration);
         let (collector, evaluator, l) = (s.collector.clone(), s.evaluator.clone(), ledger.clone());
         let seed = rng.next();
@@ -281,7 +292,7 @@ fn kill_9_at_random_instants_loses_nothing_and_caches_nothing_stale() {
         s.child.wait().expect("wait");
         next_id = worker.join().expect("load thread");
     }
-    let mut s = spawn::spawn(BIN, dir.path(), &[]);
+    let mut s = spawn::spawn(&spawn::cubed_bin(), dir.path(), &[]);
     verify(&s.evaluator, &ledger, ITERATIONS);
     let acknowledged = ledger
         .lock()

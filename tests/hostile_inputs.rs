@@ -19,12 +19,10 @@ struct Cubed {
     s: spawn::Spawned,
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_cubed");
-
 impl Cubed {
     fn start(dir: &std::path::Path, extra: &[&str]) -> Cubed {
         Cubed {
-            s: spawn::spawn(BIN, dir, extra),
+            s: spawn::spawn(&spawn::cubed_bin(), dir, extra),
         }
     }
 

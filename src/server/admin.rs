@@ -232,7 +232,9 @@ pub async fn store_results(app: &App, seq: u64) {
         .filter_map(|d| d.checked().ok())
         .collect();
     let store = Arc::clone(&app.store);
-    if let Err(e) = super::common::blocking(move || store.put(&system_service(), &docs)).await {
-        tracing::warn!(error = %e.body, "storing results documents failed");
+    match super::common::blocking(move || store.put(&system_service(), &docs)).await {
+        // Like any put: its bins are invalidated (and its dirty marks cleared).
+        Ok(outcome) => app.invalidator.record(&system_service(), &outcome),
+        Err(e) => tracing::warn!(error = %e.body, "storing results documents failed"),
     }
 }

@@ -110,18 +110,6 @@ impl Invalidator {
         lock(&self.state(service, event_type)).generation
     }
 
-    /// Whether anything in `[lo, hi)` was written after `generation`.
-    pub fn dirty_since(
-        &self,
-        service: &Service,
-        event_type: &str,
-        generation: u64,
-        lo: i64,
-        hi: i64,
-    ) -> bool {
-        lock(&self.state(service, event_type)).dirty_since(generation, lo, hi)
-    }
-
     /// Runs `write` (the cache write of bins of `[lo, hi)` computed from the
     /// events as of `generation`) unless a put touched that range since,
     /// holding the type's lock throughout. Whether it wrote.

@@ -7,6 +7,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The binary under test: this build's `cubed`, or the one `CUBED_TEST_BIN`
+/// names (to run the same tests against another build, e.g. an older one).
+pub fn cubed_bin() -> String {
+    std::env::var("CUBED_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cubed").to_owned())
+}
+
 pub struct Spawned {
     pub child: Child,
     /// `host:port` of the collector listener.

@@ -18,15 +18,17 @@
 pub const MAX_TYPE_BYTES: usize = 128;
 /// Longest id, in bytes of its canonical JSON text (`"abc"` counts 5).
 pub const MAX_ID_BYTES: usize = 1024;
-/// Longest field name at any depth of an event's data, in bytes as sent
-/// (an escape such as `\u0041` counts 6).
+/// Longest field name at any depth of an event's data, in bytes of UTF-8
+/// text with its escapes decoded (`\u0041` counts 1, `\u00e9` 2), so that
+/// a name is measured the same however it was sent.
 pub const MAX_FIELD_NAME_BYTES: usize = 1024;
-/// Longest string value at any depth of an event's data, in bytes as sent.
+/// Longest string value at any depth of an event's data, measured as names are.
 pub const MAX_STRING_BYTES: usize = 65_536;
 /// Deepest nesting of arrays and objects in an event's data (the data
 /// object itself is level 1).
 pub const MAX_DATA_DEPTH: usize = 64;
-/// Largest event: its type, id and data JSON text together, in bytes.
+/// Largest event: its type, id and data JSON text together, in bytes as
+/// stored.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Earliest event or query time: 0000-01-01T00:00:00.000Z, in epoch ms.
 pub const MIN_TIME_MS: i64 = -62_167_219_200_000;
@@ -85,8 +87,9 @@ pub const MAX_EVENT_LIMIT: usize = 10_000;
 /// Longest id of a WebSocket request (echoed in each of its answers), in
 /// bytes of its JSON text; the same bound as an event's id.
 pub const MAX_REQUEST_ID_BYTES: usize = MAX_ID_BYTES;
-/// Most bins one metric request may compute or read: distinct reduces
-/// times bins returned.
+/// Most bins one metric request may compute: distinct reduces times bins
+/// returned. (Hour and day bins of pyramidal reduces also read the cached
+/// finer bins under them, 12 or 24 per bin, a chunk at a time.)
 pub const MAX_BINS_PER_REQUEST: usize = 200_000;
 /// Default of the most memory one metric request may hold for values that
 /// reduces keep until a bin is complete (`median`, percentiles,

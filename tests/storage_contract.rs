@@ -513,6 +513,43 @@ pub fn resent_ids_of_a_full_block_leave_each_event_once<S: EventStore>(f: Fresh<
     assert_eq!(live, N);
 }
 
+/// Scans go hour by hour, whatever order the puts came in: the evaluator
+/// finishes an hour's bins once a scan has moved past it.
+pub fn scans_go_hour_by_hour<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    let hour = 3_600_000;
+    for h in [5, 1, 3, 0, 4, 1, 2, 5, 0] {
+        let batch: Vec<NewEvent<'static>> = (0..3)
+            .map(|i| ev("hours", h * hour + 1000 * (3 - i), "{}", None))
+            .collect();
+        s.put(&svc, &batch).unwrap();
+    }
+    let mut hours = Vec::new();
+    s.scan_blocks(&svc, "hours", 0, 6 * hour, &mut |block, _| {
+        let first = block.time(0).div_euclid(hour);
+        for i in 0..block.len() {
+            assert_eq!(
+                block.time(i).div_euclid(hour),
+                first,
+                "a block holds one hour"
+            );
+        }
+        hours.push(first);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(hours.is_sorted(), "{hours:?}");
+    let mut times = Vec::new();
+    s.scan_data(&svc, "hours", 0, 6 * hour, &mut |t, _| {
+        times.push(t.div_euclid(hour));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(times.is_sorted(), "{times:?}");
+    assert_eq!(times.len(), 27);
+}
+
 #[macro_export]
 macro_rules! contract_suite {
     ($backend:ident, $factory:expr) => {
@@ -549,6 +586,10 @@ macro_rules! contract_suite {
             #[test]
             fn cache_is_capped_oldest_first() {
                 super::cache_is_capped_oldest_first($factory())
+            }
+            #[test]
+            fn scans_go_hour_by_hour() {
+                super::scans_go_hour_by_hour($factory())
             }
             #[test]
             fn cache_put_never_overfills_the_cap() {

@@ -26,6 +26,8 @@ pub struct BinComputer<'p> {
     trivial: bool,
     /// Bytes of values the accumulators keep (see [`Accumulator::add`]).
     held: usize,
+    /// Bins before this index are finished ([`close_before`](Self::close_before)).
+    closed: usize,
 }
 
 impl<'p> BinComputer<'p> {
@@ -37,7 +39,24 @@ impl<'p> BinComputer<'p> {
             accs: (0..n).map(|_| Accumulator::new(leaf.reduce)).collect(),
             trivial: leaf.filter.is_empty() && leaf.value.is_none(),
             held: 0,
+            closed: 0,
         }
+    }
+
+    /// Finishes every bin that ends at or before `time`, dropping the
+    /// values `median`, percentiles and `distinct` kept for them: called
+    /// when no later event can fall into those bins (a scan that visits
+    /// hours in order has moved past them).
+    pub fn close_before(&mut self, time: i64) {
+        let end = match time.checked_sub(self.first) {
+            Some(d) if d > 0 => usize::try_from(d / self.step).unwrap_or(usize::MAX),
+            _ => return,
+        }
+        .min(self.accs.len());
+        for acc in self.accs.get_mut(self.closed..end).into_iter().flatten() {
+            self.held -= acc.close();
+        }
+        self.closed = self.closed.max(end);
     }
 
     /// Bytes of values held so far for bins not finished (`median`,
@@ -459,5 +478,38 @@ mod tests {
         }
         assert_eq!(whole.finish(), [Some(16.0)]);
         assert_eq!(fast.finish(), [Some(16.0)]);
+    }
+
+    #[test]
+    fn finished_bins_give_back_what_they_kept() {
+        let tier = Tier::from_step(60_000).unwrap();
+        for source in [
+            "median(t1(x))",
+            "distinct(t1(x))",
+            "p90(t1(x))",
+            "sum(t1(x))",
+        ] {
+            let l = leaf(source);
+            let events: Vec<(i64, Value)> = (0..300)
+                .map(|i| (i * 1_000, json!({"x": i % 17})))
+                .collect();
+            let mut whole = BinComputer::new(&l, tier, 0, 5);
+            let mut closing = BinComputer::new(&l, tier, 0, 5);
+            let mut peak = 0;
+            for (t, d) in &events {
+                whole.add(*t, d);
+                closing.close_before(*t - t % 60_000);
+                closing.add(*t, d);
+                peak = peak.max(closing.held_bytes());
+            }
+            if source.starts_with("sum") {
+                assert_eq!(whole.held_bytes(), 0);
+            } else {
+                assert!(peak < whole.held_bytes(), "{source}: {peak}");
+            }
+            closing.close_before(i64::MAX);
+            assert_eq!(closing.held_bytes(), 0, "{source}");
+            assert_eq!(closing.finish(), whole.finish(), "{source}");
+        }
     }
 }

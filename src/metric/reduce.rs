@@ -37,6 +37,8 @@ pub enum Accumulator {
         values: Vec<f64>,
     },
     Distinct(HashSet<String>),
+    /// A bin already finished ([`Accumulator::close`]): its value.
+    Done(Option<f64>),
 }
 
 /// JavaScript's `String(v)`, for `distinct`.
@@ -126,13 +128,29 @@ impl Accumulator {
                 return size_of::<f64>();
             }
             Accumulator::Distinct(set) => return distinct_insert(set, number_string(x)),
+            // Finished: nothing more belongs to it.
+            Accumulator::Done(_) => {}
         }
         0
+    }
+
+    /// Finishes the bin in place, dropping the values it kept; returns how
+    /// many bytes it held (what [`add`](Self::add) reported for it).
+    pub fn close(&mut self) -> usize {
+        let held = match self {
+            Accumulator::Quantile { values, .. } => values.len() * size_of::<f64>(),
+            Accumulator::Distinct(set) => set.iter().map(|k| k.len() + SET_ENTRY_BYTES).sum(),
+            _ => 0,
+        };
+        let value = std::mem::replace(self, Accumulator::Done(None)).finish();
+        *self = Accumulator::Done(value);
+        held
     }
 
     /// The bin's value; `None` is undefined.
     pub fn finish(self) -> Option<f64> {
         match self {
+            Accumulator::Done(v) => v,
             Accumulator::Sum(s) => Some(s),
             Accumulator::Min(m) | Accumulator::Max(m) => m,
             Accumulator::Count(n) => Some(n as f64),

@@ -437,11 +437,15 @@ pub fn check_json(text: &str, mut depth: usize) -> Result<(), DataError> {
                 } else {
                     (MAX_STRING_BYTES, DataError::StringTooLong)
                 };
-                if end - start > max {
+                // Measured decoded: `\u0041` is one byte of text, as it is
+                // on every path whichever way the text was sent.
+                let len = if escaped {
+                    decoded_len(&b[start..end])?
+                } else {
+                    end - start
+                };
+                if len > max {
                     return Err(err);
-                }
-                if escaped {
-                    check_escapes(&b[start..end])?;
                 }
                 i = end + 1;
             }
@@ -484,39 +488,46 @@ fn check_number(t: &str) -> Result<(), DataError> {
     }
 }
 
-/// The escapes of a JSON string's body: every `\uD800`–`\uDBFF` must be
-/// followed by a `\uDC00`–`\uDFFF`, and no low surrogate may stand alone.
-fn check_escapes(body: &[u8]) -> Result<(), DataError> {
+/// The length in UTF-8 bytes of a JSON string's body with its escapes
+/// decoded, checking them: every `\uD800`–`\uDBFF` must be followed by a
+/// `\uDC00`–`\uDFFF`, and no low surrogate may stand alone.
+fn decoded_len(body: &[u8]) -> Result<usize, DataError> {
     let hex = |at: usize| -> Option<u32> {
         let h = std::str::from_utf8(body.get(at..at + 4)?).ok()?;
         u32::from_str_radix(h, 16).ok()
     };
-    let mut i = 0;
+    let (mut i, mut len) = (0, 0);
     while i < body.len() {
         if body[i] != b'\\' {
             i += 1;
+            len += 1;
             continue;
         }
         if body.get(i + 1) != Some(&b'u') {
             i += 2;
+            len += 1;
             continue;
         }
         let code = hex(i + 2).unwrap_or(0);
         i += 6;
-        if (0xDC00..0xE000).contains(&code) {
-            return Err(DataError::LoneSurrogate);
-        }
-        if (0xD800..0xDC00).contains(&code) {
-            let low = (body.get(i..i + 2) == Some(b"\\u"))
-                .then(|| hex(i + 2))
-                .flatten();
-            if !low.is_some_and(|l| (0xDC00..0xE000).contains(&l)) {
-                return Err(DataError::LoneSurrogate);
+        len += match code {
+            0..0x80 => 1,
+            0x80..0x800 => 2,
+            0xD800..0xDC00 => {
+                let low = (body.get(i..i + 2) == Some(b"\\u"))
+                    .then(|| hex(i + 2))
+                    .flatten();
+                if !low.is_some_and(|l| (0xDC00..0xE000).contains(&l)) {
+                    return Err(DataError::LoneSurrogate);
+                }
+                i += 6;
+                4
             }
-            i += 6;
-        }
+            0xDC00..0xE000 => return Err(DataError::LoneSurrogate),
+            _ => 3,
+        };
     }
-    Ok(())
+    Ok(len)
 }
 
 /// Checks an event's data against the limits on data.
@@ -525,8 +536,8 @@ pub fn check_data(data: &EventData<'_>) -> Result<(), DataError> {
         EventData::Json(t) => check_json(t, 0),
         EventData::Fields(fields) => {
             for (k, v) in fields {
-                // Measured as stored: borrowed keys as sent, owned ones re-escaped.
-                if quoted_len(k) - 2 > MAX_FIELD_NAME_BYTES {
+                // The key's text, decoded (as `check_json` measures names).
+                if k.len() > MAX_FIELD_NAME_BYTES {
                     return Err(DataError::FieldNameTooLong);
                 }
                 // The object itself is the first level.
@@ -939,12 +950,39 @@ mod tests {
             "k".repeat(MAX_FIELD_NAME_BYTES + 1)
         );
         assert_eq!(ok(&nested), Err(DataError::FieldNameTooLong));
-        // escapes count as written
-        let escaped = format!(
-            r#"{{"{}": 1}}"#,
-            "\\u0041".repeat(MAX_FIELD_NAME_BYTES / 6 + 1)
+        // escapes count decoded: `\u0041` is one byte, `\u00e9` two,
+        // `\ud83d\ude00` four
+        let escaped = |e: &str, n: usize| format!(r#"{{"{}": 1}}"#, e.repeat(n));
+        assert_eq!(ok(&escaped("\\u0041", MAX_FIELD_NAME_BYTES)), Ok(()));
+        assert_eq!(
+            ok(&escaped("\\u0041", MAX_FIELD_NAME_BYTES + 1)),
+            Err(DataError::FieldNameTooLong)
         );
-        assert_eq!(ok(&escaped), Err(DataError::FieldNameTooLong));
+        assert_eq!(ok(&escaped("\\u00e9", MAX_FIELD_NAME_BYTES / 2)), Ok(()));
+        assert_eq!(
+            ok(&escaped("\\u00e9\\n", MAX_FIELD_NAME_BYTES / 3 + 1)),
+            Err(DataError::FieldNameTooLong)
+        );
+        assert_eq!(
+            ok(&escaped("\\ud83d\\ude00", MAX_FIELD_NAME_BYTES / 4 + 1)),
+            Err(DataError::FieldNameTooLong)
+        );
+        // the same name split into fields (the batch parser) or not
+        let name = "\\u0041".repeat(MAX_FIELD_NAME_BYTES + 1);
+        for data in [
+            format!(r#"{{"{name}": 1}}"#),
+            format!(r#"[{{"{name}": 1}}]"#),
+        ] {
+            let body = format!(r#"[{{"type":"ab","data":{data}}}]"#);
+            assert_eq!(
+                parse_event_batch(body.as_bytes(), 0),
+                Err(BatchError::Invalid(vec![(
+                    0,
+                    DataError::FieldNameTooLong.into()
+                )])),
+                "{data}"
+            );
+        }
         // brackets inside strings do not nest
         assert_eq!(ok(&format!(r#"["{}"]"#, "[".repeat(100))), Ok(()));
         assert_eq!(

@@ -11,7 +11,8 @@ use crate::sync::lock;
 use super::collectd::{self, CollectdError, DeriveState};
 use super::results::Session;
 
-/// Called after every acknowledged put (the evaluator's cache invalidation hooks in here).
+/// Called after every put that wrote (the evaluator's cache invalidation
+/// hooks in here), on the thread that wrote, before the acknowledgement.
 pub type PutListener = Arc<dyn Fn(&Service, &PutOutcome) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +74,13 @@ impl Collector {
         let store = Arc::clone(&self.store);
         let svc = service.clone();
         let session = Arc::clone(&self.session);
-        let outcome =
-            tokio::task::spawn_blocking(move || store_events(&*store, &session, &svc, &events))
-                .await
-                .map_err(|e| CollectorError::Internal(e.to_string()))??;
-        self.acknowledged(service, n, started, &outcome);
+        let listeners = lock(&self.listeners).clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            store_events(&*store, &session, &listeners, &svc, &events)
+        })
+        .await
+        .map_err(|e| CollectorError::Internal(e.to_string()))??;
+        self.acknowledged(n, started);
         Ok(outcome)
     }
 
@@ -95,38 +98,29 @@ impl Collector {
         let store = Arc::clone(&self.store);
         let svc = service.clone();
         let session = Arc::clone(&self.session);
+        let listeners = lock(&self.listeners).clone();
         let (n, outcome) = tokio::task::spawn_blocking(move || {
             let events = parse_event_batch(&body, now).map_err(CollectorError::Batch)?;
             if events.is_empty() {
                 return Ok((0, PutOutcome::default()));
             }
-            let outcome = store_events(&*store, &session, &svc, &events)?;
+            let outcome = store_events(&*store, &session, &listeners, &svc, &events)?;
             Ok::<_, CollectorError>((events.len() as u64, outcome))
         })
         .await
         .map_err(|e| CollectorError::Internal(e.to_string()))??;
         if n > 0 {
-            self.acknowledged(service, n, started, &outcome);
+            self.acknowledged(n, started);
         }
         Ok(outcome)
     }
 
-    /// Counts an acknowledged put of `n` events and runs the put hooks.
-    fn acknowledged(
-        &self,
-        service: &Service,
-        n: u64,
-        started: std::time::Instant,
-        outcome: &PutOutcome,
-    ) {
+    /// Counts an acknowledged put of `n` events.
+    fn acknowledged(&self, n: u64, started: std::time::Instant) {
         let c = &self.session.collector;
         c.events_accepted.fetch_add(n, Relaxed);
         c.batches_accepted.fetch_add(1, Relaxed);
         c.put_latency.record(started.elapsed());
-        let listeners = lock(&self.listeners).clone();
-        for l in listeners {
-            l(service, outcome);
-        }
     }
 
     /// Converts and stores a collectd `write_http` JSON body.
@@ -147,15 +141,29 @@ impl Collector {
 }
 
 /// Stores events on the calling thread (the blocking pool), counting the
-/// store's work in the session's `store` module.
+/// store's work in the session's `store` module, and runs the put hooks
+/// (the cache invalidation) right there: whatever happens to the request
+/// that asked (its client may be gone), events that were written are
+/// recorded for invalidation.
 fn store_events(
     store: &dyn EventStore,
     session: &Session,
+    listeners: &[PutListener],
     service: &Service,
     events: &[NewEvent<'_>],
 ) -> Result<PutOutcome, StoreError> {
     let t = std::time::Instant::now();
     let r = store.put(service, events);
+    let written = match &r {
+        Ok(outcome) => Some(outcome),
+        Err(StoreError::NotSynced { outcome, .. }) => Some(&**outcome),
+        Err(_) => None,
+    };
+    if let Some(outcome) = written {
+        for l in listeners {
+            l(service, outcome);
+        }
+    }
     let s = &session.store;
     s.write_latency.record(t.elapsed());
     match &r {

@@ -29,6 +29,8 @@ use crate::sync::lock;
 pub const MAX_METRIC_LIMIT: i64 = crate::limits::MAX_METRIC_LIMIT as i64;
 /// Default step: 10 seconds.
 pub const DEFAULT_STEP: i64 = 10_000;
+/// Coarse bins whose finer bins a pyramid reads at once.
+const PYRAMID_CHUNK: usize = 1024;
 
 /// Why evaluation failed (shared between requests that wait on one computation).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -433,15 +435,22 @@ impl Evaluator {
         let values = match tier.pyramid_source().filter(|_| is_pyramidal(leaf.reduce)) {
             Some(finer) => {
                 let k = usize::try_from(step / finer.step()).unwrap_or(1);
-                let fine = self.cached(service, leaf, finer, first, n * k).await?;
                 let mut values: Vec<BinValue> = vec![None; n];
-                let mut whole = Vec::with_capacity(n);
-                for (v, parts) in values.iter_mut().zip(fine.chunks(k)) {
-                    let complete = parts.iter().all(Option::is_some);
-                    if complete {
-                        *v = merge(leaf.reduce, parts.iter().map(|p| p.flatten()));
+                let mut whole = vec![false; n];
+                // A chunk of coarse bins at a time: a pyramid never holds
+                // more than PYRAMID_CHUNK * k finer bins.
+                for lo in (0..n).step_by(PYRAMID_CHUNK) {
+                    let len = PYRAMID_CHUNK.min(n - lo);
+                    let chunk_first = first + lo as i64 * step;
+                    let fine = self
+                        .cached(service, leaf, finer, chunk_first, len * k)
+                        .await?;
+                    for (j, parts) in fine.chunks(k).enumerate() {
+                        if parts.iter().all(Option::is_some) {
+                            values[lo + j] = merge(leaf.reduce, parts.iter().map(|p| p.flatten()));
+                            whole[lo + j] = true;
+                        }
                     }
-                    whole.push(complete);
                 }
                 for (lo, hi) in missing_runs(whole.iter().map(|c| !c)) {
                     let part = self
@@ -556,6 +565,11 @@ impl Budget {
             .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(bytes))
             .is_ok()
     }
+
+    /// Gives back bytes taken before.
+    fn give(&self, bytes: usize) {
+        self.0.fetch_add(bytes, Relaxed);
+    }
 }
 
 /// Computes `n` bins of `leaf` from the events they cover (blocking).
@@ -581,6 +595,11 @@ fn scan_bins(
     let mut charged = 0;
     let stop = first + n as i64 * tier.step();
     store.scan_blocks(svc, &leaf.event_type, first, stop, &mut |block, dead| {
+        // Blocks come hour by hour: the bins before this block's hour are
+        // complete, and what they kept goes back to the budget.
+        if !block.is_empty() {
+            computer.close_before(crate::storage::keys::bucket(block.time(0)));
+        }
         // Values held by reduces are charged to the request, block by block.
         let held = computer.held_bytes();
         if held > charged {
@@ -588,8 +607,10 @@ fn scan_bins(
                 over_budget = true;
                 return ControlFlow::Break(());
             }
-            charged = held;
+        } else {
+            budget.give(charged - held);
         }
+        charged = held;
         // The whole leaf on columns: no JSON values at all.
         if !none_needed && let Some(cl) = ColumnLeaf::new(leaf, block) {
             for i in 0..block.len() {

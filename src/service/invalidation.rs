@@ -15,7 +15,10 @@
 //! valid: each type keeps a generation counter and a short log of the time
 //! ranges written per generation. [`Invalidator::cache_unless_dirty`] checks
 //! that log and writes the bins under the type's lock, so no put can record
-//! (and no flush can run for it) between the check and the write.
+//! (and no flush can run for it) between the check and the write; a flush
+//! also holds the type's lock until its invalidations are written, so a
+//! query never reads the cache while a flush of its type is under way.
+//! Lock order: a type's lock, then the store's own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -155,22 +158,21 @@ impl Invalidator {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Applies the type's pending invalidations, holding its lock until
+    /// they are in the cache: a query's flush that finds nothing pending
+    /// must not read the cache while another flush is still writing.
     fn flush(
         &self,
         service: &Service,
         event_type: &str,
         state: &Mutex<TypeState>,
     ) -> Result<(), StoreError> {
-        let (mut times, marks) = {
-            let mut st = lock(state);
-            if st.pending.is_empty() && st.marks.is_empty() {
-                return Ok(());
-            }
-            (
-                std::mem::take(&mut st.pending),
-                std::mem::take(&mut st.marks),
-            )
-        };
+        let mut st = lock(state);
+        if st.pending.is_empty() && st.marks.is_empty() {
+            return Ok(());
+        }
+        let mut times = std::mem::take(&mut st.pending);
+        let marks = std::mem::take(&mut st.marks);
         // One time per finest bin is enough: coarser bins contain the finer ones.
         let finest = TIERS[0];
         for t in &mut times {
@@ -183,7 +185,6 @@ impl Invalidator {
             .invalidate(service, event_type, &TIERS, &times, &marks);
         if r.is_err() {
             // Keep what could not be applied, for the next flush.
-            let mut st = lock(state);
             st.pending.extend(times);
             st.marks.extend(marks);
         }

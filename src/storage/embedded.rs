@@ -475,15 +475,20 @@ impl EventStore for EmbeddedStore {
             }
             batch.commit().map_err(engine)?;
         }
-        if self.durability == Durability::Sync {
-            self.db.persist(PersistMode::SyncData).map_err(engine)?;
-        }
         if !new_types.is_empty() {
             let mut set = self
                 .known_types
                 .entry(service.key().to_owned())
                 .or_default();
             set.extend(new_types);
+        }
+        if self.durability == Durability::Sync
+            && let Err(e) = self.db.persist(PersistMode::SyncData)
+        {
+            return Err(StoreError::NotSynced {
+                outcome: Box::new(outcome),
+                reason: e.to_string(),
+            });
         }
         Ok(outcome)
     }

@@ -33,6 +33,14 @@ pub enum StoreError {
     /// report as a client error naming the limit.
     #[error("too large to store: {0}")]
     TooLarge(String),
+    /// The batch was written (and is visible to reads) but the sync that
+    /// `--durability sync` promises failed; `outcome` says what was written,
+    /// so that its cached bins are still invalidated. Report as 500.
+    #[error("written but not synced to disk: {reason}")]
+    NotSynced {
+        outcome: Box<PutOutcome>,
+        reason: String,
+    },
 }
 
 impl From<keys::EncodeError> for StoreError {
@@ -110,9 +118,11 @@ pub trait EventStore: Send + Sync + 'static {
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
 
-    /// Visits the events of one type with `start <= time < stop`, in no
-    /// particular order, as (time, data JSON text) — without decoding, for
-    /// the evaluator (whose bins do not depend on order).
+    /// Visits the events of one type with `start <= time < stop` hour by
+    /// hour (every event of an hour, [`keys::bucket`], before any of a later
+    /// one; in no particular order within an hour), as (time, data JSON
+    /// text) — without decoding, for the evaluator, which finishes the bins
+    /// of an hour once the scan has moved past it.
     fn scan_data(
         &self,
         service: &Service,
@@ -124,8 +134,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Visits the blocks holding events of one type in `[start, stop)` (a
     /// block may also hold events outside it), with the positions of its
-    /// replaced events. Backends that do not store blocks get this default:
-    /// one block per event, built from [`scan_data`](Self::scan_data).
+    /// replaced events: hour by hour, as `scan_data` (a block holds the
+    /// events of one hour). Backends that do not store blocks get this
+    /// default: one block per event, built from [`scan_data`](Self::scan_data).
     fn scan_blocks(
         &self,
         service: &Service,

@@ -2,6 +2,7 @@
 # Runs the fuzz targets (cargo-fuzz, libFuzzer) from the repository root:
 #   tests/fuzz/run.sh SECONDS [TARGET...]       each target for SECONDS
 #   FUZZ_RUNS=N tests/fuzz/run.sh 0 [TARGET...]  each target for N executions
+# (FUZZ_MAX_LEN sets the longest input tried; default 4096 bytes.)
 # Seeds come from tests/fuzz/seeds/<target> (committed); what the fuzzer
 # learns goes to tests/fuzz/corpus/<target> (not committed). A crash stops
 # the run, non-zero, with the input in tests/fuzz/artifacts/<target>/ (add
@@ -22,7 +23,7 @@ cargo fuzz build --fuzz-dir tests/fuzz -s none
 mkdir -p target/fuzz-logs
 for t in "${targets[@]}"; do
     mkdir -p "tests/fuzz/corpus/$t"
-    args=(-rss_limit_mb=4096 -max_len=65536 -print_final_stats=1)
+    args=(-rss_limit_mb=4096 "-max_len=${FUZZ_MAX_LEN:-4096}" -print_final_stats=1)
     if [ "$seconds" != 0 ]; then args+=("-max_total_time=$seconds"); fi
     if [ -n "${FUZZ_RUNS:-}" ]; then args+=("-runs=$FUZZ_RUNS"); fi
     log="target/fuzz-logs/$t.log"

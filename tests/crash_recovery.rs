@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 /// The data's first hour: 2012-04-16T16:00:00Z.
 const T0: i64 = 1_334_592_000_000;
 const HOURS: i64 = 3;
-const ITERATIONS: usize = 18;
+const ITERATIONS: usize = 15;
 
 /// A small deterministic generator (xorshift64*), so a failure replays.
 struct Rng(u64);

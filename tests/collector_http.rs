@@ -163,16 +163,25 @@ fn limits_and_errors_are_clear() {
         json!({"error": "invalid expression", "message": "expected field name at 8"})
     );
     assert_eq!(
-        get(&s.evaluator_url("/1.0/event?expression=test&start=x"), None),
-        (400, json!({"error": "invalid start"}))
+        error_of(get(
+            &s.evaluator_url("/1.0/event?expression=test&start=x"),
+            None
+        )),
+        (400, "invalid start".into())
     );
     assert_eq!(
-        get(&s.evaluator_url("/1.0/event?expression=test&stop=x"), None),
-        (400, json!({"error": "invalid stop"}))
+        error_of(get(
+            &s.evaluator_url("/1.0/event?expression=test&stop=x"),
+            None
+        )),
+        (400, "invalid stop".into())
     );
     assert_eq!(
-        get(&s.evaluator_url("/1.0/event?expression=test&limit=x"), None),
-        (400, json!({"error": "invalid limit"}))
+        error_of(get(
+            &s.evaluator_url("/1.0/event?expression=test&limit=x"),
+            None
+        )),
+        (400, "invalid limit".into())
     );
     assert_eq!(get(&s.evaluator_url("/nothing/here"), None).0, 404);
     assert_eq!(get(&s.collector_url("/nothing/here"), None).0, 404);
@@ -323,4 +332,15 @@ fn collectd_write_http_json() {
         (status, err["error"].clone()),
         (400, json!("invalid collectd body"))
     );
+}
+
+/// The status and `error` of an answer, which must also say in `message`
+/// what was expected.
+fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.len() > 10, "no message: {body}");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
 }

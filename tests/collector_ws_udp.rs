@@ -88,19 +88,24 @@ fn websocket_messages_over_the_limit_close_the_socket() {
             .expect("connect");
         let big = json!({"type": "big", "data": {"s": "x".repeat(5000)}});
         ws.send(Message::text(big.to_string())).await.unwrap();
-        // the server closes the connection (1009) rather than storing or hanging
-        let end = tokio::time::timeout(Duration::from_secs(10), async {
+        // the server says why, then closes the connection with 1009
+        // (message too big) rather than storing or hanging
+        let (said, end) = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut said = Vec::new();
             loop {
                 match ws.next().await {
-                    None | Some(Err(_)) => return None,
-                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => return (said, None),
+                    Some(Ok(Message::Close(frame))) => {
+                        return (said, frame.map(|f| u16::from(f.code)));
+                    }
+                    Some(Ok(m)) => said.push(m.to_string()),
                 }
             }
         })
         .await
         .expect("socket closed in time");
-        assert!(end.is_none() || end == Some(1009), "{end:?}");
+        assert_eq!(end, Some(1009), "{said:?}");
+        assert!(said.iter().any(|m| m.contains("too long")), "{said:?}");
     });
     assert_eq!(get(&s.evaluator_url("/1.0/types"), None).1, json!([]));
 }

@@ -176,12 +176,12 @@ fn error_answers_in_cubes_order() {
     let s = TestServer::start();
     let e = |q: &str| get(&s.evaluator_url(&format!("/1.0/metric?{q}")), None);
     assert_eq!(
-        e("expression=sum(test)&start=bad&stop=bad&step=1"),
-        (400, json!({"error": "invalid start"}))
+        error_of(e("expression=sum(test)&start=bad&stop=bad&step=1")),
+        (400, "invalid start".into())
     );
     assert_eq!(
-        e("expression=sum(test)&start=0&stop=bad&step=1"),
-        (400, json!({"error": "invalid stop"}))
+        error_of(e("expression=sum(test)&start=0&stop=bad&step=1")),
+        (400, "invalid stop".into())
     );
     let (status, body) = e("expression=sum(test&start=0&stop=0&step=1");
     assert_eq!(
@@ -190,8 +190,8 @@ fn error_answers_in_cubes_order() {
     );
     assert_eq!(body["message"], "expected \"(\", \")\" or \".\" at 8");
     assert_eq!(
-        e("expression=sum(test)&start=0&stop=0&step=1000"),
-        (400, json!({"error": "invalid step"}))
+        error_of(e("expression=sum(test)&start=0&stop=0&step=1000")),
+        (400, "invalid step".into())
     );
     assert_eq!(
         e("start=0&stop=0&step=1000").1["error"],
@@ -283,4 +283,15 @@ fn deleting_the_cache_recomputes_from_events() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(metric(&s, "sum(test)", 300_000), before);
+}
+
+/// The status and `error` of an answer, which must also say in `message`
+/// what was expected.
+fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.len() > 10, "no message: {body}");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
 }

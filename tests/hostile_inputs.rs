@@ -542,3 +542,155 @@ fn requests_over_their_budget_are_refused() {
     );
     c.assert_healthy(1);
 }
+
+/// Sends one raw HTTP/1.1 request (header bytes as given, so that values no
+/// client library would send can be tried); the status and the JSON body.
+fn raw_request(addr: &str, head: &[u8], body: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = head.to_vec();
+    req.extend_from_slice(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    req.extend_from_slice(body);
+    s.write_all(&req).expect("write");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Edges found by probing the release binary: the last millisecond of year
+/// 9999 is stored and can be read back (an exclusive `stop` one past it is
+/// accepted); refused query parameters say what is expected; a service
+/// header that is not ASCII is an invalid service on every listener; a
+/// WebSocket request that is JSON but not an object is named as such; a
+/// WebSocket message over the limit is answered, then closed with 1009.
+#[test]
+fn edges_get_clear_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cubed::start(dir.path(), &["--max-ws-message", "4096"]);
+    const LAST: i64 = 253_402_300_799_999;
+    let (status, body) =
+        c.put(&json!([{"type": "edge", "time": "9999-12-31T23:59:59.999Z"}]).to_string());
+    assert_eq!(status, 200, "{body}");
+    let events = c.events("edge", LAST, LAST + 1);
+    assert_eq!(events.len(), 1, "the last millisecond is readable");
+    assert_eq!(events[0]["time"], "9999-12-31T23:59:59.999Z");
+    let day = 86_400_000;
+    assert_eq!(
+        c.metric("sum(edge)", LAST + 1 - day, LAST + 1, day),
+        vec![json!(1)]
+    );
+    let (status, body) = c.get(&format!("/1.0/event?expression=edge&stop={}", LAST + 2));
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid stop"))
+    );
+
+    for (query, error, says) in [
+        (
+            "/1.0/metric?expression=sum(edge)&step=7",
+            "invalid step",
+            "86400000",
+        ),
+        (
+            "/1.0/metric?expression=sum(edge)&start=yesterday",
+            "invalid start",
+            "ISO 8601",
+        ),
+        (
+            "/1.0/metric?expression=sum(edge)&stop=1e400",
+            "invalid stop",
+            "ISO 8601",
+        ),
+        (
+            "/1.0/metric?expression=sum(edge)&limit=-1",
+            "invalid limit",
+            "10000",
+        ),
+        (
+            "/1.0/event?expression=edge&limit=x",
+            "invalid limit",
+            "10000",
+        ),
+        (
+            "/1.0/event?expression=edge&start=NaN",
+            "invalid start",
+            "ISO 8601",
+        ),
+    ] {
+        let (status, body) = c.get(query);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(error)),
+            "{query}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{query}: {body}");
+    }
+
+    let head = b"POST /1.0/event/put HTTP/1.1\r\nHost: x\r\nFiware-Service: \xc3\xa9\r\n";
+    let (status, body) = raw_request(&c.s.collector, head, b"[]");
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid service")),
+        "{body}"
+    );
+    let head = b"GET /1.0/types HTTP/1.1\r\nHost: x\r\nFiware-Service: \xff\r\n";
+    let (status, body) = raw_request(&c.s.evaluator, head, b"");
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid service")),
+        "{body}"
+    );
+
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/1.0/metric/get", c.s.evaluator))
+                .await
+                .expect("websocket");
+        ws.send(Message::text("[1,2]")).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer")
+            .expect("a message")
+            .expect("a message");
+        let answer: Value = serde_json::from_str(&answer.to_string()).unwrap();
+        assert_eq!(answer["error"], "invalid request", "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("object")
+        );
+        ws.send(Message::text("x".repeat(5000))).await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("closed in time");
+        assert_eq!(end, Some(1009));
+    });
+    c.assert_healthy(1);
+}

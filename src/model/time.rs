@@ -60,6 +60,23 @@ pub fn parse_param(s: &str) -> Option<i64> {
     parse_iso(t)
 }
 
+/// A query's exclusive `stop`: as [`parse_param`], and also one
+/// millisecond past [`MAX_TIME_MS`] (epoch milliseconds), so that an event
+/// at the latest accepted time can be asked for.
+pub fn parse_stop(s: &str) -> Option<i64> {
+    let end = MAX_TIME_MS + 1;
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x.trunc() == end as f64 => Some(end),
+        _ => parse_param(s),
+    }
+}
+
+/// What a client is told when a time parameter is refused.
+pub const PARAM_HELP: &str = "epoch milliseconds or ISO 8601 (2012-04-16T16:00:00Z, \
+     2012-04-16T16:00:00.123+02:00, 2012-04-16), between the years 0 and 9999 \
+     (as epoch milliseconds -62167219200000 to 253402300799999; stop may be \
+     one more, as it is exclusive)";
+
 /// `2012-04-16T16:00:00.000Z`: ISO 8601, UTC, milliseconds.
 pub fn format_iso(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)

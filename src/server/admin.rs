@@ -53,9 +53,10 @@ impl TxHeaders {
 }
 
 /// `Fiware-Service` and `Fiware-ServicePath` of a request.
-pub fn tx_headers() -> impl Filter<Extract = (TxHeaders,), Error = warp::Rejection> + Copy {
-    warp::header::optional::<String>("fiware-service")
-        .and(warp::header::optional::<String>("fiware-servicepath"))
+pub fn tx_headers() -> impl Filter<Extract = (TxHeaders,), Error = std::convert::Infallible> + Copy
+{
+    super::common::header_text("fiware-service")
+        .and(super::common::header_text("fiware-servicepath"))
         .map(|service, path| TxHeaders { service, path })
 }
 
@@ -205,7 +206,10 @@ async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) 
         let msg = match msg {
             Ok(m) if m.is_close() => break,
             Ok(m) => m,
-            Err(_) => break,
+            Err(e) => {
+                let _ = tx.send(super::common::close_after(&e)).await;
+                break;
+            }
         };
         if !(msg.is_text() || msg.is_binary()) {
             continue;

@@ -233,6 +233,7 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
     let _open = ws_stats.open();
     let (mut tx, mut rx) = socket.split();
     let mut open = true;
+    let mut close = None;
     while open {
         let Some(first) = rx.next().await else { break };
         let started = Instant::now();
@@ -275,6 +276,7 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
                 Err(e) => {
                     tracing::debug!(error = %e, "websocket receive failed");
                     received.push((0, Some(json!({ "error": e.to_string() }))));
+                    close = Some(super::common::close_after(&e));
                     open = false;
                 }
             }
@@ -324,6 +326,9 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
             }
             ws_stats.messages_sent.fetch_add(1, Relaxed);
         }
+    }
+    if let Some(frame) = close {
+        let _ = tx.send(frame).await;
     }
     let _ = tx.close().await;
 }

@@ -24,8 +24,23 @@ pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Inf
 
 /// The request's service from `Fiware-Service` (validated in the handler, so
 /// that a bad name gets our 400 body).
-pub fn service_header() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Copy {
-    warp::header::optional::<String>("fiware-service")
+pub fn service_header() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Copy {
+    header_text("fiware-service")
+}
+
+/// An optional header as text, whatever its bytes: a value that is not
+/// visible ASCII comes through (with U+FFFD for bytes that are not UTF-8)
+/// for the handler's validation to refuse with a 400 naming it, where
+/// `warp::header::optional` would reject the request and let another
+/// route's rejection (a 405) answer.
+pub fn header_text(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Copy {
+    warp::header::headers_cloned().map(move |headers: warp::http::HeaderMap| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    })
 }
 
 pub fn service(header: Option<String>) -> Result<Service, ApiError> {
@@ -132,4 +147,19 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
         (StatusCode::BAD_REQUEST, format!("{err:?}"))
     };
     Ok(json_response(status, &json!({ "error": error })))
+}
+
+/// The close frame after a failed WebSocket receive: 1009 (message too big)
+/// for a message over `--max-ws-message`, 1002 (protocol error) otherwise,
+/// with the error as the reason (at most the 123 bytes a close frame holds).
+/// warp does not expose tungstenite's error type, so its text decides; a
+/// test (`websocket_messages_over_the_limit_close_the_socket`) pins it.
+pub fn close_after(e: &warp::Error) -> warp::ws::Message {
+    let text = e.to_string();
+    let too_big = text.contains("Message too long") || text.contains("Space limit exceeded");
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    warp::ws::Message::close_with(if too_big { 1009u16 } else { 1002 }, text[..end].to_owned())
 }

@@ -204,7 +204,8 @@ impl From<EventQueryError> for ApiError {
                 ApiError::with_message(StatusCode::BAD_REQUEST, "invalid expression", p.to_string())
             }
             EventQueryError::Start | EventQueryError::Stop | EventQueryError::Limit => {
-                ApiError::bad_request(&e.to_string())
+                let message = e.message().unwrap_or_default();
+                ApiError::with_message(StatusCode::BAD_REQUEST, &e.to_string(), message)
             }
             EventQueryError::Store(s) => s.into(),
             EventQueryError::Internal(m) => ApiError::internal(m),
@@ -218,16 +219,10 @@ impl From<MetricQueryError> for ApiError {
             MetricQueryError::Expression(p) => {
                 ApiError::with_message(StatusCode::BAD_REQUEST, "invalid expression", p.to_string())
             }
-            MetricQueryError::TooManyBins { reduces, bins } => ApiError::with_message(
-                StatusCode::BAD_REQUEST,
-                &e.to_string(),
-                format!(
-                    "{reduces} distinct reduce(s) x {bins} bins is more than the {} bins one \
-                     request may compute; ask for fewer bins or fewer reduces",
-                    crate::limits::MAX_BINS_PER_REQUEST
-                ),
-            ),
-            other => ApiError::bad_request(&other.to_string()),
+            other => {
+                let message = other.message().unwrap_or_default();
+                ApiError::with_message(StatusCode::BAD_REQUEST, &other.to_string(), message)
+            }
         }
     }
 }

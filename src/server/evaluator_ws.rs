@@ -102,6 +102,9 @@ pub async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
     let writer_app = Arc::clone(&app);
+    // The close frame after a failed receive, sent after the answers.
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<Message>();
+    let mut close_tx = Some(close_tx);
     let writer = tokio::spawn(async move {
         while let Some(text) = out_rx.recv().await {
             if sink.send(Message::text(text)).await.is_err() {
@@ -112,6 +115,9 @@ pub async fn serve(
                 .websocket
                 .messages_sent
                 .fetch_add(1, Relaxed);
+        }
+        if let Ok(frame) = close_rx.await {
+            let _ = sink.send(frame).await;
         }
         let _ = sink.close().await;
     });
@@ -124,6 +130,9 @@ pub async fn serve(
             Ok(_) => continue,
             Err(e) => {
                 let _ = out.send(json!({ "error": e.to_string() }).to_string());
+                if let Some(close) = close_tx.take() {
+                    let _ = close.send(super::common::close_after(&e));
+                }
                 break;
             }
         };
@@ -144,14 +153,21 @@ pub async fn serve(
             error: false,
             on_done: Some(on_done),
         };
-        let request: Value = match msg.to_str().map(serde_json::from_str) {
-            Ok(Ok(v)) => v,
-            _ => {
+        let request: Value = match msg.to_str().map(serde_json::from_str::<Value>) {
+            Ok(Ok(v)) if v.is_object() => v,
+            parsed => {
                 app.session
                     .websocket
                     .messages_rejected
                     .fetch_add(1, Relaxed);
-                answers.send(json!({ "error": "invalid request: not JSON" }));
+                let message = match parsed {
+                    Ok(Ok(_)) => {
+                        "a request is a JSON object: {\"expression\", \"start\", \"stop\", \"step\", \"limit\", \"id\"}"
+                    }
+                    Ok(Err(_)) => "not JSON text",
+                    Err(_) => "not a text message",
+                };
+                answers.send(json!({ "error": "invalid request", "message": message }));
                 continue;
             }
         };
@@ -170,6 +186,7 @@ pub async fn serve(
         t.abort();
     }
     drop(out);
+    drop(close_tx);
     let _ = writer.await;
 }
 

@@ -69,6 +69,31 @@ pub enum MetricQueryError {
     TooManyBins { reduces: usize, bins: usize },
 }
 
+impl MetricQueryError {
+    /// The details a client is told with a refused parameter.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            MetricQueryError::Start => Some(format!("start must be {}", time::PARAM_HELP)),
+            MetricQueryError::Stop => Some(format!("stop must be {}", time::PARAM_HELP)),
+            MetricQueryError::Step => Some(format!(
+                "step must be one of {} (milliseconds: 10 s, 1 min, 5 min, 1 h, 1 day)",
+                crate::metric::tiers::TIERS
+                    .map(|t| t.to_string())
+                    .join(", ")
+            )),
+            MetricQueryError::Limit => Some(format!(
+                "limit must be a number of bins from 0 (larger ones count as {MAX_METRIC_LIMIT})"
+            )),
+            MetricQueryError::TooManyBins { reduces, bins } => Some(format!(
+                "{reduces} distinct reduce(s) x {bins} bins is more than the \
+                 {MAX_BINS_PER_REQUEST} bins one request may compute; ask for fewer bins or \
+                 fewer reduces"
+            )),
+            MetricQueryError::Expression(_) => None,
+        }
+    }
+}
+
 /// A parsed metric request: the bins `first + i * step` for `i < n`.
 #[derive(Debug, Clone)]
 pub struct MetricQuery {
@@ -111,7 +136,7 @@ impl MetricQuery {
             None => tier
                 .unwrap_or(Tier::from_step(DEFAULT_STEP).ok_or(MetricQueryError::Step)?)
                 .floor(now),
-            Some(s) => time::parse_param(s).ok_or(MetricQueryError::Stop)?,
+            Some(s) => time::parse_stop(s).ok_or(MetricQueryError::Stop)?,
         };
         let (_, plan) =
             compile_metric(expression.unwrap_or_default()).map_err(MetricQueryError::Expression)?;

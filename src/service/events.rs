@@ -38,6 +38,20 @@ pub enum EventQueryError {
     Internal(String),
 }
 
+impl EventQueryError {
+    /// The details a client is told with a refused parameter.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            EventQueryError::Start => Some(format!("start must be {}", time::PARAM_HELP)),
+            EventQueryError::Stop => Some(format!("stop must be {}", time::PARAM_HELP)),
+            EventQueryError::Limit => Some(format!(
+                "limit must be a number of events from 0 (larger ones count as {MAX_EVENT_LIMIT})"
+            )),
+            _ => None,
+        }
+    }
+}
+
 impl EventQuery {
     /// Parses the request parameters: `expression`, `start` (default 0),
     /// `stop` (default now), `limit` (default and maximum 10000).
@@ -56,7 +70,7 @@ impl EventQuery {
         };
         let stop = match stop {
             None => now,
-            Some(s) => time::parse_param(s).ok_or(EventQueryError::Stop)?,
+            Some(s) => time::parse_stop(s).ok_or(EventQueryError::Stop)?,
         };
         let limit = match limit {
             None => MAX_EVENT_LIMIT,

@@ -54,6 +54,11 @@ fn engine(e: impl std::fmt::Display) -> StoreError {
 struct CacheUsage {
     bytes: u64,
     next_seq: u64,
+    /// No live `metric_log` record of the type is older than this: eviction
+    /// starts here, so it never walks again over the records it removed
+    /// (an LSM keeps their tombstones until a compaction, and walking them
+    /// made every put of a full type slower than the last).
+    first_seq: u64,
 }
 
 pub struct EmbeddedStore {
@@ -209,9 +214,14 @@ impl EmbeddedStore {
                 .checked_sub(8)
                 .ok_or_else(|| corrupt("metric log key"))?;
             let seq = u64::from_be_bytes(key[plen..].try_into().map_err(|_| corrupt("seq"))?);
-            let u = usage.entry(key[..plen].to_vec()).or_default();
+            let u = usage.entry(key[..plen].to_vec()).or_insert(CacheUsage {
+                bytes: 0,
+                next_seq: 0,
+                first_seq: seq,
+            });
             u.bytes += entry_bytes(plen, value.len());
             u.next_seq = u.next_seq.max(seq + 1);
+            u.first_seq = u.first_seq.min(seq);
         }
         Ok(())
     }
@@ -710,11 +720,19 @@ impl MetricCache for EmbeddedStore {
         }
         let adding = charge * bins.len() as u64;
         let mut usage_map = lock(&self.cache_usage);
-        let usage = usage_map.entry(prefix.clone()).or_default();
+        let entry = usage_map.entry(prefix.clone()).or_default();
+        // Worked on a copy, kept only if the batch commits.
+        let mut copy = *entry;
+        let usage = &mut copy;
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         // Evict the oldest entries until the new ones fit.
         if usage.bytes + adding > self.cache_cap {
-            for item in self.metric_log.prefix(&prefix) {
+            let mut end = prefix.clone();
+            end.extend_from_slice(&[0xff; 9]);
+            for item in self
+                .metric_log
+                .range(log_key(&prefix, usage.first_seq)..end)
+            {
                 if usage.bytes + adding <= self.cache_cap {
                     break;
                 }
@@ -727,6 +745,7 @@ impl MetricCache for EmbeddedStore {
                 usage.bytes = usage
                     .bytes
                     .saturating_sub(entry_bytes(prefix.len(), mk.len()));
+                usage.first_seq = seq + 1;
                 batch.remove(&self.metric_log, lk.to_vec());
                 // Remove the entry only if this log record is its latest write.
                 let current = self.metrics.get(&mk).map_err(engine)?;
@@ -764,7 +783,9 @@ impl MetricCache for EmbeddedStore {
                 encode_bin(true, bin.value, seq).to_vec(),
             );
         }
-        batch.commit().map_err(engine)
+        batch.commit().map_err(engine)?;
+        *entry = copy;
+        Ok(())
     }
 
     fn clear(&self) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, enc, get, post};
+use common::{TestServer, enc, error_of, get, post};
 use serde_json::json;
 
 #[test]
@@ -332,15 +332,4 @@ fn collectd_write_http_json() {
         (status, err["error"].clone()),
         (400, json!("invalid collectd body"))
     );
-}
-
-/// The status and `error` of an answer, which must also say in `message`
-/// what was expected.
-fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.len() > 10, "no message: {body}");
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_owned(),
-    )
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, enc, get};
+use common::{TestServer, enc, error_of, get};
 use serde_json::{Value, json};
 
 /// Cube's test events: `Date.UTC(2011, 6, 18, 0, Math.sqrt(i) - 10)` with `data: {i}`
@@ -283,15 +283,4 @@ fn deleting_the_cache_recomputes_from_events() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(metric(&s, "sum(test)", 300_000), before);
-}
-
-/// The status and `error` of an answer, which must also say in `message`
-/// what was expected.
-fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.len() > 10, "no message: {body}");
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_owned(),
-    )
 }

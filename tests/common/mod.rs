@@ -174,3 +174,14 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// The status and `error` of an answer, which must also say in `message`
+/// what was expected.
+pub fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.len() > 10, "no message: {body}");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}

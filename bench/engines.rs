@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use cubed::model::Service;
-use cubed::storage::keys;
+use cubed::storage::embedded::keys;
 
 const BATCH: usize = 1000;
 

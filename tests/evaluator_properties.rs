@@ -99,7 +99,12 @@ fn naive_reduce(r: Reduce, values: &[Scalar]) -> Option<f64> {
                 .collect::<HashSet<_>>()
                 .len() as f64,
         ),
-        other => q(other.quantile().unwrap_or(0.5)),
+        Reduce::Median | Reduce::P50 => q(0.5),
+        Reduce::P75 => q(0.75),
+        Reduce::P90 => q(0.9),
+        Reduce::P95 => q(0.95),
+        Reduce::P99 => q(0.99),
+        Reduce::P999 => q(0.999),
     }
 }
 

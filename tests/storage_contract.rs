@@ -7,7 +7,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use cubed::model::{NewEvent, Service};
-use cubed::storage::{CachedBin, EventStore, MetricCache, Order};
+use cubed::plan::{LeafPlan, MetricPlan, Scalar, compile_metric};
+use cubed::storage::{CachedBin, EventStore, MetricCache, Order, Selected, Selection};
 
 pub struct Fresh<S> {
     pub store: Arc<S>,
@@ -31,6 +32,148 @@ fn all<S: EventStore>(
     })
     .unwrap();
     out
+}
+
+fn leaf(source: &str) -> LeafPlan {
+    match compile_metric(source).expect("expression").1 {
+        MetricPlan::Leaf(l) => l,
+        other => panic!("not one leaf: {other:?}"),
+    }
+}
+
+/// What `select` gives for a leaf over `[start, stop)`, sorted, and every
+/// `Before` it gave checked against what came after it.
+fn selected<S: EventStore>(
+    s: &S,
+    svc: &Service,
+    leaf: &LeafPlan,
+    start: i64,
+    stop: i64,
+) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut before = i64::MIN;
+    let selection = Selection { leaf, start, stop };
+    s.select(svc, &selection, &mut |found| {
+        let mut add = |t: i64, v: String| {
+            assert!(t >= before, "{t} given after Before({before})");
+            assert!(t >= start && t < stop, "{t} outside [{start}, {stop})");
+            out.push((t, v));
+        };
+        match found {
+            Selected::Before(t) => before = before.max(t),
+            Selected::Numbers(xs) => {
+                for &(t, x) in xs {
+                    assert!(!x.is_nan());
+                    add(t, format!("{:?}", Scalar::Number(x)));
+                }
+            }
+            Selected::Values(vs) => {
+                for (t, v) in vs {
+                    assert!(v.as_number().is_none(), "a number among Values: {v:?}");
+                    add(*t, format!("{v:?}"));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    out.sort();
+    out
+}
+
+/// `select` gives exactly the events the filter passes on their whole
+/// data, with the value the leaf computes from it, however the backend
+/// holds them (uniform fields, mixed kinds, nested values, non-object data,
+/// replaced events), at any range.
+pub fn select_gives_what_filter_and_value_give<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Service::default_service();
+    // One put of uniform fields (a backend may hold them as columns), one of
+    // mixed kinds, nested values and data that is not an object.
+    let uniform: Vec<NewEvent<'static>> = (0..200)
+        .map(|i| {
+            ev(
+                "sel",
+                i * 7_000,
+                &format!(
+                    r#"{{"n":{},"p":"/p{}","s":{}}}"#,
+                    i % 13,
+                    i % 4,
+                    200 + 100 * (i % 3)
+                ),
+                (i % 10 == 0).then(|| i.to_string()).as_deref(),
+            )
+        })
+        .collect();
+    s.put(&svc, &uniform).unwrap();
+    let mixed = [
+        r#"{"n":"7","p":"/p1","s":200}"#,
+        r#"{"n":[1,5],"p":["/p1","/p2"],"s":500}"#,
+        r#"{"n":{"k":2},"p":null}"#,
+        r#"{"p":"/p3","s":"500"}"#,
+        r#"{"n":2.5,"p":"/p0","s":404,"x":{"y":[{"z":1}]}}"#,
+        r#"[1,2,3]"#,
+        r#""text""#,
+        r#"{}"#,
+    ];
+    let mixed: Vec<NewEvent<'static>> = (0..80)
+        .map(|i| {
+            ev(
+                "sel",
+                3_000_000 + i * 11_000,
+                mixed[i as usize % mixed.len()],
+                None,
+            )
+        })
+        .collect();
+    s.put(&svc, &mixed).unwrap();
+    // Replacing some ids: only the newest of each is selected.
+    let resent: Vec<NewEvent<'static>> = (0..5)
+        .map(|i| {
+            ev(
+                "sel",
+                5_000_000 + i,
+                r#"{"n":100,"p":"/new","s":200}"#,
+                Some(&(i * 10).to_string()),
+            )
+        })
+        .collect();
+    s.put(&svc, &resent).unwrap();
+    let events = all(s, &svc, "sel", Order::Ascending);
+    assert_eq!(events.len(), 280);
+    for source in [
+        "sum(sel)",
+        "sum(sel(n))",
+        "sum(sel(n).eq(p, \"/p1\"))",
+        "max(sel(n * 2 + s))",
+        "count(sel.gt(s, 250).lt(n, 10))",
+        "distinct(sel(p))",
+        "distinct(sel(n))",
+        "sum(sel(n).in(p, [\"/p2\", \"/p3\"]))",
+        "sum(sel.re(p, \"^/p[12]\"))",
+        "sum(sel.exists(n, false))",
+        "sum(sel.ne(p, null))",
+        "sum(sel.eq(n, 5))",
+        "sum(sel(x.y.z))",
+        "median(sel(s).ge(n, 3))",
+        "count(sel(p))",
+    ] {
+        let leaf = leaf(source);
+        for (start, stop) in [
+            (i64::MIN, i64::MAX),
+            (7_000, 3_500_000),
+            (3_600_000, 3_600_001),
+        ] {
+            let mut want: Vec<(i64, String)> = events
+                .iter()
+                .filter(|(t, d)| *t >= start && *t < stop && leaf.filter.matches(d))
+                .filter_map(|(t, d)| Some((*t, format!("{:?}", leaf.value_of(d)?))))
+                .collect();
+            want.sort();
+            let got = selected(s, &svc, &leaf, start, stop);
+            assert_eq!(got, want, "{source} over [{start}, {stop})");
+        }
+    }
 }
 
 pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
@@ -504,13 +647,22 @@ pub fn resent_ids_of_a_full_block_leave_each_event_once<S: EventStore>(f: Fresh<
     })
     .unwrap();
     assert_eq!((seen, latest), (N, N));
-    let mut live = 0usize;
-    s.scan_blocks(&svc, "resent", 0, 3_600_000, &mut |block, replaced| {
-        live += (0..block.len()).filter(|&i| !replaced.contains(i)).count();
+    let (mut live, mut latest) = (0usize, 0usize);
+    let leaf = leaf("sum(resent(v))");
+    let selection = Selection {
+        leaf: &leaf,
+        start: 0,
+        stop: 3_600_000,
+    };
+    s.select(&svc, &selection, &mut |found| {
+        if let Selected::Numbers(xs) = found {
+            live += xs.len();
+            latest += xs.iter().filter(|(_, v)| *v == 2.0).count();
+        }
         ControlFlow::Continue(())
     })
     .unwrap();
-    assert_eq!(live, N);
+    assert_eq!((live, latest), (N, N));
 }
 
 /// Scans go hour by hour, whatever order the puts came in: the evaluator
@@ -525,21 +677,34 @@ pub fn scans_go_hour_by_hour<S: EventStore>(f: Fresh<S>) {
             .collect();
         s.put(&svc, &batch).unwrap();
     }
-    let mut hours = Vec::new();
-    s.scan_blocks(&svc, "hours", 0, 6 * hour, &mut |block, _| {
-        let first = block.time(0).div_euclid(hour);
-        for i in 0..block.len() {
-            assert_eq!(
-                block.time(i).div_euclid(hour),
-                first,
-                "a block holds one hour"
-            );
+    let leaf = leaf("sum(hours)");
+    let selection = Selection {
+        leaf: &leaf,
+        start: 0,
+        stop: 6 * hour,
+    };
+    let (mut hours, mut before, mut n) = (Vec::new(), i64::MIN, 0);
+    s.select(&svc, &selection, &mut |found| {
+        match found {
+            Selected::Before(t) => {
+                assert!(t >= before, "Before goes forward");
+                before = t;
+            }
+            Selected::Numbers(xs) => {
+                for &(t, x) in xs {
+                    assert!(t >= before, "{t} came after Before({before})");
+                    assert_eq!(x, 1.0);
+                    hours.push(t.div_euclid(hour));
+                    n += 1;
+                }
+            }
+            Selected::Values(vs) => panic!("{vs:?}"),
         }
-        hours.push(first);
         ControlFlow::Continue(())
     })
     .unwrap();
     assert!(hours.is_sorted(), "{hours:?}");
+    assert_eq!(n, 27);
     let mut times = Vec::new();
     s.scan_data(&svc, "hours", 0, 6 * hour, &mut |t, _| {
         times.push(t.div_euclid(hour));
@@ -586,6 +751,10 @@ macro_rules! contract_suite {
             #[test]
             fn cache_is_capped_oldest_first() {
                 super::cache_is_capped_oldest_first($factory())
+            }
+            #[test]
+            fn select_gives_what_filter_and_value_give() {
+                super::select_gives_what_filter_and_value_give($factory())
             }
             #[test]
             fn scans_go_hour_by_hour() {

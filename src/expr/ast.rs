@@ -188,7 +188,13 @@ impl Reduce {
             Reduce::P95 => Some(0.95),
             Reduce::P99 => Some(0.99),
             Reduce::P999 => Some(0.999),
-            _ => None,
+            Reduce::Sum
+            | Reduce::Min
+            | Reduce::Max
+            | Reduce::Distinct
+            | Reduce::Count
+            | Reduce::Avg
+            | Reduce::Stddev => None,
         }
     }
 }

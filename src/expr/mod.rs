@@ -4,7 +4,9 @@
 pub mod ast;
 pub mod error;
 pub mod parser;
+pub mod pattern;
 
 pub use ast::*;
 pub use error::ParseError;
 pub use parser::{MAX_DEPTH, MAX_EXPRESSION_BYTES, parse_event, parse_metric};
+pub use pattern::compile_regex;

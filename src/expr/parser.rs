@@ -446,7 +446,7 @@ fn filter<'a>(cx: &Cx<'_>, i: &'a str) -> R<'a, Filter> {
         (FilterOp::Exists, Literal::Bool(_)) => {}
         (FilterOp::Exists, _) => return cx.fatal(lit_at, "exists takes true or false".to_owned()),
         (FilterOp::Re, Literal::String(pattern)) => {
-            if let Err(e) = crate::plan::compile_regex(pattern) {
+            if let Err(e) = super::pattern::compile_regex(pattern) {
                 return cx.fatal(
                     lit_at,
                     format!("invalid regular expression: {}", regex_error_summary(&e)),

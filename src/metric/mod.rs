@@ -5,8 +5,6 @@ pub mod compute;
 pub mod reduce;
 pub mod tiers;
 
-pub use compute::{
-    BinComputer, ColumnLeaf, Parsed, Slots, compute_bins, needed_fields, parse_slots,
-};
+pub use compute::{BinComputer, compute_bins};
 pub use reduce::{Accumulator, distinct_key};
 pub use tiers::{TIERS, Tier};

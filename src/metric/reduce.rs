@@ -85,10 +85,20 @@ impl Accumulator {
                 m2: 0.0,
             },
             Reduce::Distinct => Accumulator::Distinct(HashSet::new()),
-            r => Accumulator::Quantile {
-                q: r.quantile().unwrap_or(0.5),
-                values: Vec::new(),
-            },
+            Reduce::Median => Accumulator::quantile(0.5),
+            Reduce::P50 => Accumulator::quantile(0.5),
+            Reduce::P75 => Accumulator::quantile(0.75),
+            Reduce::P90 => Accumulator::quantile(0.9),
+            Reduce::P95 => Accumulator::quantile(0.95),
+            Reduce::P99 => Accumulator::quantile(0.99),
+            Reduce::P999 => Accumulator::quantile(0.999),
+        }
+    }
+
+    fn quantile(q: f64) -> Self {
+        Accumulator::Quantile {
+            q,
+            values: Vec::new(),
         }
     }
 
@@ -180,7 +190,16 @@ pub fn merge(reduce: Reduce, parts: impl IntoIterator<Item = Option<f64>>) -> Op
         Reduce::Sum | Reduce::Count => Some(defined.sum()),
         Reduce::Min => defined.reduce(f64::min),
         Reduce::Max => defined.reduce(f64::max),
-        _ => None,
+        Reduce::Median
+        | Reduce::Distinct
+        | Reduce::Avg
+        | Reduce::Stddev
+        | Reduce::P50
+        | Reduce::P75
+        | Reduce::P90
+        | Reduce::P95
+        | Reduce::P99
+        | Reduce::P999 => None,
     }
 }
 

@@ -5,7 +5,7 @@
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::expr::{FieldPath, Filter, FilterOp, Literal, Segment};
+use crate::expr::{FieldPath, Filter, FilterOp, Literal, Segment, compile_regex};
 
 /// One step of a MongoDB dotted path below `d`.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,41 +71,6 @@ pub struct Condition {
 pub struct EventFilter {
     pub conditions: Vec<Condition>,
 }
-
-/// Compiles an `re` pattern with a bound on its compiled size (the `regex`
-/// crate matches in linear time, so no pattern can make a match slow).
-///
-/// Compiling costs far more than parsing an expression, and every pattern
-/// is compiled twice (the parser checks it, the planner keeps it) and again
-/// for each request (dashboards repeat theirs every few seconds), so recent
-/// patterns are memoized: at most [`MEMO_ENTRIES`] patterns of at most
-/// [`MEMO_PATTERN_BYTES`] each (a compiled pattern holds at most
-/// `MAX_REGEX_BYTES`), the table emptied when full. A clone shares the
-/// compiled program.
-pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
-    static MEMO: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Mutex::default);
-    if let Some(r) = crate::sync::lock(&MEMO).get(pattern) {
-        return Ok(r.clone());
-    }
-    let r = regex::RegexBuilder::new(pattern)
-        .size_limit(crate::limits::MAX_REGEX_BYTES)
-        .build()?;
-    if pattern.len() <= MEMO_PATTERN_BYTES {
-        let mut memo = crate::sync::lock(&MEMO);
-        if memo.len() >= MEMO_ENTRIES {
-            memo.clear();
-        }
-        memo.insert(pattern.to_owned(), r.clone());
-    }
-    Ok(r)
-}
-
-/// Most patterns [`compile_regex`] remembers.
-const MEMO_ENTRIES: usize = 64;
-/// Longest pattern [`compile_regex`] remembers.
-const MEMO_PATTERN_BYTES: usize = 4096;
 
 impl OpTest {
     fn mongo_name(&self) -> &'static str {
@@ -322,10 +287,7 @@ impl EventFilter {
         self.conditions.iter().all(|c| {
             candidates.clear();
             resolve_path(&c.path, &mut candidates);
-            match &c.test {
-                Test::Eq(lit) => eq_any(&candidates, lit),
-                Test::Ops(ops) => ops.iter().all(|op| op_matches(op, &candidates)),
-            }
+            c.test.holds(&candidates)
         })
     }
 
@@ -383,6 +345,72 @@ fn resolve<'a>(v: &'a Value, path: &[PathStep], out: &mut Vec<&'a Value>) {
     }
 }
 
+/// One value a condition's path reached, as a condition sees it. The JSON
+/// path ([`EventFilter::matches`]) and a backend that reads top-level
+/// scalars from columns ([`ScalarRef`]) both decide through
+/// [`Test::holds`]: MongoDB's filter semantics are written once, here.
+pub trait Candidate {
+    /// Type-aware equality: numbers by value, no conversions across types.
+    fn equals(&self, lit: &Literal) -> bool;
+    /// Orders the value against a literal of the same kind; `None` across kinds.
+    fn compare(&self, lit: &Literal) -> Option<std::cmp::Ordering>;
+    /// The value if it is a string (what `$regex` tests).
+    fn text(&self) -> Option<&str>;
+}
+
+impl Candidate for &Value {
+    fn equals(&self, lit: &Literal) -> bool {
+        value_equals(self, lit)
+    }
+
+    fn compare(&self, lit: &Literal) -> Option<std::cmp::Ordering> {
+        match (*self, lit) {
+            (Value::Number(a), Literal::Number(b)) => a.as_f64()?.partial_cmp(b),
+            (Value::String(a), Literal::String(b)) => Some(a.as_str().cmp(b.as_str())),
+            (Value::Bool(a), Literal::Bool(b)) => Some(a.cmp(b)),
+            (Value::Null, Literal::Null) => Some(std::cmp::Ordering::Equal),
+            _ => None,
+        }
+    }
+
+    fn text(&self) -> Option<&str> {
+        self.as_str()
+    }
+}
+
+/// A top-level scalar as a backend may hold it outside JSON (a number or a
+/// string column), tested without building a JSON value.
+#[derive(Debug, Clone, Copy)]
+pub enum ScalarRef<'a> {
+    Number(f64),
+    Text(&'a str),
+}
+
+impl Candidate for ScalarRef<'_> {
+    fn equals(&self, lit: &Literal) -> bool {
+        match (self, lit) {
+            (ScalarRef::Number(a), Literal::Number(b)) => a == b,
+            (ScalarRef::Text(a), Literal::String(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    fn compare(&self, lit: &Literal) -> Option<std::cmp::Ordering> {
+        match (self, lit) {
+            (ScalarRef::Number(a), Literal::Number(b)) => a.partial_cmp(b),
+            (ScalarRef::Text(a), Literal::String(b)) => Some((*a).cmp(b.as_str())),
+            _ => None,
+        }
+    }
+
+    fn text(&self) -> Option<&str> {
+        match self {
+            ScalarRef::Text(s) => Some(s),
+            ScalarRef::Number(_) => None,
+        }
+    }
+}
+
 /// Type-aware equality: numbers by value, no conversions across types.
 pub fn value_equals(v: &Value, lit: &Literal) -> bool {
     match (v, lit) {
@@ -398,33 +426,26 @@ pub fn value_equals(v: &Value, lit: &Literal) -> bool {
 }
 
 /// `{key: lit}`: some reached value equals `lit`; `null` also matches a missing field.
-fn eq_any(candidates: &[&Value], lit: &Literal) -> bool {
+fn eq_any<C: Candidate>(candidates: &[C], lit: &Literal) -> bool {
     if candidates.is_empty() {
         return matches!(lit, Literal::Null);
     }
-    candidates.iter().any(|v| value_equals(v, lit))
+    candidates.iter().any(|v| v.equals(lit))
 }
 
-/// Orders a value against a literal of the same kind; `None` across kinds.
-fn compare(v: &Value, lit: &Literal) -> Option<std::cmp::Ordering> {
-    match (v, lit) {
-        (Value::Number(a), Literal::Number(b)) => a.as_f64()?.partial_cmp(b),
-        (Value::String(a), Literal::String(b)) => Some(a.as_str().cmp(b.as_str())),
-        (Value::Bool(a), Literal::Bool(b)) => Some(a.cmp(b)),
-        (Value::Null, Literal::Null) => Some(std::cmp::Ordering::Equal),
-        _ => None,
-    }
-}
-
-fn cmp_any(candidates: &[&Value], lit: &Literal, ok: fn(std::cmp::Ordering) -> bool) -> bool {
+fn cmp_any<C: Candidate>(
+    candidates: &[C],
+    lit: &Literal,
+    ok: fn(std::cmp::Ordering) -> bool,
+) -> bool {
     if candidates.is_empty() && matches!(lit, Literal::Null) {
         // {$gte: null} and {$lte: null} match a missing field, as {$eq: null} does.
         return ok(std::cmp::Ordering::Equal);
     }
-    candidates.iter().any(|v| compare(v, lit).is_some_and(ok))
+    candidates.iter().any(|v| v.compare(lit).is_some_and(ok))
 }
 
-fn op_matches(op: &OpTest, candidates: &[&Value]) -> bool {
+fn op_matches<C: Candidate>(op: &OpTest, candidates: &[C]) -> bool {
     use std::cmp::Ordering::*;
     match op {
         OpTest::Ne(lit) => !eq_any(candidates, lit),
@@ -434,9 +455,20 @@ fn op_matches(op: &OpTest, candidates: &[&Value]) -> bool {
         OpTest::Ge(lit) => cmp_any(candidates, lit, |o| o != Less),
         OpTest::Regex(p) => candidates
             .iter()
-            .any(|v| v.as_str().is_some_and(|s| p.regex.is_match(s))),
+            .any(|v| v.text().is_some_and(|s| p.regex.is_match(s))),
         OpTest::In(items) => items.iter().any(|lit| eq_any(candidates, lit)),
         OpTest::Nin(items) => !items.iter().any(|lit| eq_any(candidates, lit)),
         OpTest::Exists(want) => candidates.is_empty() != *want,
+    }
+}
+
+impl Test {
+    /// Whether the values a condition's path reached (none: the field is
+    /// missing) pass it, with MongoDB's semantics.
+    pub fn holds<C: Candidate>(&self, candidates: &[C]) -> bool {
+        match self {
+            Test::Eq(lit) => eq_any(candidates, lit),
+            Test::Ops(ops) => ops.iter().all(|op| op_matches(op, candidates)),
+        }
     }
 }

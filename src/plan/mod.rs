@@ -9,7 +9,7 @@ pub mod value;
 
 use serde_json::{Map, Value, json};
 
-pub use filter::{EventFilter, compile_regex, number_json};
+pub use filter::{EventFilter, number_json};
 pub use value::Scalar;
 
 use crate::expr::{

@@ -19,10 +19,10 @@ use tokio::sync::OnceCell;
 use super::invalidation::Invalidator;
 use crate::limits::MAX_BINS_PER_REQUEST;
 use crate::metric::reduce::{is_pyramidal, merge};
-use crate::metric::{BinComputer, ColumnLeaf, Parsed, Slots, Tier, needed_fields, parse_slots};
+use crate::metric::{BinComputer, Tier};
 use crate::model::{Service, time};
 use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
-use crate::storage::{CachedBin, EventStore, MetricCache, StoreError};
+use crate::storage::{CachedBin, EventStore, MetricCache, Selected, Selection, StoreError};
 use crate::sync::lock;
 
 /// Largest (and default) number of bins one request returns.
@@ -610,22 +610,32 @@ fn scan_bins(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let fields = needed_fields(leaf);
-    let none_needed = fields.is_empty();
-    let names: Vec<String> = fields.into_iter().collect();
-    let mut slots = Slots::new(names.iter().cloned());
     let mut computer = BinComputer::new(leaf, tier, first, n);
-    let mut bad = None;
     let mut over_budget = false;
     let mut charged = 0;
     let stop = first + n as i64 * tier.step();
-    store.scan_blocks(svc, &leaf.event_type, first, stop, &mut |block, dead| {
-        // Blocks come hour by hour: the bins before this block's hour are
-        // complete, and what they kept goes back to the budget.
-        if !block.is_empty() {
-            computer.close_before(crate::storage::keys::bucket(block.time(0)));
+    let selection = Selection {
+        leaf,
+        start: first,
+        stop,
+    };
+    store.select(svc, &selection, &mut |found| {
+        match found {
+            // The bins before this are complete, and what they kept goes
+            // back to the budget.
+            Selected::Before(time) => computer.close_before(time),
+            Selected::Numbers(xs) => {
+                for &(t, x) in xs {
+                    computer.add_value(t, x);
+                }
+            }
+            Selected::Values(vs) => {
+                for (t, v) in vs {
+                    computer.add_scalar(*t, v);
+                }
+            }
         }
-        // Values held by reduces are charged to the request, block by block.
+        // Values held by reduces are charged to the request, batch by batch.
         let held = computer.held_bytes();
         if held > charged {
             if !budget.take(held - charged) {
@@ -636,53 +646,8 @@ fn scan_bins(
             budget.give(charged - held);
         }
         charged = held;
-        // The whole leaf on columns: no JSON values at all.
-        if !none_needed && let Some(cl) = ColumnLeaf::new(leaf, block) {
-            for i in 0..block.len() {
-                let t = block.time(i);
-                if t < first || t >= stop || dead.contains(i) {
-                    continue;
-                }
-                if let Some(x) = cl.value(i) {
-                    computer.add_value(t, x);
-                }
-            }
-            return ControlFlow::Continue(());
-        }
-        // Typed columns for every needed field: no JSON to parse.
-        let columns: Option<Vec<_>> = names.iter().map(|name| block.column(name)).collect();
-        for i in 0..block.len() {
-            let t = block.time(i);
-            if t < first || t >= stop || dead.contains(i) {
-                continue;
-            }
-            if none_needed {
-                computer.add_fields(t, &slots);
-                continue;
-            }
-            if let Some(columns) = &columns {
-                slots.fill_from(columns, i);
-                computer.add_fields(t, &slots);
-                continue;
-            }
-            let Some(data) = block.data(i) else {
-                bad = Some("event block".to_owned());
-                return ControlFlow::Break(());
-            };
-            match parse_slots(data, &mut slots) {
-                Ok(Parsed::Object) => computer.add_fields(t, &slots),
-                Ok(Parsed::Other(v)) => computer.add(t, &v),
-                Err(e) => {
-                    bad = Some(e.to_string());
-                    return ControlFlow::Break(());
-                }
-            }
-        }
         ControlFlow::Continue(())
     })?;
-    if let Some(e) = bad {
-        return Err(EvalError::Store(format!("corrupt event data: {e}")));
-    }
     if over_budget || !budget.take(computer.held_bytes().saturating_sub(charged)) {
         return Err(EvalError::TooLarge(format!(
             "{} would keep more values in memory than one request may (--max-query-memory); ask for a shorter range",

@@ -2,15 +2,17 @@
 //!
 //! Calls are synchronous (storage engines are); async callers cross over with
 //! `tokio::task::spawn_blocking` in `service/`. Every backend passes the one
-//! contract suite in `tests/storage_contract.rs`.
+//! contract suite in `tests/storage_contract.rs`. The types here belong to
+//! the contract; a backend's own formats stay inside its module (the
+//! embedded backend's blocks and columns in `embedded/`).
 
-pub mod columns;
 pub mod embedded;
-pub mod keys;
+pub mod rows;
 
 use std::ops::ControlFlow;
 
-use crate::model::{EventData, NewEvent, Service, StoredEvent};
+use crate::model::{NewEvent, Service, StoredEvent};
+use crate::plan::{LeafPlan, Scalar};
 
 /// Why a storage call failed. What the caller should do is in each variant's doc.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +45,6 @@ pub enum StoreError {
     },
 }
 
-impl From<keys::EncodeError> for StoreError {
-    fn from(e: keys::EncodeError) -> Self {
-        StoreError::TooLarge(e.to_string())
-    }
-}
-
 /// A durable note, written atomically with a put, that the cached bins
 /// around some of its events may be stale. It is removed atomically with
 /// the invalidation of those bins ([`MetricCache::invalidate`]); a store
@@ -56,25 +52,6 @@ impl From<keys::EncodeError> for StoreError {
 /// bins before it serves anything. Opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DirtyMark(pub Vec<u8>);
-
-/// The positions of a block's events replaced by upserts: a bitmap, so
-/// each lookup costs the same however many were replaced.
-#[derive(Debug, Default, Clone)]
-pub struct Replaced(Vec<u64>);
-
-impl Replaced {
-    pub fn insert(&mut self, i: u32) {
-        let (word, bit) = (i as usize / 64, i % 64);
-        if self.0.len() <= word {
-            self.0.resize(word + 1, 0);
-        }
-        self.0[word] |= 1 << bit;
-    }
-
-    pub fn contains(&self, i: usize) -> bool {
-        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-}
 
 /// What a put did, for cache invalidation: the times written per type, for
 /// each upsert that replaced an earlier event that event's (type, old
@@ -119,10 +96,9 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Visits the events of one type with `start <= time < stop` hour by
-    /// hour (every event of an hour, [`keys::bucket`], before any of a later
-    /// one; in no particular order within an hour), as (time, data JSON
-    /// text) — without decoding, for the evaluator, which finishes the bins
-    /// of an hour once the scan has moved past it.
+    /// hour (every event of an hour before any of a later one; in no
+    /// particular order within an hour), as (time, data JSON text), without
+    /// decoding: what [`select`](Self::select) reads by default.
     fn scan_data(
         &self,
         service: &Service,
@@ -132,41 +108,57 @@ pub trait EventStore: Send + Sync + 'static {
         visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
 
-    /// Visits the blocks holding events of one type in `[start, stop)` (a
-    /// block may also hold events outside it), with the positions of its
-    /// replaced events: hour by hour, as `scan_data` (a block holds the
-    /// events of one hour). Backends that do not store blocks get this
-    /// default: one block per event, built from [`scan_data`](Self::scan_data).
-    fn scan_blocks(
+    /// What the evaluator reads: the events of the selection's type with
+    /// `start <= time < stop` that pass its leaf's filter, each with the
+    /// leaf's value, in batches, hour by hour (every event of an hour
+    /// before any of a later one), with a [`Selected::Before`] at least
+    /// at the start of each hour that has events, until `visit` breaks.
+    /// The filter's semantics are `plan::filter`'s (MongoDB's). A backend
+    /// that can evaluate filters itself (columns, a database query)
+    /// overrides this; the default reads [`scan_data`](Self::scan_data)
+    /// and evaluates each event with [`rows::RowSelector`].
+    fn select(
         &self,
         service: &Service,
-        event_type: &str,
-        start: i64,
-        stop: i64,
-        visit: &mut dyn FnMut(&keys::Block<'_>, &Replaced) -> ControlFlow<()>,
+        selection: &Selection<'_>,
+        visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let mut bad = false;
-        let none = Replaced::default();
-        self.scan_data(service, event_type, start, stop, &mut |t, data| {
-            let Ok(text) = std::str::from_utf8(data) else {
-                bad = true;
-                return ControlFlow::Break(());
-            };
-            let data = EventData::Json(text.into());
-            let Ok(bytes) = keys::encode_block([(t, None, &data)].into_iter()) else {
-                bad = true;
-                return ControlFlow::Break(());
-            };
-            match keys::Block::decode(&bytes) {
-                Some(block) => visit(&block, &none),
-                None => {
-                    bad = true;
-                    ControlFlow::Break(())
+        let leaf = selection.leaf;
+        let mut rows = rows::RowSelector::new(leaf);
+        let mut batch = rows::Batch::default();
+        let mut hour: Option<i64> = None;
+        let mut bad = None;
+        let mut stopped = false;
+        self.scan_data(
+            service,
+            &leaf.event_type,
+            selection.start,
+            selection.stop,
+            &mut |t, data| {
+                let h = rows::hour_of(t);
+                if hour != Some(h) {
+                    hour = Some(h);
+                    if batch.flush(visit).is_break() || visit(Selected::Before(h)).is_break() {
+                        stopped = true;
+                        return ControlFlow::Break(());
+                    }
                 }
-            }
-        })?;
-        if bad {
-            return Err(StoreError::Corrupt("event data is not UTF-8".into()));
+                if let Err(e) = rows.select(t, data, &mut batch) {
+                    bad = Some(e);
+                    return ControlFlow::Break(());
+                }
+                if batch.is_full() && batch.flush(visit).is_break() {
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        if !stopped {
+            let _ = batch.flush(visit);
         }
         Ok(())
     }
@@ -177,6 +169,34 @@ pub trait EventStore: Send + Sync + 'static {
     /// Makes everything acknowledged so far durable against power loss, and
     /// stops background work. Called on clean shutdown.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// What the evaluator asks of one type's events ([`EventStore::select`]):
+/// those of `leaf.event_type` with `start <= time < stop` that pass
+/// `leaf.filter`, with `leaf`'s value. A database backend can push both
+/// down: [`EventFilter::mongo`](crate::plan::EventFilter::mongo) is the
+/// filter as Cube's MongoDB query, [`LeafPlan::mongo_fields`] the fields
+/// the value reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    pub leaf: &'a LeafPlan,
+    pub start: i64,
+    pub stop: i64,
+}
+
+/// One batch of what [`EventStore::select`] found.
+#[derive(Debug)]
+pub enum Selected<'a> {
+    /// Every selected event with a time before this one has been given:
+    /// the bins that end by then are complete.
+    Before(i64),
+    /// Selected events whose value is a number other than NaN (1 for a
+    /// leaf without a value): (time, value).
+    Numbers(&'a [(i64, f64)]),
+    /// Selected events whose value is anything else (a string, a bool,
+    /// NaN from arithmetic on one): (time, value). Of the reduces, only
+    /// `count` and `distinct` take these into account.
+    Values(&'a [(i64, Scalar)]),
 }
 
 /// One cached metric bin.

@@ -2,7 +2,7 @@
 //! read back as they were accepted.
 
 use cubed::model::{EventData, NewEvent};
-use cubed::storage::keys::{Block, encode_block};
+use cubed::storage::embedded::blocks::{Block, encode_block};
 use serde_json::Value;
 
 /// Every accepted event is within every limit (checking it again changes

@@ -4,6 +4,7 @@
 //! See README.md for the code map and the invariants between modules.
 
 pub mod expr;
+pub mod ingest;
 pub mod limits;
 pub mod metric;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod plan;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod telemetry;
 
 /// Locking that survives a panic elsewhere: a poisoned mutex is used as it
 /// is (every value guarded here stays consistent between statements), so one

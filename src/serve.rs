@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use cubed::model::SystemClock;
 use cubed::server::{self, App, Limits, Listeners, Options};
+use cubed::service::Services;
 use cubed::storage::embedded::EmbeddedStore;
 
 use crate::cli::ServeArgs;
@@ -62,7 +63,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_query_memory: args.max_query_memory,
         ..Options::default()
     };
-    let app = App::new(store.clone(), store, Arc::new(SystemClock), options);
+    let services = Services::new(
+        store.clone(),
+        store,
+        Arc::new(SystemClock),
+        options.services(),
+    );
+    let app = App::new(services, options);
     let addr = |l: &tokio::net::TcpListener| {
         l.local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string())

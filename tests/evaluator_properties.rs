@@ -10,7 +10,7 @@ use cubed::metric::Tier;
 use cubed::model::{NewEvent, Service, SystemClock};
 use cubed::plan::{MetricPlan, Scalar, compile_metric};
 use cubed::server::{App, Options};
-use cubed::service::MetricQuery;
+use cubed::service::{MetricQuery, Services};
 use cubed::storage::embedded::{Durability, EmbeddedStore};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -163,7 +163,9 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap());
-        let app = App::new(store.clone(), store, Arc::new(SystemClock), Options { self_events: false, ..Options::default() });
+        let options = Options { self_events: false, ..Options::default() };
+        let services = Services::new(store.clone(), store, Arc::new(SystemClock), options.services());
+        let app = App::new(services, options);
         let svc = Service::default_service();
         let to_new = |e: &Ev| NewEvent::owned("t1".into(), e.time, e.data.to_string(), None);
         // The first events arrive as an HTTP put's body does (data objects split

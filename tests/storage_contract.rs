@@ -297,7 +297,7 @@ pub fn batch_parsed_events_read_back_as_sent<S: EventStore>(f: Fresh<S>) {
     let body = br#"[{"type":"test","time":30,"data":{ "ms" : 5.5, "path":"/a\"b", "n\u0041":[1, {"x":null}] }},
                     {"type":"test","time":10,"id":"k","data":{"ms":7,"path":"/c"}},
                     {"type":"test","time":20}]"#;
-    let events = cubed::model::parse_event_batch(body, 0).unwrap();
+    let events = cubed::ingest::parse_event_batch(body, 0).unwrap();
     assert!(matches!(events[0].data, cubed::model::EventData::Fields(_)));
     s.put(&svc, &events).unwrap();
     assert_eq!(

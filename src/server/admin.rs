@@ -17,10 +17,9 @@ use warp::{Filter, Reply};
 use super::App;
 use super::common::{respond, with_app};
 use super::error::{ApiError, json_response};
-use crate::service::opmetrics::{self, Transaction};
-use crate::service::results::{self, RESULTS_TYPE, system_service, valid_name};
-use crate::service::{EventQuery, query_events};
-use crate::storage::Order;
+use crate::service::{EventQuery, Order};
+use crate::telemetry::opmetrics::{self, Transaction};
+use crate::telemetry::results::{self, RESULTS_TYPE, system_service, valid_name};
 
 /// The headers a transaction is counted under.
 #[derive(Debug, Clone, Default)]
@@ -101,17 +100,19 @@ pub fn routes(
         .and(warp::get())
         .and(with_app(Arc::clone(&app)))
         .map(|app: Arc<App>| {
-            respond(match super::prometheus::exposition(&app) {
-                Ok(text) => {
-                    let mut r = text.into_response();
-                    r.headers_mut().insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                    );
-                    Ok(r)
-                }
-                Err(e) => Err(ApiError::internal(e)),
-            })
+            respond(
+                match crate::telemetry::prometheus::exposition(&app.opmetrics, &app.session) {
+                    Ok(text) => {
+                        let mut r = text.into_response();
+                        r.headers_mut().insert(
+                            CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        );
+                        Ok(r)
+                    }
+                    Err(e) => Err(ApiError::internal(e)),
+                },
+            )
         });
 
     let status_ws = warp::path!("1.0" / "status")
@@ -188,7 +189,10 @@ async fn results_query(
         q.get("limit").map(String::as_str),
         app.clock.now_ms(),
     )?;
-    let events = query_events(&app.store, &system_service(), query, Order::Ascending).await?;
+    let events = app
+        .events
+        .query(&system_service(), query, Order::Ascending)
+        .await?;
     let docs: Vec<Value> = events
         .into_iter()
         .filter_map(|mut e| e.get_mut("data").map(Value::take))
@@ -235,10 +239,8 @@ pub async fn store_results(app: &App, seq: u64) {
         .into_iter()
         .filter_map(|d| d.checked().ok())
         .collect();
-    let store = Arc::clone(&app.store);
-    match super::common::blocking(move || store.put(&system_service(), &docs)).await {
-        // Like any put: its bins are invalidated (and its dirty marks cleared).
-        Ok(outcome) => app.invalidator.record(&system_service(), &outcome),
-        Err(e) => tracing::warn!(error = %e.body, "storing results documents failed"),
+    // Like any put, its bins are invalidated (and its dirty marks cleared).
+    if let Err(e) = app.collector.put_own(&system_service(), docs).await {
+        tracing::warn!(error = %e, "storing results documents failed");
     }
 }

@@ -14,10 +14,11 @@ use super::App;
 use super::admin::TxHeaders;
 use super::common::{preflight, read_body, recover, respond, service, service_header, with_app};
 use super::error::{ApiError, json_response};
-use crate::model::{BatchError, NewEvent, Service, validate_event};
-use crate::model::{emetrics, session_api};
+use crate::ingest::validate_event;
+use crate::ingest::{emetrics, session_api};
+use crate::model::{BatchError, NewEvent, Service};
 use crate::service::CollectorError;
-use crate::service::opmetrics::Transaction;
+use crate::telemetry::opmetrics::Transaction;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 

@@ -8,10 +8,10 @@ use warp::http::StatusCode;
 use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
 use warp::reply::Reply;
 
-use crate::model::emetrics::EmetricsError;
+use crate::ingest::emetrics::EmetricsError;
 use crate::model::{BatchError, EventError, ServiceError};
+use crate::service::StoreError;
 use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
-use crate::storage::StoreError;
 
 /// An answer that is not a success.
 #[derive(Debug)]

@@ -9,12 +9,11 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use super::App;
-use super::common::{blocking, preflight, recover, respond, service, service_header, with_app};
+use super::common::{preflight, recover, respond, service, service_header, with_app};
 use super::error::json_response;
 use super::evaluator_ws::{self, Endpoint};
-use crate::plan::number_json;
-use crate::service::{EventQuery, MetricQuery, query_events};
-use crate::storage::Order;
+use super::wire::metric_json;
+use crate::service::{EventQuery, MetricQuery, Order};
 use warp::Reply;
 
 /// A WebSocket route on the evaluator listener.
@@ -60,8 +59,7 @@ pub fn routes(
             respond(
                 async {
                     let service = service(svc)?;
-                    let store = Arc::clone(&app.store);
-                    let types = blocking(move || store.types(&service)).await?;
+                    let types = app.events.types(&service).await?;
                     Ok(json_response(StatusCode::OK, &Value::from(types)))
                 }
                 .await,
@@ -93,8 +91,7 @@ pub fn routes(
                             .evaluator
                             .event_requests
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let events =
-                            query_events(&app.store, &service, query, Order::Ascending).await?;
+                        let events = app.events.query(&service, query, Order::Ascending).await?;
                         Ok(json_response(StatusCode::OK, &Value::Array(events)))
                     }
                     .await,
@@ -149,8 +146,7 @@ pub fn routes(
             respond(
                 async {
                     let service = service(svc)?;
-                    let cache = Arc::clone(&app.cache);
-                    blocking(move || cache.clear_service(&service)).await?;
+                    app.evaluator.clear_cache(&service).await?;
                     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
                 }
                 .await,
@@ -192,20 +188,4 @@ pub fn routes(
         .recover(recover)
         .unify()
         .with(log)
-}
-
-/// `{time, value?, id?}`: an undefined value is left out; NaN and infinities are null.
-pub fn metric_json(time: i64, value: Option<f64>, id: Option<&Value>) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert(
-        "time".into(),
-        Value::String(crate::model::time::format_iso(time)),
-    );
-    if let Some(v) = value {
-        m.insert("value".into(), number_json(v));
-    }
-    if let Some(id) = id {
-        m.insert("id".into(), id.clone());
-    }
-    Value::Object(m)
 }

@@ -14,12 +14,11 @@ use warp::ws::{Message, WebSocket};
 use super::App;
 use super::admin::TxHeaders;
 use super::error::ApiError;
-use super::evaluator::metric_json;
+use super::wire::metric_json;
 use crate::limits::{MAX_LIVE_DELAY_MS, MAX_REQUEST_ID_BYTES};
 use crate::model::Service;
 use crate::service::live::LiveStreams;
-use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, query_events};
-use crate::storage::Order;
+use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, Order};
 
 /// Default delay of live event streams behind now.
 pub const DEFAULT_LIVE_DELAY_MS: i64 = 5_000;
@@ -299,7 +298,7 @@ async fn event_request(
     };
     app.session.evaluator.event_requests.fetch_add(1, Relaxed);
     let Some(delay) = live_delay else {
-        match query_events(&app.store, service, query, Order::Descending).await {
+        match app.events.query(service, query, Order::Descending).await {
             Ok(events) => {
                 for e in events {
                     let _ = out.send(e);
@@ -316,7 +315,7 @@ async fn event_request(
     let plan = query.plan.clone();
     let mut seen = query.stop;
     let mut windows = live.subscribe(service, &plan, delay, seen);
-    match query_events(&app.store, service, query, Order::Ascending).await {
+    match app.events.query(service, query, Order::Ascending).await {
         Ok(events) => {
             for e in events {
                 let _ = out.send(e);
@@ -342,7 +341,7 @@ async fn event_request(
                 stop: w.start,
                 limit: usize::MAX,
             };
-            if let Ok(events) = query_events(&app.store, service, gap, Order::Ascending).await {
+            if let Ok(events) = app.events.query(service, gap, Order::Ascending).await {
                 for e in events {
                     let _ = out.send(e);
                 }
@@ -365,10 +364,8 @@ async fn event_request(
 }
 
 async fn types_request(app: &App, service: &Service, out: &mut Answers) {
-    let store = Arc::clone(&app.store);
-    let svc = service.clone();
-    let _ = match super::common::blocking(move || store.types(&svc)).await {
+    let _ = match app.events.types(service).await {
         Ok(t) => out.send(Value::from(t)),
-        Err(e) => out.send(e.ws_body()),
+        Err(e) => out.send(ApiError::from(e).ws_body()),
     };
 }

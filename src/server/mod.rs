@@ -3,14 +3,16 @@
 //! become answers only in `error.rs`.
 
 pub mod admin;
+pub mod app;
 pub mod collector;
 pub mod common;
 pub mod error;
 pub mod evaluator;
 pub mod evaluator_ws;
-pub mod prometheus;
+pub mod tasks;
 pub mod udp;
 pub mod web;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,131 +20,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
-use crate::model::Clock;
-use crate::service::live::LiveStreams;
-use crate::service::monitor::SelfEvents;
-use crate::service::opmetrics::OpMetrics;
-use crate::service::results::Session;
-use crate::service::{Collector, Evaluator, Invalidator};
-use crate::storage::{EventStore, MetricCache};
+pub use app::{App, Limits, Options};
 
-/// Size limits on what clients send.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest HTTP request body (413 beyond it).
-    pub max_body_bytes: usize,
-    /// Largest WebSocket message (the connection is closed with 1009 beyond it).
-    pub max_ws_message_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_bytes: crate::limits::DEFAULT_MAX_BODY_BYTES,
-            max_ws_message_bytes: crate::limits::DEFAULT_MAX_WS_MESSAGE_BYTES,
-        }
-    }
-}
-
-/// Settings of a running server that are not sockets.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    pub limits: Limits,
-    /// How often pending cache invalidations are flushed in the background
-    /// (queries also flush their types' pending invalidations first).
-    pub invalidation_interval: std::time::Duration,
-    /// How often live event streams poll the store.
-    pub live_poll_interval: std::time::Duration,
-    /// Store `cube_request` and `cube_compute` events, as Cube did.
-    pub self_events: bool,
-    /// Gather Orion-style transaction metrics (`/admin/metrics`, `/metrics`).
-    pub metrics: bool,
-    /// How often each module's results document is written to the store.
-    pub results_interval: std::time::Duration,
-    /// Most bytes of values one metric request may hold.
-    pub max_query_memory: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            limits: Limits::default(),
-            invalidation_interval: std::time::Duration::from_secs(1),
-            live_poll_interval: std::time::Duration::from_secs(1),
-            self_events: true,
-            metrics: true,
-            results_interval: std::time::Duration::from_secs(10),
-            max_query_memory: crate::limits::MAX_QUERY_MEMORY_BYTES,
-        }
-    }
-}
-
-/// Everything the handlers share.
-pub struct App {
-    pub store: Arc<dyn EventStore>,
-    pub cache: Arc<dyn MetricCache>,
-    pub clock: Arc<dyn Clock>,
-    pub collector: Collector,
-    pub invalidator: Arc<Invalidator>,
-    pub evaluator: Evaluator,
-    pub live: Arc<LiveStreams>,
-    pub self_events: Arc<SelfEvents>,
-    pub options: Options,
-    pub limits: Limits,
-    /// This run of the server and its modules' statistics.
-    pub session: Arc<Session>,
-    /// Transactions per service and subservice.
-    pub opmetrics: Arc<OpMetrics>,
-}
-
-impl App {
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        cache: Arc<dyn MetricCache>,
-        clock: Arc<dyn Clock>,
-        options: Options,
-    ) -> Arc<Self> {
-        let session = Arc::new(Session::new());
-        let collector =
-            Collector::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&session));
-        let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
-        let inv = Arc::clone(&invalidator);
-        collector.on_put(Arc::new(move |service, outcome| {
-            inv.record(service, outcome)
-        }));
-        let evaluator = Evaluator::new(
-            Arc::clone(&store),
-            Arc::clone(&cache),
-            Arc::clone(&invalidator),
-            Arc::clone(&session),
-            options.max_query_memory,
-        );
-        let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
-        let monitor = Arc::clone(&self_events);
-        evaluator.on_compute(Arc::new(move |service, source, ms| {
-            monitor.compute(service, source, ms)
-        }));
-        let live = LiveStreams::new(
-            Arc::clone(&store),
-            Arc::clone(&clock),
-            options.live_poll_interval,
-        );
-        Arc::new(App {
-            store,
-            cache,
-            clock,
-            collector,
-            invalidator,
-            evaluator,
-            live,
-            self_events,
-            limits: options.limits,
-            opmetrics: Arc::new(OpMetrics::new(options.metrics)),
-            session,
-            options,
-        })
-    }
-}
+use crate::telemetry::self_events::SelfEvents;
 
 /// Already-bound sockets (tests bind port 0).
 pub struct Listeners {
@@ -181,8 +61,11 @@ pub async fn run(
         .map(|socket| tokio::spawn(udp::serve(socket, Arc::clone(&app), stopped(rx.clone()))));
     let collector = tokio::spawn(collector);
     let evaluator = tokio::spawn(evaluator);
-    let flusher = tokio::spawn(flush_invalidations(Arc::clone(&app), stopped(rx.clone())));
-    let results = tokio::spawn(write_results(Arc::clone(&app), stopped(rx.clone())));
+    let flusher = tokio::spawn(tasks::flush_invalidations(
+        Arc::clone(&app),
+        stopped(rx.clone()),
+    ));
+    let results = tokio::spawn(tasks::write_results(Arc::clone(&app), stopped(rx.clone())));
     tracing::info!(session_id = %app.session.id, "session started");
     shutdown.await;
     tracing::info!("shutting down");
@@ -194,10 +77,9 @@ pub async fn run(
     }
     let _ = flusher.await;
     let _ = results.await;
-    let store = Arc::clone(&app.store);
-    match common::blocking(move || store.flush()).await {
+    match app.collector.flush().await {
         Ok(()) => tracing::info!("store flushed"),
-        Err(e) => tracing::error!(error = %e.body, "flushing the store failed"),
+        Err(e) => tracing::error!(error = %e, "flushing the store failed"),
     }
 }
 
@@ -255,54 +137,6 @@ where
                 resp
             },
         )
-}
-
-/// Writes each module's results document every `results_interval`, and once
-/// more at shutdown.
-async fn write_results(app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut tick = tokio::time::interval(app.options.results_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let mut seq = 0u64;
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tick.tick() => {}
-        }
-        seq += 1;
-        admin::store_results(&app, seq).await;
-    }
-    admin::store_results(&app, seq + 1).await;
-}
-
-/// The periodic batch of cache invalidations.
-async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut tick = tokio::time::interval(app.options.invalidation_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tick.tick() => {}
-        }
-        store_self_events(&app).await;
-        let inv = Arc::clone(&app.invalidator);
-        if let Err(e) = common::blocking(move || inv.flush_all()).await {
-            tracing::error!(error = %e.body, "flushing cache invalidations failed");
-        }
-    }
-    store_self_events(&app).await;
-    let inv = Arc::clone(&app.invalidator);
-    let _ = tokio::task::spawn_blocking(move || inv.flush_all()).await;
-}
-
-async fn store_self_events(app: &App) {
-    for (service, events) in app.self_events.take() {
-        if let Err(e) = app.collector.put(&service, events).await {
-            tracing::warn!(error = %e, "storing self-monitoring events failed");
-        }
-    }
 }
 
 /// Records a `cube_request` event for every request a listener answers.

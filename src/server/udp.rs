@@ -7,7 +7,8 @@ use serde_json::value::RawValue;
 use tokio::net::UdpSocket;
 
 use super::App;
-use crate::model::{Service, validate_event};
+use crate::ingest::validate_event;
+use crate::model::Service;
 
 /// Most datagrams stored in one put.
 const UDP_BATCH: usize = 1000;

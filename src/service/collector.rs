@@ -3,13 +3,13 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use crate::model::event::validate_all;
-use crate::model::{BatchError, Clock, NewEvent, Service, parse_event_batch};
+use crate::ingest::collectd::{self, CollectdError, DeriveState};
+use crate::ingest::parse_event_batch;
+use crate::model::{BatchError, Clock, NewEvent, Service, validate_all};
 use crate::storage::{EventStore, PutOutcome, StoreError};
 use crate::sync::lock;
 
-use super::collectd::{self, CollectdError, DeriveState};
-use super::results::Session;
+use crate::telemetry::results::Session;
 
 /// Called after every put that wrote (the evaluator's cache invalidation
 /// hooks in here), on the thread that wrote, before the acknowledgement.
@@ -113,6 +113,46 @@ impl Collector {
             self.acknowledged(n, started);
         }
         Ok(outcome)
+    }
+
+    /// Stores events Cubed writes itself (results documents): checked and
+    /// stored like a put, their cached bins invalidated, but not counted
+    /// as a client's put.
+    pub async fn put_own(
+        &self,
+        service: &Service,
+        events: Vec<NewEvent<'static>>,
+    ) -> Result<PutOutcome, CollectorError> {
+        let events = validate_all(events, NewEvent::checked).map_err(CollectorError::Batch)?;
+        let store = Arc::clone(&self.store);
+        let svc = service.clone();
+        let listeners = lock(&self.listeners).clone();
+        tokio::task::spawn_blocking(move || {
+            let r = store.put(&svc, &events);
+            let written = match &r {
+                Ok(outcome) => Some(outcome),
+                Err(StoreError::NotSynced { outcome, .. }) => Some(&**outcome),
+                Err(_) => None,
+            };
+            if let Some(outcome) = written {
+                for l in &listeners {
+                    l(&svc, outcome);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| CollectorError::Internal(e.to_string()))?
+        .map_err(CollectorError::Store)
+    }
+
+    /// Makes everything acknowledged durable against power loss (clean
+    /// shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
     }
 
     /// Counts an acknowledged put of `n` events.

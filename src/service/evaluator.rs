@@ -204,7 +204,7 @@ pub struct Evaluator {
     invalidator: Arc<Invalidator>,
     inflight: Mutex<HashMap<RunKey, Arc<OnceCell<RunResult>>>>,
     listeners: Mutex<Vec<ComputeListener>>,
-    session: Arc<super::results::Session>,
+    session: Arc<crate::telemetry::results::Session>,
     /// Bytes of values one request may hold.
     query_memory: usize,
 }
@@ -213,11 +213,20 @@ pub struct Evaluator {
 pub type BinValue = Option<f64>;
 
 impl Evaluator {
+    /// Drops every cached bin of one service (`DELETE /1.0/metric/cache`).
+    pub async fn clear_cache(&self, service: &Service) -> Result<(), StoreError> {
+        let cache = Arc::clone(&self.cache);
+        let svc = service.clone();
+        tokio::task::spawn_blocking(move || cache.clear_service(&svc))
+            .await
+            .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
+    }
+
     pub fn new(
         store: Arc<dyn EventStore>,
         cache: Arc<dyn MetricCache>,
         invalidator: Arc<Invalidator>,
-        session: Arc<super::results::Session>,
+        session: Arc<crate::telemetry::results::Session>,
         query_memory: usize,
     ) -> Self {
         Evaluator {

@@ -104,6 +104,38 @@ pub fn event_json(plan: &EventPlan, time: i64, data: &Value, id: Option<Value>) 
     Value::Object(m)
 }
 
+/// What transport reads of the event store: event/get queries and the
+/// list of types.
+#[derive(Clone)]
+pub struct Events {
+    store: Arc<dyn EventStore>,
+}
+
+impl Events {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Events { store }
+    }
+
+    /// The newest `limit` matching events in `[start, stop)`, in `order`.
+    pub async fn query(
+        &self,
+        service: &Service,
+        q: EventQuery,
+        order: Order,
+    ) -> Result<Vec<Value>, EventQueryError> {
+        query_events(&self.store, service, q, order).await
+    }
+
+    /// The service's event types, sorted.
+    pub async fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+        let store = Arc::clone(&self.store);
+        let svc = service.clone();
+        tokio::task::spawn_blocking(move || store.types(&svc))
+            .await
+            .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
+    }
+}
+
 /// The newest `limit` matching events in `[start, stop)`, oldest first.
 pub async fn query_events(
     store: &Arc<dyn EventStore>,

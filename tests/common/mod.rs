@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use cubed::model::{Clock, SystemClock};
 use cubed::server::{self, App, Limits, Listeners, Options};
+use cubed::service::Services;
 use cubed::storage::embedded::{Durability, EmbeddedStore};
 
 pub struct TestServer {
@@ -76,7 +77,8 @@ impl TestServer {
                         .expect("addr"),
                 );
                 addr_tx.send(addrs).expect("send addrs");
-                let app = App::new(store.clone(), store, clock, options);
+                let services = Services::new(store.clone(), store, clock, options.services());
+                let app = App::new(services, options);
                 server::run(listeners, app, async {
                     let _ = stop_rx.await;
                 })

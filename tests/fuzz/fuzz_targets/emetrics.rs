@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(events) = cubed::model::emetrics::convert(data, 1_700_000_000_000) {
+    if let Ok(events) = cubed::ingest::emetrics::convert(data, 1_700_000_000_000) {
         fuzz_common::stores_and_reads_back(&events);
     }
 });

@@ -9,12 +9,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(events) = cubed::model::parse_event_batch(data, 1_000_000) {
+    if let Ok(events) = cubed::ingest::parse_event_batch(data, 1_000_000) {
         fuzz_common::stores_and_reads_back(&events);
     }
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(text)
-        && let Ok(event) = cubed::model::validate_event(raw, 1_000_000)
+        && let Ok(event) = cubed::ingest::validate_event(raw, 1_000_000)
     {
         fuzz_common::stores_and_reads_back(std::slice::from_ref(&event));
     }

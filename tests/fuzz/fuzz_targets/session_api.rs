@@ -12,8 +12,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let body = data.get(split + 1..).unwrap_or_default();
     for convert in [
-        cubed::model::session_api::metric,
-        cubed::model::session_api::event,
+        cubed::ingest::session_api::metric,
+        cubed::ingest::session_api::event,
     ] {
         if let Ok(event) = convert(session, body, 1_700_000_000_000) {
             fuzz_common::stores_and_reads_back(std::slice::from_ref(&event));

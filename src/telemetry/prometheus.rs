@@ -8,7 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use super::App;
+use super::opmetrics::OpMetrics;
+use super::results::Session;
 
 type F64Gauge = Gauge<f64, AtomicU64>;
 type Labeled = Family<Vec<(String, String)>, F64Gauge>;
@@ -63,9 +64,9 @@ const TRANSACTION_METRICS: [(&str, &str, &str); 9] = [
 ];
 
 /// The text exposition of this moment.
-pub fn exposition(app: &App) -> Result<String, std::fmt::Error> {
+pub fn exposition(opmetrics: &OpMetrics, session: &Session) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    let table = app.opmetrics.read(false);
+    let table = opmetrics.read(false);
     for (i, (_, name, help)) in TRANSACTION_METRICS.iter().enumerate() {
         let family = Labeled::default();
         for ((service, subservice), counters) in &table {
@@ -78,8 +79,8 @@ pub fn exposition(app: &App) -> Result<String, std::fmt::Error> {
         registry.register(*name, *help, family);
     }
     let modules = Labeled::default();
-    let session = vec![("session_id".to_owned(), app.session.id.clone())];
-    for (module, metrics) in app.session.results() {
+    let session_label = vec![("session_id".to_owned(), session.id.clone())];
+    for (module, metrics) in session.results() {
         for (metric, value) in metrics {
             let labels = vec![
                 ("module".to_owned(), module.to_owned()),
@@ -94,7 +95,7 @@ pub fn exposition(app: &App) -> Result<String, std::fmt::Error> {
         modules,
     );
     let info = Labeled::default();
-    info.get_or_create(&session).set(1.0);
+    info.get_or_create(&session_label).set(1.0);
     registry.register("cubed_session", "This run of the server", info);
     let mut out = String::new();
     encode(&mut out, &registry)?;

@@ -11,8 +11,8 @@
 
 use serde_json::{Map, Value};
 
-use super::event::{NewEvent, is_valid_type};
-use super::time;
+use crate::model::event::{NewEvent, is_valid_type};
+use crate::model::time;
 
 /// A session id as a path may give it: 1–128 of letters, digits, `-`, `_`, `.`.
 pub fn valid_session(id: &str) -> bool {

@@ -13,8 +13,8 @@
 
 use serde_json::{Map, Value};
 
-use super::event::NewEvent;
-use super::time;
+use crate::model::event::NewEvent;
+use crate::model::time;
 
 /// The unit types, which are also the event types.
 pub const UNIT_TYPES: [&str; 3] = ["counter", "timer", "flow"];

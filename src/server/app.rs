@@ -1,0 +1,122 @@
+//! What the handlers share: the services, the server's options and its
+//! self-reporting.
+
+use std::sync::Arc;
+
+use crate::model::Clock;
+use crate::service::live::LiveStreams;
+use crate::service::{Collector, Evaluator, Events, Invalidator, Services, Settings};
+use crate::telemetry::opmetrics::OpMetrics;
+use crate::telemetry::results::Session;
+use crate::telemetry::self_events::SelfEvents;
+
+/// Size limits on what clients send.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest HTTP request body (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Largest WebSocket message (the connection is closed with 1009 beyond it).
+    pub max_ws_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: crate::limits::DEFAULT_MAX_BODY_BYTES,
+            max_ws_message_bytes: crate::limits::DEFAULT_MAX_WS_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// Settings of a running server that are not sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    /// How often pending cache invalidations are flushed in the background
+    /// (queries also flush their types' pending invalidations first).
+    pub invalidation_interval: std::time::Duration,
+    /// How often live event streams poll the store.
+    pub live_poll_interval: std::time::Duration,
+    /// Store `cube_request` and `cube_compute` events, as Cube did.
+    pub self_events: bool,
+    /// Gather Orion-style transaction metrics (`/admin/metrics`, `/metrics`).
+    pub metrics: bool,
+    /// How often each module's results document is written to the store.
+    pub results_interval: std::time::Duration,
+    /// Most bytes of values one metric request may hold.
+    pub max_query_memory: usize,
+}
+
+impl Options {
+    /// The settings the services take.
+    pub fn services(&self) -> Settings {
+        Settings {
+            max_query_memory: self.max_query_memory,
+            live_poll_interval: self.live_poll_interval,
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            invalidation_interval: std::time::Duration::from_secs(1),
+            live_poll_interval: std::time::Duration::from_secs(1),
+            self_events: true,
+            metrics: true,
+            results_interval: std::time::Duration::from_secs(10),
+            max_query_memory: crate::limits::MAX_QUERY_MEMORY_BYTES,
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct App {
+    pub clock: Arc<dyn Clock>,
+    pub collector: Collector,
+    /// event/get and the list of types.
+    pub events: Events,
+    pub invalidator: Arc<Invalidator>,
+    pub evaluator: Evaluator,
+    pub live: Arc<LiveStreams>,
+    pub self_events: Arc<SelfEvents>,
+    pub options: Options,
+    pub limits: Limits,
+    /// This run of the server and its modules' statistics.
+    pub session: Arc<Session>,
+    /// Transactions per service and subservice.
+    pub opmetrics: Arc<OpMetrics>,
+}
+
+impl App {
+    pub fn new(services: Services, options: Options) -> Arc<Self> {
+        let Services {
+            clock,
+            session,
+            collector,
+            invalidator,
+            evaluator,
+            events,
+            live,
+        } = services;
+        let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
+        let monitor = Arc::clone(&self_events);
+        evaluator.on_compute(Arc::new(move |service, source, ms| {
+            monitor.compute(service, source, ms)
+        }));
+        Arc::new(App {
+            events,
+            clock,
+            collector,
+            invalidator,
+            evaluator,
+            live,
+            self_events,
+            limits: options.limits,
+            opmetrics: Arc::new(OpMetrics::new(options.metrics)),
+            session,
+            options,
+        })
+    }
+}

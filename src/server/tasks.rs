@@ -1,0 +1,55 @@
+//! The server's background loops: cache invalidations, self events and
+//! results documents, until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{App, admin, common};
+
+/// Writes each module's results document every `results_interval`, and once
+/// more at shutdown.
+pub async fn write_results(app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(app.options.results_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        seq += 1;
+        admin::store_results(&app, seq).await;
+    }
+    admin::store_results(&app, seq + 1).await;
+}
+
+/// The periodic batch of cache invalidations.
+pub async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(app.options.invalidation_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        store_self_events(&app).await;
+        let inv = Arc::clone(&app.invalidator);
+        if let Err(e) = common::blocking(move || inv.flush_all()).await {
+            tracing::error!(error = %e.body, "flushing cache invalidations failed");
+        }
+    }
+    store_self_events(&app).await;
+    let inv = Arc::clone(&app.invalidator);
+    let _ = tokio::task::spawn_blocking(move || inv.flush_all()).await;
+}
+
+async fn store_self_events(app: &App) {
+    for (service, events) in app.self_events.take() {
+        if let Err(e) = app.collector.put(&service, events).await {
+            tracing::warn!(error = %e, "storing self-monitoring events failed");
+        }
+    }
+}

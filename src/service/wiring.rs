@@ -1,0 +1,73 @@
+//! The services of one server wired together over one store and metric
+//! cache: what transport is handed (it never holds the store itself).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::live::LiveStreams;
+use super::{Collector, Evaluator, Events, Invalidator};
+use crate::model::Clock;
+use crate::storage::{EventStore, MetricCache};
+use crate::telemetry::results::Session;
+
+/// Settings of the services that are not transport's.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Most bytes of values one metric request may hold.
+    pub max_query_memory: usize,
+    /// How often live event streams poll the store.
+    pub live_poll_interval: Duration,
+}
+
+pub struct Services {
+    pub clock: Arc<dyn Clock>,
+    /// This run of the server and its modules' statistics.
+    pub session: Arc<Session>,
+    pub collector: Collector,
+    pub invalidator: Arc<Invalidator>,
+    pub evaluator: Evaluator,
+    /// event/get and the list of types.
+    pub events: Events,
+    pub live: Arc<LiveStreams>,
+}
+
+impl Services {
+    /// Wires the services: every put the collector acknowledges is recorded
+    /// for cache invalidation before the acknowledgement.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        cache: Arc<dyn MetricCache>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        let session = Arc::new(Session::new());
+        let collector =
+            Collector::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&session));
+        let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
+        let inv = Arc::clone(&invalidator);
+        collector.on_put(Arc::new(move |service, outcome| {
+            inv.record(service, outcome)
+        }));
+        let evaluator = Evaluator::new(
+            Arc::clone(&store),
+            cache,
+            Arc::clone(&invalidator),
+            Arc::clone(&session),
+            settings.max_query_memory,
+        );
+        let live = LiveStreams::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            settings.live_poll_interval,
+        );
+        Services {
+            events: Events::new(store),
+            clock,
+            session,
+            collector,
+            invalidator,
+            evaluator,
+            live,
+        }
+    }
+}

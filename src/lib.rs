@@ -1,7 +1,8 @@
 //! Cubed: a time-series server that collects timestamped events and derives
 //! metrics from them after the fact, compatible with square/cube's API.
 //!
-//! See README.md for the code map and the invariants between modules.
+//! See ARCHITECTURE.md for the layers, the code map and the invariants
+//! between modules (`tests/architecture.rs` checks the dependency rules).
 
 pub mod expr;
 pub mod ingest;

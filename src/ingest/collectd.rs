@@ -111,7 +111,7 @@ pub fn convert(
 }
 
 fn number(x: f64) -> Value {
-    crate::plan::number_json(x)
+    crate::model::js::number_json(x)
 }
 
 /// One value list → one `collectd` event, checked against the limits of

@@ -4,6 +4,17 @@
 
 use serde_json::Value;
 
+/// A finite number as JSON: integral values within 2^53 as integers; NaN and
+/// infinities (which JSON cannot spell) as `null`.
+pub fn number_json(x: f64) -> Value {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() <= SAFE {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
 /// `String(x)` of a double, as JavaScript writes it: the shortest digits
 /// that read back to the same double, in decimal notation from 1e-6 up to
 /// 1e21 and in exponent notation (`1e+21`, `1.5e-7`) outside; `-0` is `"0"`.

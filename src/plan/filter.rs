@@ -6,6 +6,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::expr::{FieldPath, Filter, FilterOp, Literal, Segment, compile_regex};
+use crate::model::js::number_json;
 
 /// One step of a MongoDB dotted path below `d`.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,17 +110,6 @@ pub fn literal_json(lit: &Literal) -> Value {
         Literal::Number(x) => number_json(*x),
         Literal::String(s) => Value::String(s.clone()),
         Literal::Array(items) => Value::Array(items.iter().map(literal_json).collect()),
-    }
-}
-
-/// A finite number as JSON: integral values within 2^53 as integers; NaN and
-/// infinities (which JSON cannot spell) as `null`.
-pub fn number_json(x: f64) -> Value {
-    const SAFE: f64 = 9_007_199_254_740_992.0;
-    if x.fract() == 0.0 && x.abs() <= SAFE {
-        Value::from(x as i64)
-    } else {
-        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
     }
 }
 

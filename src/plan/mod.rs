@@ -9,7 +9,9 @@ pub mod value;
 
 use serde_json::{Map, Value, json};
 
-pub use filter::{EventFilter, number_json};
+use crate::model::js::number_json;
+
+pub use filter::EventFilter;
 pub use value::Scalar;
 
 use crate::expr::{

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::plan::number_json;
+use crate::model::js::number_json;
 
 /// `{time, value?, id?}`: an undefined value is left out; NaN and infinities are null.
 pub fn metric_json(time: i64, value: Option<f64>, id: Option<&Value>) -> Value {

@@ -257,7 +257,7 @@ pub fn document(
 ) -> Value {
     let metrics: Vec<Value> = metrics
         .iter()
-        .map(|(m, v)| json!({ "metric": m, "value": crate::plan::number_json(*v) }))
+        .map(|(m, v)| json!({ "metric": m, "value": crate::model::js::number_json(*v) }))
         .collect();
     let mut doc = serde_json::Map::new();
     if let Some(id) = id {

@@ -77,6 +77,16 @@ pub const PARAM_HELP: &str = "epoch milliseconds or ISO 8601 (2012-04-16T16:00:0
      (as epoch milliseconds -62167219200000 to 253402300799999; stop may be \
      one more, as it is exclusive)";
 
+/// What a client is told when the time parameter `name` is refused.
+pub fn refused_time(name: &str) -> String {
+    format!("{name} must be {PARAM_HELP}")
+}
+
+/// What a client is told when a `limit` (of `what`, at most `max`) is refused.
+pub fn refused_limit(what: &str, max: impl std::fmt::Display) -> String {
+    format!("limit must be a number of {what} from 0 (larger ones count as {max})")
+}
+
 /// `2012-04-16T16:00:00.000Z`: ISO 8601, UTC, milliseconds.
 pub fn format_iso(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)

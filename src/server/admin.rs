@@ -54,9 +54,11 @@ impl TxHeaders {
 /// `Fiware-Service` and `Fiware-ServicePath` of a request.
 pub fn tx_headers() -> impl Filter<Extract = (TxHeaders,), Error = std::convert::Infallible> + Copy
 {
-    super::common::header_text("fiware-service")
-        .and(super::common::header_text("fiware-servicepath"))
-        .map(|service, path| TxHeaders { service, path })
+    // Both from one copy of the headers.
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| TxHeaders {
+        service: super::common::text_of(&headers, "fiware-service"),
+        path: super::common::text_of(&headers, "fiware-servicepath"),
+    })
 }
 
 pub fn routes(

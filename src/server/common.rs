@@ -36,11 +36,15 @@ pub fn service_header() -> impl Filter<Extract = (Option<String>,), Error = Infa
 pub fn header_text(
     name: &'static str,
 ) -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Copy {
-    warp::header::headers_cloned().map(move |headers: warp::http::HeaderMap| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    })
+    warp::header::headers_cloned()
+        .map(move |headers: warp::http::HeaderMap| text_of(&headers, name))
+}
+
+/// A header as text, whatever its bytes (see [`header_text`]).
+pub fn text_of(headers: &warp::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 pub fn service(header: Option<String>) -> Result<Service, ApiError> {

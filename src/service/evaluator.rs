@@ -73,17 +73,15 @@ impl MetricQueryError {
     /// The details a client is told with a refused parameter.
     pub fn message(&self) -> Option<String> {
         match self {
-            MetricQueryError::Start => Some(format!("start must be {}", time::PARAM_HELP)),
-            MetricQueryError::Stop => Some(format!("stop must be {}", time::PARAM_HELP)),
+            MetricQueryError::Start => Some(time::refused_time("start")),
+            MetricQueryError::Stop => Some(time::refused_time("stop")),
             MetricQueryError::Step => Some(format!(
                 "step must be one of {} (milliseconds: 10 s, 1 min, 5 min, 1 h, 1 day)",
                 crate::metric::tiers::TIERS
                     .map(|t| t.to_string())
                     .join(", ")
             )),
-            MetricQueryError::Limit => Some(format!(
-                "limit must be a number of bins from 0 (larger ones count as {MAX_METRIC_LIMIT})"
-            )),
+            MetricQueryError::Limit => Some(time::refused_limit("bins", MAX_METRIC_LIMIT)),
             MetricQueryError::TooManyBins { reduces, bins } => Some(format!(
                 "{reduces} distinct reduce(s) x {bins} bins is more than the \
                  {MAX_BINS_PER_REQUEST} bins one request may compute; ask for fewer bins or \

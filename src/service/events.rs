@@ -42,11 +42,9 @@ impl EventQueryError {
     /// The details a client is told with a refused parameter.
     pub fn message(&self) -> Option<String> {
         match self {
-            EventQueryError::Start => Some(format!("start must be {}", time::PARAM_HELP)),
-            EventQueryError::Stop => Some(format!("stop must be {}", time::PARAM_HELP)),
-            EventQueryError::Limit => Some(format!(
-                "limit must be a number of events from 0 (larger ones count as {MAX_EVENT_LIMIT})"
-            )),
+            EventQueryError::Start => Some(time::refused_time("start")),
+            EventQueryError::Stop => Some(time::refused_time("stop")),
+            EventQueryError::Limit => Some(time::refused_limit("events", MAX_EVENT_LIMIT)),
             _ => None,
         }
     }

@@ -127,32 +127,17 @@ impl Collector {
         let store = Arc::clone(&self.store);
         let svc = service.clone();
         let listeners = lock(&self.listeners).clone();
-        tokio::task::spawn_blocking(move || {
-            let r = store.put(&svc, &events);
-            let written = match &r {
-                Ok(outcome) => Some(outcome),
-                Err(StoreError::NotSynced { outcome, .. }) => Some(&**outcome),
-                Err(_) => None,
-            };
-            if let Some(outcome) = written {
-                for l in &listeners {
-                    l(&svc, outcome);
-                }
-            }
-            r
-        })
-        .await
-        .map_err(|e| CollectorError::Internal(e.to_string()))?
-        .map_err(CollectorError::Store)
+        tokio::task::spawn_blocking(move || put_and_notify(&*store, &listeners, &svc, &events))
+            .await
+            .map_err(|e| CollectorError::Internal(e.to_string()))?
+            .map_err(CollectorError::Store)
     }
 
     /// Makes everything acknowledged durable against power loss (clean
     /// shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
+        super::on_store(move || store.flush()).await
     }
 
     /// Counts an acknowledged put of `n` events.
@@ -180,6 +165,28 @@ impl Collector {
     }
 }
 
+/// Stores events and runs the put hooks for what was written (also when
+/// the sync that `--durability sync` promises failed after the write).
+fn put_and_notify(
+    store: &dyn EventStore,
+    listeners: &[PutListener],
+    service: &Service,
+    events: &[NewEvent<'_>],
+) -> Result<PutOutcome, StoreError> {
+    let r = store.put(service, events);
+    let written = match &r {
+        Ok(outcome) => Some(outcome),
+        Err(StoreError::NotSynced { outcome, .. }) => Some(&**outcome),
+        Err(_) => None,
+    };
+    if let Some(outcome) = written {
+        for l in listeners {
+            l(service, outcome);
+        }
+    }
+    r
+}
+
 /// Stores events on the calling thread (the blocking pool), counting the
 /// store's work in the session's `store` module, and runs the put hooks
 /// (the cache invalidation) right there: whatever happens to the request
@@ -193,17 +200,7 @@ fn store_events(
     events: &[NewEvent<'_>],
 ) -> Result<PutOutcome, StoreError> {
     let t = std::time::Instant::now();
-    let r = store.put(service, events);
-    let written = match &r {
-        Ok(outcome) => Some(outcome),
-        Err(StoreError::NotSynced { outcome, .. }) => Some(&**outcome),
-        Err(_) => None,
-    };
-    if let Some(outcome) = written {
-        for l in listeners {
-            l(service, outcome);
-        }
-    }
+    let r = put_and_notify(store, listeners, service, events);
     let s = &session.store;
     s.write_latency.record(t.elapsed());
     match &r {

@@ -215,9 +215,7 @@ impl Evaluator {
     pub async fn clear_cache(&self, service: &Service) -> Result<(), StoreError> {
         let cache = Arc::clone(&self.cache);
         let svc = service.clone();
-        tokio::task::spawn_blocking(move || cache.clear_service(&svc))
-            .await
-            .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
+        super::on_store(move || cache.clear_service(&svc)).await
     }
 
     pub fn new(

@@ -128,9 +128,7 @@ impl Events {
     pub async fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
         let store = Arc::clone(&self.store);
         let svc = service.clone();
-        tokio::task::spawn_blocking(move || store.types(&svc))
-            .await
-            .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
+        super::on_store(move || store.types(&svc)).await
     }
 }
 

@@ -15,3 +15,12 @@ pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};
 pub use events::{EventQuery, EventQueryError, Events, query_events};
 pub use invalidation::Invalidator;
 pub use wiring::{Services, Settings};
+
+/// Runs a storage call on the blocking pool (storage calls are synchronous).
+async fn on_store<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| StoreError::Engine(format!("internal error: {e}")))?
+}

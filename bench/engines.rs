@@ -11,13 +11,13 @@
 
 use std::time::Instant;
 
-use cubed::model::Service;
+use cubed::model::Tenant;
 use cubed::storage::embedded::keys;
 
 const BATCH: usize = 1000;
 
 fn events(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let prefix = keys::type_prefix(&Service::default_service(), "request");
+    let prefix = keys::type_prefix(&Tenant::default_tenant(), "request");
     (0..n)
         .map(|i| {
             let time = 1_700_000_000_000i64 + (i as i64) * 43;

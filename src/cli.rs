@@ -64,7 +64,7 @@ pub struct ImportArgs {
         default_value = "http://127.0.0.1:1080"
     )]
     pub collector: String,
-    /// The service (`Fiware-Service`) to import into; default: the default service.
+    /// The tenant (`Fiware-Service`) to import into; default: the default tenant.
     #[arg(long, env = "CUBED_IMPORT_SERVICE")]
     pub service: Option<String>,
     /// Items (units or bundles) per request.

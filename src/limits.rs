@@ -42,8 +42,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default largest WebSocket message (`--max-ws-message`); the socket is
 /// closed with 1009 beyond it.
 pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
-/// Longest service (tenant) name in `Fiware-Service`.
-pub const MAX_SERVICE_BYTES: usize = 50;
+/// Longest tenant name in `Fiware-Service`.
+pub const MAX_TENANT_BYTES: usize = 50;
 /// Longest level of a `Fiware-ServicePath` (subservice), and most levels
 /// and comma-separated paths in one header.
 pub const MAX_SUBSERVICE_LEVEL_BYTES: usize = 50;

@@ -16,16 +16,16 @@ fn leaf(expr: &str) -> LeafPlan {
 fn metric_docs(expr: &str) -> (Value, Value) {
     let l = leaf(expr);
     (
-        Value::Object(l.filter.mongo()),
-        Value::Object(l.mongo_fields()),
+        Value::Object(l.filter.query_document()),
+        Value::Object(l.projection()),
     )
 }
 
 fn event_docs(expr: &str) -> (Value, Value) {
     let p = plan::compile_event(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
     (
-        Value::Object(p.filter.mongo()),
-        Value::Object(p.mongo_fields()),
+        Value::Object(p.filter.query_document()),
+        Value::Object(p.projection()),
     )
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cubed::expr::Reduce;
 use cubed::metric::Tier;
-use cubed::model::{NewEvent, Service, SystemClock};
+use cubed::model::{NewEvent, SystemClock, Tenant};
 use cubed::plan::{MetricPlan, Scalar, compile_metric};
 use cubed::server::{App, Options};
 use cubed::service::{MetricQuery, Services};
@@ -166,7 +166,7 @@ proptest! {
         let options = Options { self_events: false, ..Options::default() };
         let services = Services::new(store.clone(), store, Arc::new(SystemClock), options.services());
         let app = App::new(services, options);
-        let svc = Service::default_service();
+        let svc = Tenant::default_tenant();
         let to_new = |e: &Ev| NewEvent::owned("t1".into(), e.time, e.data.to_string(), None);
         // The first events arrive as an HTTP put's body does (data objects split
         // into fields by the batch parser), the late ones as server-built events.

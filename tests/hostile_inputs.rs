@@ -573,8 +573,8 @@ fn raw_request(addr: &str, head: &[u8], body: &[u8]) -> (u16, Value) {
 
 /// Edges found by probing the release binary: the last millisecond of year
 /// 9999 is stored and can be read back (an exclusive `stop` one past it is
-/// accepted); refused query parameters say what is expected; a service
-/// header that is not ASCII is an invalid service on every listener; a
+/// accepted); refused query parameters say what is expected; a tenant
+/// header that is not ASCII is an invalid tenant on every listener; a
 /// WebSocket request that is JSON but not an object is named as such; a
 /// WebSocket message over the limit is answered, then closed with 1009.
 #[test]

@@ -39,7 +39,7 @@ fn the_readme_states_every_limit() {
             "DEFAULT_MAX_WS_MESSAGE_BYTES",
             DEFAULT_MAX_WS_MESSAGE_BYTES as i128,
         ),
-        ("MAX_SERVICE_BYTES", MAX_SERVICE_BYTES as i128),
+        ("MAX_TENANT_BYTES", MAX_TENANT_BYTES as i128),
         (
             "MAX_SUBSERVICE_LEVEL_BYTES",
             MAX_SUBSERVICE_LEVEL_BYTES as i128,

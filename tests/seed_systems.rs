@@ -1,5 +1,5 @@
 //! The neighbouring systems' formats, with the seeds' own examples: the
-//! session metric logging API (seed 002) and e-metrics dumps (seed 001),
+//! session metric logging API and e-metrics dumps,
 //! over HTTP and through `cubed import`, checked by the metrics they give.
 
 mod common;
@@ -223,7 +223,7 @@ fn emetrics_dumps_over_http() {
     assert_eq!((status, answer), (200, json!({"events": 6})));
     check_units(&s);
 
-    // The same dump as a JSON array, into another service.
+    // The same dump as a JSON array, into another tenant.
     let array = format!("[{}]", dump().lines().collect::<Vec<_>>().join(","));
     let (status, answer) = post(&s.collector_url("/1.0/emetrics"), &array, Some("other"));
     assert_eq!((status, answer), (200, json!({"events": 6})));

@@ -33,11 +33,11 @@ fn call(
     method: &str,
     url: &str,
     body: Option<&str>,
-    service: Option<&str>,
+    tenant: Option<&str>,
     path: Option<&str>,
 ) -> (u16, u64, u64) {
     let mut req = ureq::http::Request::builder().method(method).uri(url);
-    if let Some(s) = service {
+    if let Some(s) = tenant {
         req = req.header("fiware-service", s);
     }
     if let Some(p) = path {
@@ -75,7 +75,7 @@ fn admin_metrics_tree_follows_orion() {
     let s = server(Options::default());
     let put = s.collector_url("/1.0/event/put");
     let events = r#"[{"type": "visit", "time": 1000, "data": {"n": 1}}]"#;
-    // (service, path) -> what the tree must show
+    // (tenant, path) -> what the tree must show
     let mut sent = Vec::new();
     sent.push(call(
         "POST",
@@ -100,13 +100,13 @@ fn admin_metrics_tree_follows_orion() {
     );
     assert_eq!(bad.0, 400);
     sent.push(bad);
-    let types = |service, path| call("GET", &s.evaluator_url("/1.0/types"), None, service, path);
+    let types = |tenant, path| call("GET", &s.evaluator_url("/1.0/types"), None, tenant, path);
     let list = types(Some("city"), Some("/parks, /gardens"));
     let recursive = types(Some("city"), Some("/parks/#"));
     let nested = types(Some("city"), Some("/parks/north"));
     let root = types(None, Some("/"));
     let none = types(None, None);
-    // Left out: an invalid service, an invalid path.
+    // Left out: an invalid tenant, an invalid path.
     assert_eq!(types(Some("Bad-Service"), None).0, 400);
     types(Some("city"), Some("no-slash"));
 
@@ -168,7 +168,7 @@ fn admin_metrics_tree_follows_orion() {
     );
     assert_eq!(tree["sum"]["incomingTransactions"], json!(8));
 
-    // The read above is itself a transaction of the default service.
+    // The read above is itself a transaction of the default tenant.
     let again = metrics(&s, false);
     assert_eq!(
         again["services"]["default-service"]["subservs"]["root-subserv"]["incomingTransactions"],

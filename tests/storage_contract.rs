@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use cubed::model::{NewEvent, Service};
+use cubed::model::{NewEvent, Tenant};
 use cubed::plan::{LeafPlan, MetricPlan, Scalar, compile_metric};
 use cubed::storage::{CachedBin, EventStore, MetricCache, Order, Selected, Selection};
 
@@ -19,12 +19,7 @@ fn ev(t: &str, time: i64, data: &str, id: Option<&str>) -> NewEvent<'static> {
     NewEvent::owned(t.into(), time, data.into(), id.map(str::to_owned))
 }
 
-fn all<S: EventStore>(
-    s: &S,
-    svc: &Service,
-    t: &str,
-    order: Order,
-) -> Vec<(i64, serde_json::Value)> {
+fn all<S: EventStore>(s: &S, svc: &Tenant, t: &str, order: Order) -> Vec<(i64, serde_json::Value)> {
     let mut out = Vec::new();
     s.scan(svc, t, i64::MIN, i64::MAX, order, &mut |e| {
         out.push((e.time, e.data));
@@ -45,7 +40,7 @@ fn leaf(source: &str) -> LeafPlan {
 /// `Before` it gave checked against what came after it.
 fn selected<S: EventStore>(
     s: &S,
-    svc: &Service,
+    svc: &Tenant,
     leaf: &LeafPlan,
     start: i64,
     stop: i64,
@@ -87,7 +82,7 @@ fn selected<S: EventStore>(
 /// replaced events), at any range.
 pub fn select_gives_what_filter_and_value_give<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     // One put of uniform fields (a backend may hold them as columns), one of
     // mixed kinds, nested values and data that is not an object.
     let uniform: Vec<NewEvent<'static>> = (0..200)
@@ -178,7 +173,7 @@ pub fn select_gives_what_filter_and_value_give<S: EventStore>(f: Fresh<S>) {
 
 pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     s.put(
         &svc,
         &[
@@ -262,7 +257,7 @@ pub fn puts_and_scans_in_time_order<S: EventStore>(f: Fresh<S>) {
 
 pub fn scan_data_gives_raw_data_of_the_range<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     s.put(
         &svc,
         &[
@@ -293,7 +288,7 @@ pub fn scan_data_gives_raw_data_of_the_range<S: EventStore>(f: Fresh<S>) {
 /// borrowing from the body) read back as the data that was sent.
 pub fn batch_parsed_events_read_back_as_sent<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     let body = br#"[{"type":"test","time":30,"data":{ "ms" : 5.5, "path":"/a\"b", "n\u0041":[1, {"x":null}] }},
                     {"type":"test","time":10,"id":"k","data":{"ms":7,"path":"/c"}},
                     {"type":"test","time":20}]"#;
@@ -322,7 +317,7 @@ pub fn batch_parsed_events_read_back_as_sent<S: EventStore>(f: Fresh<S>) {
 
 pub fn same_time_events_are_all_kept<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     let batch: Vec<NewEvent> = (0..100)
         .map(|i| ev("test", 1000, &format!(r#"{{"i":{i}}}"#), None))
         .collect();
@@ -333,7 +328,7 @@ pub fn same_time_events_are_all_kept<S: EventStore>(f: Fresh<S>) {
 
 pub fn ids_upsert_and_report_the_old_time<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     let out = s
         .put(&svc, &[ev("test", 100, r#"{"v":1}"#, Some("\"a\""))])
         .unwrap();
@@ -405,9 +400,9 @@ pub fn ids_upsert_and_report_the_old_time<S: EventStore>(f: Fresh<S>) {
 
 pub fn services_are_isolated<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let a = Service::from_header(Some("acme")).unwrap();
-    let b = Service::from_header(Some("globex")).unwrap();
-    let d = Service::default_service();
+    let a = Tenant::from_header(Some("acme")).unwrap();
+    let b = Tenant::from_header(Some("globex")).unwrap();
+    let d = Tenant::default_tenant();
     s.put(&a, &[ev("secret", 1, "{}", Some("\"x\""))]).unwrap();
     s.put(&b, &[ev("public", 2, "{}", Some("\"x\""))]).unwrap();
     assert_eq!(s.types(&a).unwrap(), ["secret"]);
@@ -420,7 +415,7 @@ pub fn services_are_isolated<S: EventStore>(f: Fresh<S>) {
 
 pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
     let c = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     let bins = [
         CachedBin {
             time: 0,
@@ -469,7 +464,7 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
     );
     assert!(
         c.get(
-            &Service::from_key("acme"),
+            &Tenant::from_key("acme"),
             "test",
             "sum(test)",
             60_000,
@@ -494,10 +489,10 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
             .unwrap()
             .is_empty()
     );
-    // clearing one service leaves the others
-    let acme = Service::from_key("acme");
+    // clearing one tenant leaves the others
+    let acme = Tenant::from_key("acme");
     c.put(&acme, "test", "sum(test)", 60_000, &bins).unwrap();
-    c.clear_service(&svc).unwrap();
+    c.clear_tenant(&svc).unwrap();
     assert!(
         c.get(&svc, "test", "sum(test)", 60_000, 0, 180_000)
             .unwrap()
@@ -549,7 +544,7 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
 
 pub fn cache_is_capped_oldest_first<S: MetricCache>(f: Fresh<S>) {
     let c = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     for i in 0..2000 {
         c.put(
             &svc,
@@ -597,7 +592,7 @@ pub fn cache_is_capped_oldest_first<S: MetricCache>(f: Fresh<S>) {
 /// at least its source and a tier and time (16 bytes) and a value (8).
 pub fn cache_put_never_overfills_the_cap<S: MetricCache>(f: Fresh<S>) {
     let c = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     let source = "sum(test.eq(path, \"/a/long/enough/path\"))";
     let bins: Vec<CachedBin> = (0..5000)
         .map(|i| CachedBin {
@@ -621,7 +616,7 @@ pub fn cache_put_never_overfills_the_cap<S: MetricCache>(f: Fresh<S>) {
 /// up in constant time; 400,000 of them in one block).
 pub fn resent_ids_of_a_full_block_leave_each_event_once<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     const N: usize = 400_000;
     let batch = |version: u32| -> Vec<NewEvent<'static>> {
         (0..N)
@@ -669,7 +664,7 @@ pub fn resent_ids_of_a_full_block_leave_each_event_once<S: EventStore>(f: Fresh<
 /// finishes an hour's bins once a scan has moved past it.
 pub fn scans_go_hour_by_hour<S: EventStore>(f: Fresh<S>) {
     let s = &*f.store;
-    let svc = Service::default_service();
+    let svc = Tenant::default_tenant();
     let hour = 3_600_000;
     for h in [5, 1, 3, 0, 4, 1, 2, 5, 0] {
         let batch: Vec<NewEvent<'static>> = (0..3)
@@ -790,10 +785,10 @@ mod embedded_backend {
 
     #[test]
     fn events_survive_reopening() {
-        use cubed::model::{NewEvent, Service};
+        use cubed::model::{NewEvent, Tenant};
         use cubed::storage::{EventStore, Order};
         let dir = tempfile::tempdir().unwrap();
-        let svc = Service::from_key("acme");
+        let svc = Tenant::from_key("acme");
         {
             let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap();
             s.put(
@@ -835,10 +830,10 @@ mod embedded_backend {
     /// came between the put and the flush) invalidates their bins first.
     #[test]
     fn dirty_marks_left_by_a_crash_invalidate_their_bins_on_open() {
-        use cubed::model::{NewEvent, Service};
+        use cubed::model::{NewEvent, Tenant};
         use cubed::storage::{CachedBin, EventStore, MetricCache};
         let dir = tempfile::tempdir().unwrap();
-        let svc = Service::default_service();
+        let svc = Tenant::default_tenant();
         let hour = 3_600_000;
         let bin = |time: i64| CachedBin {
             time,

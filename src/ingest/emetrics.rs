@@ -1,4 +1,4 @@
-//! e-metrics units (seed 001) as events — pure.
+//! e-metrics units as events — pure.
 //!
 //! A dump holds raw units `{"category","tag","type":"counter"|"timer"|"flow","content":{…}}`
 //! and alarm-wrapped bundles `{"alarm_type","env","content": unit or [units]}`,

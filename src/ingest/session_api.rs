@@ -1,4 +1,4 @@
-//! The session metric logging API (seed 002) as events — pure.
+//! The session metric logging API (a client's sessions, not a run of the server) as events — pure.
 //!
 //! `POST /api/sessions/{id}/metrics` with `{"name", "value", "tags"?}` stores
 //! an event of type `name` with data `{value, tags, session}` (`tags` is `[]`

@@ -3,7 +3,7 @@
 pub mod clock;
 pub mod event;
 pub mod js;
-pub mod service;
+pub mod tenant;
 pub mod time;
 
 pub use crate::limits::MAX_DATA_DEPTH;
@@ -11,4 +11,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{
     BatchError, DataError, EventData, EventError, NewEvent, StoredEvent, validate_all,
 };
-pub use service::{Service, ServiceError};
+pub use tenant::{Tenant, TenantError};

@@ -230,7 +230,7 @@ impl EventFilter {
     }
 
     /// The MongoDB query document Cube would have sent (without the time range).
-    pub fn mongo(&self) -> Map<String, Value> {
+    pub fn query_document(&self) -> Map<String, Value> {
         self.conditions
             .iter()
             .map(|c| {

@@ -112,7 +112,7 @@ impl LeafPlan {
     }
 
     /// MongoDB projection document: `{"d.x.y": 1, ...}`.
-    pub fn mongo_fields(&self) -> Map<String, Value> {
+    pub fn projection(&self) -> Map<String, Value> {
         projection(&self.fields)
     }
 }
@@ -210,8 +210,8 @@ impl MetricPlan {
                 "type": leaf.event_type,
                 "reduce": leaf.reduce.name(),
                 "source": leaf.source,
-                "filter": leaf.filter.mongo(),
-                "fields": leaf.mongo_fields(),
+                "filter": leaf.filter.query_document(),
+                "fields": leaf.projection(),
             }),
         }
     }
@@ -238,7 +238,7 @@ impl EventPlan {
     }
 
     /// MongoDB projection document: `{"d.x": 1, ...}`.
-    pub fn mongo_fields(&self) -> Map<String, Value> {
+    pub fn projection(&self) -> Map<String, Value> {
         projection(&self.fields)
     }
 
@@ -258,8 +258,8 @@ impl EventPlan {
     pub fn explain(&self) -> Value {
         json!({
             "type": self.event_type,
-            "filter": self.filter.mongo(),
-            "fields": self.mongo_fields(),
+            "filter": self.filter.query_document(),
+            "fields": self.projection(),
         })
     }
 }

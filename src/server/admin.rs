@@ -19,12 +19,12 @@ use super::common::{respond, with_app};
 use super::error::{ApiError, json_response};
 use crate::service::{EventQuery, Order};
 use crate::telemetry::opmetrics::{self, Transaction};
-use crate::telemetry::results::{self, RESULTS_TYPE, system_service, valid_name};
+use crate::telemetry::results::{self, RESULTS_TYPE, system_tenant, valid_name};
 
 /// The headers a transaction is counted under.
 #[derive(Debug, Clone, Default)]
 pub struct TxHeaders {
-    pub service: Option<String>,
+    pub tenant: Option<String>,
     pub path: Option<String>,
 }
 
@@ -39,7 +39,7 @@ impl TxHeaders {
         started: Instant,
     ) {
         app.opmetrics.incoming(
-            self.service.as_deref(),
+            self.tenant.as_deref(),
             self.path.as_deref(),
             Transaction {
                 request_bytes,
@@ -56,7 +56,7 @@ pub fn tx_headers() -> impl Filter<Extract = (TxHeaders,), Error = std::convert:
 {
     // Both from one copy of the headers.
     warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| TxHeaders {
-        service: super::common::text_of(&headers, "fiware-service"),
+        tenant: super::common::text_of(&headers, "fiware-service"),
         path: super::common::text_of(&headers, "fiware-servicepath"),
     })
 }
@@ -103,7 +103,7 @@ pub fn routes(
         .and(with_app(Arc::clone(&app)))
         .map(|app: Arc<App>| {
             respond(
-                match crate::telemetry::prometheus::exposition(&app.opmetrics, &app.session) {
+                match crate::telemetry::prometheus::exposition(&app.opmetrics, &app.run) {
                     Ok(text) => {
                         let mut r = text.into_response();
                         r.headers_mut().insert(
@@ -130,9 +130,7 @@ pub fn routes(
     let status = warp::path!("1.0" / "status")
         .and(warp::get())
         .and(with_app(Arc::clone(&app)))
-        .map(|app: Arc<App>| {
-            json_response(StatusCode::OK, &app.session.status(app.clock.now_ms()))
-        });
+        .map(|app: Arc<App>| json_response(StatusCode::OK, &app.run.status(app.clock.now_ms())));
 
     let results = warp::path!("1.0" / "results")
         .and(warp::get())
@@ -193,7 +191,7 @@ async fn results_query(
     )?;
     let events = app
         .events
-        .query(&system_service(), query, Order::Ascending)
+        .query(&system_tenant(), query, Order::Ascending)
         .await?;
     let docs: Vec<Value> = events
         .into_iter()
@@ -204,7 +202,7 @@ async fn results_query(
 
 /// WebSocket `/1.0/status`: one answer (the status) per request message.
 async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) {
-    let ws = &app.session.websocket;
+    let ws = &app.run.websocket;
     let _open = ws.open();
     let (mut tx, mut rx) = socket.split();
     while let Some(msg) = rx.next().await {
@@ -221,7 +219,7 @@ async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) 
             continue;
         }
         ws.messages_received.fetch_add(1, Relaxed);
-        let answer = app.session.status(app.clock.now_ms()).to_string();
+        let answer = app.run.status(app.clock.now_ms()).to_string();
         let n = answer.len() as u64;
         if tx.send(Message::text(answer)).await.is_err() {
             break;
@@ -236,13 +234,13 @@ async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) 
 /// server's background task, every `--results-interval-ms`).
 pub async fn store_results(app: &App, seq: u64) {
     let docs: Vec<_> = app
-        .session
+        .run
         .documents(app.clock.now_ms(), seq)
         .into_iter()
         .filter_map(|d| d.checked().ok())
         .collect();
     // Like any put, its bins are invalidated (and its dirty marks cleared).
-    if let Err(e) = app.collector.put_own(&system_service(), docs).await {
+    if let Err(e) = app.collector.put_own(&system_tenant(), docs).await {
         tracing::warn!(error = %e, "storing results documents failed");
     }
 }

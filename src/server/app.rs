@@ -7,7 +7,7 @@ use crate::model::Clock;
 use crate::service::live::LiveStreams;
 use crate::service::{Collector, Evaluator, Events, Invalidator, Services, Settings};
 use crate::telemetry::opmetrics::OpMetrics;
-use crate::telemetry::results::Session;
+use crate::telemetry::results::Run;
 use crate::telemetry::self_events::SelfEvents;
 
 /// Size limits on what clients send.
@@ -84,8 +84,8 @@ pub struct App {
     pub options: Options,
     pub limits: Limits,
     /// This run of the server and its modules' statistics.
-    pub session: Arc<Session>,
-    /// Transactions per service and subservice.
+    pub run: Arc<Run>,
+    /// Transactions per tenant and subservice.
     pub opmetrics: Arc<OpMetrics>,
 }
 
@@ -93,7 +93,7 @@ impl App {
     pub fn new(services: Services, options: Options) -> Arc<Self> {
         let Services {
             clock,
-            session,
+            run,
             collector,
             invalidator,
             evaluator,
@@ -102,8 +102,8 @@ impl App {
         } = services;
         let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
         let monitor = Arc::clone(&self_events);
-        evaluator.on_compute(Arc::new(move |service, source, ms| {
-            monitor.compute(service, source, ms)
+        evaluator.on_compute(Arc::new(move |tenant, source, ms| {
+            monitor.compute(tenant, source, ms)
         }));
         Arc::new(App {
             events,
@@ -115,7 +115,7 @@ impl App {
             self_events,
             limits: options.limits,
             opmetrics: Arc::new(OpMetrics::new(options.metrics)),
-            session,
+            run,
             options,
         })
     }

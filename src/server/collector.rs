@@ -12,11 +12,11 @@ use warp::{Filter, Reply};
 
 use super::App;
 use super::admin::TxHeaders;
-use super::common::{preflight, read_body, recover, respond, service, service_header, with_app};
+use super::common::{preflight, read_body, recover, respond, tenant, tenant_header, with_app};
 use super::error::{ApiError, json_response};
 use crate::ingest::validate_event;
 use crate::ingest::{emetrics, session_api};
-use crate::model::{BatchError, NewEvent, Service};
+use crate::model::{BatchError, NewEvent, Tenant};
 use crate::service::CollectorError;
 use crate::telemetry::opmetrics::Transaction;
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,7 +25,7 @@ use std::time::Instant;
 /// Most WebSocket messages stored in one put.
 const WS_BATCH: usize = 1000;
 
-/// What every POST of the collector takes: the service header, the declared
+/// What every POST of the collector takes: the `Fiware-Service` header, the declared
 /// length and the body stream, and the shared state.
 fn posted(
     app: Arc<App>,
@@ -39,31 +39,31 @@ fn posted(
     Error = warp::Rejection,
 > + Clone {
     warp::post()
-        .and(service_header())
+        .and(tenant_header())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(with_app(app))
 }
 
-/// The service and the body of a POST (the body bounded by the limit and
+/// The tenant and the body of a POST (the body bounded by the limit and
 /// counted in the collector's `bytes_received`).
 async fn receive<S, B>(
     app: &App,
     svc: Option<String>,
     len: Option<u64>,
     body: S,
-) -> Result<(Service, bytes::Bytes), ApiError>
+) -> Result<(Tenant, bytes::Bytes), ApiError>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
-    let service = service(svc)?;
+    let tenant = tenant(svc)?;
     let body = read_body(len, body, app.limits.max_body_bytes).await?;
-    app.session
+    app.run
         .collector
         .bytes_received
         .fetch_add(body.len() as u64, Relaxed);
-    Ok((service, body))
+    Ok((tenant, body))
 }
 
 pub fn routes(
@@ -78,13 +78,13 @@ pub fn routes(
         .then(|svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let (service, body) = receive(&app, svc, len, body).await?;
+                    let (tenant, body) = receive(&app, svc, len, body).await?;
                     app.collector
-                        .put_json(&service, body)
+                        .put_json(&tenant, body)
                         .await
                         .inspect_err(|e| {
                             if let CollectorError::Batch(e) = e {
-                                app.session.collector.rejected(match e {
+                                app.run.collector.rejected(match e {
                                     BatchError::Invalid(bad) => bad.len(),
                                     _ => 0,
                                 })
@@ -101,11 +101,11 @@ pub fn routes(
         .and(super::admin::tx_headers())
         .and(with_app(Arc::clone(&app)))
         .map(
-            |ws: Ws, tx: TxHeaders, app: Arc<App>| match service(tx.service.clone()) {
-                Ok(service) => ws
+            |ws: Ws, tx: TxHeaders, app: Arc<App>| match tenant(tx.tenant.clone()) {
+                Ok(tenant) => ws
                     .max_message_size(app.limits.max_ws_message_bytes)
                     .max_frame_size(app.limits.max_ws_message_bytes)
-                    .on_upgrade(move |socket| ws_put(socket, app, service, tx))
+                    .on_upgrade(move |socket| ws_put(socket, app, tenant, tx))
                     .into_response(),
                 Err(e) => e.into_response(),
             },
@@ -115,8 +115,8 @@ pub fn routes(
         |svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let (service, body) = receive(&app, svc, len, body).await?;
-                    app.collector.put_collectd(&service, &body).await?;
+                    let (tenant, body) = receive(&app, svc, len, body).await?;
+                    app.collector.put_collectd(&tenant, &body).await?;
                     Ok(json_response(StatusCode::OK, &json!({})))
                 }
                 .await,
@@ -137,15 +137,15 @@ pub fn routes(
         .then(|svc, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let (service, body) = receive(&app, svc, len, body).await?;
+                    let (tenant, body) = receive(&app, svc, len, body).await?;
                     let events = emetrics::convert(&body, app.clock.now_ms()).inspect_err(|e| {
-                        app.session.collector.rejected(match e {
+                        app.run.collector.rejected(match e {
                             emetrics::EmetricsError::Invalid(bad) => bad.len(),
                             _ => 0,
                         })
                     })?;
                     let n = events.len();
-                    app.collector.put(&service, events).await?;
+                    app.collector.put(&tenant, events).await?;
                     Ok(json_response(StatusCode::OK, &json!({ "events": n })))
                 }
                 .await,
@@ -170,7 +170,7 @@ pub fn routes(
         .with(log)
 }
 
-/// `POST /api/sessions/{id}/metrics` and `/api/sessions/{id}/events` (seed 002):
+/// `POST /api/sessions/{id}/metrics` and `/api/sessions/{id}/events` (the session API):
 /// `200 {"success": true}`, or `{"success": false, "error": …}`.
 async fn session_api<S, B>(
     app: &App,
@@ -196,15 +196,15 @@ where
             .to_owned();
         ApiError::session_api(e.status, message)
     };
-    let (service, body) = receive(app, svc, len, body)
+    let (tenant, body) = receive(app, svc, len, body)
         .await
         .map_err(as_session_error)?;
     let event = convert(session, &body, app.clock.now_ms()).map_err(|e| {
-        app.session.collector.rejected(1);
+        app.run.collector.rejected(1);
         ApiError::session_api(StatusCode::BAD_REQUEST, e)
     })?;
     app.collector
-        .put(&service, vec![event])
+        .put(&tenant, vec![event])
         .await
         .map_err(|e| as_session_error(e.into()))?;
     Ok(json_response(StatusCode::OK, &json!({ "success": true })))
@@ -229,8 +229,8 @@ async fn send(
 /// One event per text message; nothing is sent back on success, an
 /// `{"error": …}` message on failure. Messages that arrive together are
 /// stored in one put. Each message is one transaction of `/admin/metrics`.
-async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: TxHeaders) {
-    let ws_stats = &app.session.websocket;
+async fn ws_put(socket: WebSocket, app: Arc<App>, tenant: Tenant, tx_headers: TxHeaders) {
+    let ws_stats = &app.run.websocket;
     let _open = ws_stats.open();
     let (mut tx, mut rx) = socket.split();
     let mut open = true;
@@ -288,12 +288,12 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
             .messages_received
             .fetch_add(received.len() as u64, Relaxed);
         ws_stats.messages_rejected.fetch_add(rejected, Relaxed);
-        let stats = &app.session.collector;
+        let stats = &app.run.collector;
         stats.events_rejected.fetch_add(rejected, Relaxed);
         stats
             .bytes_received
             .fetch_add(received.iter().map(|r| r.0).sum(), Relaxed);
-        let stored = app.collector.put(&service, events).await;
+        let stored = app.collector.put(&tenant, events).await;
         let mut answers: Vec<serde_json::Value> = Vec::new();
         let seconds = started.elapsed().as_secs_f64();
         let transactions: Vec<Transaction> = received
@@ -313,7 +313,7 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, service: Service, tx_headers: 
             })
             .collect();
         app.opmetrics.incoming_all(
-            tx_headers.service.as_deref(),
+            tx_headers.tenant.as_deref(),
             tx_headers.path.as_deref(),
             &transactions,
         );

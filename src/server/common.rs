@@ -15,16 +15,16 @@ use warp::{Filter, Rejection, Reply};
 
 use super::App;
 use super::error::{ApiError, json_response};
-use crate::model::Service;
+use crate::model::Tenant;
 
 /// Extracts the shared state.
 pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
     warp::any().map(move || Arc::clone(&app))
 }
 
-/// The request's service from `Fiware-Service` (validated in the handler, so
+/// The request's tenant from `Fiware-Service` (validated in the handler, so
 /// that a bad name gets our 400 body).
-pub fn service_header() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Copy {
+pub fn tenant_header() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Copy {
     header_text("fiware-service")
 }
 
@@ -47,8 +47,8 @@ pub fn text_of(headers: &warp::http::HeaderMap, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-pub fn service(header: Option<String>) -> Result<Service, ApiError> {
-    Ok(Service::from_header(header.as_deref())?)
+pub fn tenant(header: Option<String>) -> Result<Tenant, ApiError> {
+    Ok(Tenant::from_header(header.as_deref())?)
 }
 
 /// Reads a request body, refusing (413) more than `limit` bytes — by its

@@ -9,7 +9,7 @@ use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
 use warp::reply::Reply;
 
 use crate::ingest::emetrics::EmetricsError;
-use crate::model::{BatchError, EventError, ServiceError};
+use crate::model::{BatchError, EventError, TenantError};
 use crate::service::StoreError;
 use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
 
@@ -76,8 +76,8 @@ impl Reply for ApiError {
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
         ApiError::with_message(StatusCode::BAD_REQUEST, "invalid service", e.to_string())
     }
 }
@@ -173,7 +173,7 @@ impl ApiError {
         }
     }
 
-    /// The session API's errors (seed 002): `{"success": false, "error": …}`.
+    /// The session API's errors: `{"success": false, "error": …}`.
     pub fn session_api(status: StatusCode, error: impl Into<String>) -> Self {
         ApiError {
             status,

@@ -9,7 +9,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use super::App;
-use super::common::{preflight, recover, respond, service, service_header, with_app};
+use super::common::{preflight, recover, respond, tenant, tenant_header, with_app};
 use super::error::json_response;
 use super::evaluator_ws::{self, Endpoint};
 use super::wire::metric_json;
@@ -26,15 +26,15 @@ fn ws_route(
         .and(super::admin::tx_headers())
         .and(with_app(app))
         .map(
-            move |ws: warp::ws::Ws, tx: super::admin::TxHeaders, app: Arc<App>| match service(
-                tx.service.clone(),
+            move |ws: warp::ws::Ws, tx: super::admin::TxHeaders, app: Arc<App>| match tenant(
+                tx.tenant.clone(),
             ) {
-                Ok(service) => {
+                Ok(tenant) => {
                     let live = Arc::clone(&app.live);
                     ws.max_message_size(app.limits.max_ws_message_bytes)
                         .max_frame_size(app.limits.max_ws_message_bytes)
                         .on_upgrade(move |socket| {
-                            evaluator_ws::serve(socket, app, service, endpoint, live, tx)
+                            evaluator_ws::serve(socket, app, tenant, endpoint, live, tx)
                         })
                         .into_response()
                 }
@@ -53,13 +53,13 @@ pub fn routes(
                 .or(warp::path!("1.0" / "types" / "get"))
                 .unify(),
         )
-        .and(service_header())
+        .and(tenant_header())
         .and(with_app(Arc::clone(&app)))
         .then(|svc, app: Arc<App>| async move {
             respond(
                 async {
-                    let service = service(svc)?;
-                    let types = app.events.types(&service).await?;
+                    let tenant = tenant(svc)?;
+                    let types = app.events.types(&tenant).await?;
                     Ok(json_response(StatusCode::OK, &Value::from(types)))
                 }
                 .await,
@@ -72,14 +72,14 @@ pub fn routes(
                 .or(warp::path!("1.0" / "event" / "get"))
                 .unify(),
         )
-        .and(service_header())
+        .and(tenant_header())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_app(Arc::clone(&app)))
         .then(
             |svc, q: HashMap<String, String>, app: Arc<App>| async move {
                 respond(
                     async {
-                        let service = service(svc)?;
+                        let tenant = tenant(svc)?;
                         let query = EventQuery::parse(
                             q.get("expression").map(String::as_str),
                             q.get("start").map(String::as_str),
@@ -87,11 +87,11 @@ pub fn routes(
                             q.get("limit").map(String::as_str),
                             app.clock.now_ms(),
                         )?;
-                        app.session
+                        app.run
                             .evaluator
                             .event_requests
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let events = app.events.query(&service, query, Order::Ascending).await?;
+                        let events = app.events.query(&tenant, query, Order::Ascending).await?;
                         Ok(json_response(StatusCode::OK, &Value::Array(events)))
                     }
                     .await,
@@ -105,14 +105,14 @@ pub fn routes(
                 .or(warp::path!("1.0" / "metric" / "get"))
                 .unify(),
         )
-        .and(service_header())
+        .and(tenant_header())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_app(Arc::clone(&app)))
         .then(
             |svc, q: HashMap<String, String>, app: Arc<App>| async move {
                 respond(
                     async {
-                        let service = service(svc)?;
+                        let tenant = tenant(svc)?;
                         let p = |k: &str| q.get(k).map(String::as_str);
                         let query = MetricQuery::parse(
                             p("expression"),
@@ -124,7 +124,7 @@ pub fn routes(
                         )?;
                         let mut values: Vec<Option<f64>> = vec![None; query.n];
                         app.evaluator
-                            .evaluate(&service, &query, &mut |i, v| values[i] = v)
+                            .evaluate(&tenant, &query, &mut |i, v| values[i] = v)
                             .await?;
                         let out: Vec<Value> = values
                             .into_iter()
@@ -140,13 +140,13 @@ pub fn routes(
 
     let clear_cache = warp::path!("1.0" / "metric" / "cache")
         .and(warp::delete())
-        .and(service_header())
+        .and(tenant_header())
         .and(with_app(Arc::clone(&app)))
         .then(|svc, app: Arc<App>| async move {
             respond(
                 async {
-                    let service = service(svc)?;
-                    app.evaluator.clear_cache(&service).await?;
+                    let tenant = tenant(svc)?;
+                    app.evaluator.clear_cache(&tenant).await?;
                     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
                 }
                 .await,

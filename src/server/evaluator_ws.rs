@@ -16,7 +16,7 @@ use super::admin::TxHeaders;
 use super::error::ApiError;
 use super::wire::metric_json;
 use crate::limits::{MAX_LIVE_DELAY_MS, MAX_REQUEST_ID_BYTES};
-use crate::model::Service;
+use crate::model::Tenant;
 use crate::service::live::LiveStreams;
 use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, Order};
 
@@ -92,12 +92,12 @@ impl Drop for Answers {
 pub async fn serve(
     socket: WebSocket,
     app: Arc<App>,
-    service: Service,
+    tenant: Tenant,
     endpoint: Endpoint,
     live: Arc<LiveStreams>,
     tx_headers: TxHeaders,
 ) {
-    let _open = app.session.websocket.open();
+    let _open = app.run.websocket.open();
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
     let writer_app = Arc::clone(&app);
@@ -109,11 +109,7 @@ pub async fn serve(
             if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
-            writer_app
-                .session
-                .websocket
-                .messages_sent
-                .fetch_add(1, Relaxed);
+            writer_app.run.websocket.messages_sent.fetch_add(1, Relaxed);
         }
         if let Ok(frame) = close_rx.await {
             let _ = sink.send(frame).await;
@@ -135,10 +131,7 @@ pub async fn serve(
                 break;
             }
         };
-        app.session
-            .websocket
-            .messages_received
-            .fetch_add(1, Relaxed);
+        app.run.websocket.messages_received.fetch_add(1, Relaxed);
         let request_bytes = msg.as_bytes().len() as u64;
         let on_done = {
             let (app, tx_headers) = (Arc::clone(&app), tx_headers.clone());
@@ -155,10 +148,7 @@ pub async fn serve(
         let request: Value = match msg.to_str().map(serde_json::from_str::<Value>) {
             Ok(Ok(v)) if v.is_object() => v,
             parsed => {
-                app.session
-                    .websocket
-                    .messages_rejected
-                    .fetch_add(1, Relaxed);
+                app.run.websocket.messages_rejected.fetch_add(1, Relaxed);
                 let message = match parsed {
                     Ok(Ok(_)) => {
                         "a request is a JSON object: {\"expression\", \"start\", \"stop\", \"step\", \"limit\", \"id\"}"
@@ -171,13 +161,13 @@ pub async fn serve(
             }
         };
         tasks.retain(|t| !t.is_finished());
-        let (app, service, live) = (Arc::clone(&app), service.clone(), Arc::clone(&live));
+        let (app, tenant, live) = (Arc::clone(&app), tenant.clone(), Arc::clone(&live));
         tasks.push(tokio::spawn(async move {
             let out = &mut answers;
             match endpoint {
-                Endpoint::Metric => metric_request(&app, &service, &request, out).await,
-                Endpoint::Event => event_request(&app, &service, &request, out, &live).await,
-                Endpoint::Types => types_request(&app, &service, out).await,
+                Endpoint::Metric => metric_request(&app, &tenant, &request, out).await,
+                Endpoint::Event => event_request(&app, &tenant, &request, out, &live).await,
+                Endpoint::Types => types_request(&app, &tenant, out).await,
             }
         }));
     }
@@ -246,7 +236,7 @@ pub fn event_query(req: &Value, now: i64) -> Result<(EventQuery, Option<i64>), E
     Ok((query, (!has_stop).then_some(delay)))
 }
 
-async fn metric_request(app: &App, service: &Service, req: &Value, out: &mut Answers) {
+async fn metric_request(app: &App, tenant: &Tenant, req: &Value, out: &mut Answers) {
     let id = match request_id(req) {
         Ok(id) => id,
         Err(e) => {
@@ -264,7 +254,7 @@ async fn metric_request(app: &App, service: &Service, req: &Value, out: &mut Ans
     let mut emit = |i: usize, v: Option<f64>| {
         let _ = out.send(metric_json(query.time(i), v, id));
     };
-    match app.evaluator.evaluate(service, &query, &mut emit).await {
+    match app.evaluator.evaluate(tenant, &query, &mut emit).await {
         Ok(()) => {
             let end = json!({ "time": crate::model::time::format_iso(query.end) });
             let _ = out.send(with_id(end, id));
@@ -277,7 +267,7 @@ async fn metric_request(app: &App, service: &Service, req: &Value, out: &mut Ans
 
 async fn event_request(
     app: &App,
-    service: &Service,
+    tenant: &Tenant,
     req: &Value,
     out: &mut Answers,
     live: &Arc<LiveStreams>,
@@ -296,9 +286,9 @@ async fn event_request(
             return;
         }
     };
-    app.session.evaluator.event_requests.fetch_add(1, Relaxed);
+    app.run.evaluator.event_requests.fetch_add(1, Relaxed);
     let Some(delay) = live_delay else {
-        match app.events.query(service, query, Order::Descending).await {
+        match app.events.query(tenant, query, Order::Descending).await {
             Ok(events) => {
                 for e in events {
                     let _ = out.send(e);
@@ -314,8 +304,8 @@ async fn event_request(
     // Live: the history up to now - delay, then each shared window.
     let plan = query.plan.clone();
     let mut seen = query.stop;
-    let mut windows = live.subscribe(service, &plan, delay, seen);
-    match app.events.query(service, query, Order::Ascending).await {
+    let mut windows = live.subscribe(tenant, &plan, delay, seen);
+    match app.events.query(tenant, query, Order::Ascending).await {
         Ok(events) => {
             for e in events {
                 let _ = out.send(e);
@@ -341,7 +331,7 @@ async fn event_request(
                 stop: w.start,
                 limit: usize::MAX,
             };
-            if let Ok(events) = app.events.query(service, gap, Order::Ascending).await {
+            if let Ok(events) = app.events.query(tenant, gap, Order::Ascending).await {
                 for e in events {
                     let _ = out.send(e);
                 }
@@ -363,8 +353,8 @@ async fn event_request(
     }
 }
 
-async fn types_request(app: &App, service: &Service, out: &mut Answers) {
-    let _ = match app.events.types(service).await {
+async fn types_request(app: &App, tenant: &Tenant, out: &mut Answers) {
+    let _ = match app.events.types(tenant).await {
         Ok(t) => out.send(Value::from(t)),
         Err(e) => out.send(ApiError::from(e).ws_body()),
     };

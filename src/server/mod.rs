@@ -66,7 +66,7 @@ pub async fn run(
         stopped(rx.clone()),
     ));
     let results = tokio::spawn(tasks::write_results(Arc::clone(&app), stopped(rx.clone())));
-    tracing::info!(session_id = %app.session.id, "session started");
+    tracing::info!(session_id = %app.run.id, "session started");
     shutdown.await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
@@ -114,8 +114,8 @@ where
                         None => Ok(None),
                         Some(v) => v.to_str().map(|s| Some(s.to_owned())),
                     };
-                    // Headers that are not text name no valid service: left out.
-                    if let (Ok(service), Ok(path)) =
+                    // Headers that are not text name no valid tenant: left out.
+                    if let (Ok(tenant), Ok(path)) =
                         (text("fiware-service"), text("fiware-servicepath"))
                     {
                         let request_bytes = headers
@@ -125,7 +125,7 @@ where
                             .unwrap_or(0);
                         let response_bytes =
                             http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
-                        admin::TxHeaders { service, path }.record(
+                        admin::TxHeaders { tenant, path }.record(
                             &app,
                             request_bytes,
                             response_bytes,
@@ -147,13 +147,13 @@ pub fn request_log(
         if !monitor.enabled() {
             return;
         }
-        let service = info
+        let tenant = info
             .request_headers()
             .get("fiware-service")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::model::Service::from_header(Some(v)).ok())
-            .unwrap_or_else(crate::model::Service::default_service);
+            .and_then(|v| crate::model::Tenant::from_header(Some(v)).ok())
+            .unwrap_or_else(crate::model::Tenant::default_tenant);
         let ip = info.remote_addr().map(|a| a.ip().to_string());
-        monitor.request(&service, ip, info.path(), info.method().as_str());
+        monitor.request(&tenant, ip, info.path(), info.method().as_str());
     })
 }

@@ -47,8 +47,8 @@ pub async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = (
 }
 
 async fn store_self_events(app: &App) {
-    for (service, events) in app.self_events.take() {
-        if let Err(e) = app.collector.put(&service, events).await {
+    for (tenant, events) in app.self_events.take() {
+        if let Err(e) = app.collector.put(&tenant, events).await {
             tracing::warn!(error = %e, "storing self-monitoring events failed");
         }
     }

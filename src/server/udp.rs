@@ -8,7 +8,7 @@ use tokio::net::UdpSocket;
 
 use super::App;
 use crate::ingest::validate_event;
-use crate::model::Service;
+use crate::model::Tenant;
 
 /// Most datagrams stored in one put.
 const UDP_BATCH: usize = 1000;
@@ -16,7 +16,7 @@ const UDP_BATCH: usize = 1000;
 pub async fn serve(socket: UdpSocket, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut buf = vec![0u8; 65_536];
-    let service = Service::default_service();
+    let tenant = Tenant::default_tenant();
     loop {
         let first = tokio::select! {
             _ = &mut shutdown => return,
@@ -44,7 +44,7 @@ pub async fn serve(socket: UdpSocket, app: Arc<App>, shutdown: impl Future<Outpu
                 Err(_) => break,
             }
         }
-        if let Err(e) = app.collector.put(&service, events).await {
+        if let Err(e) = app.collector.put(&tenant, events).await {
             tracing::error!(error = %e, "storing udp events failed");
         }
     }

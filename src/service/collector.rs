@@ -5,15 +5,15 @@ use std::sync::{Arc, Mutex};
 
 use crate::ingest::collectd::{self, CollectdError, DeriveState};
 use crate::ingest::parse_event_batch;
-use crate::model::{BatchError, Clock, NewEvent, Service, validate_all};
+use crate::model::{BatchError, Clock, NewEvent, Tenant, validate_all};
 use crate::storage::{EventStore, PutOutcome, StoreError};
 use crate::sync::lock;
 
-use crate::telemetry::results::Session;
+use crate::telemetry::results::Run;
 
 /// Called after every put that wrote (the evaluator's cache invalidation
 /// hooks in here), on the thread that wrote, before the acknowledgement.
-pub type PutListener = Arc<dyn Fn(&Service, &PutOutcome) + Send + Sync>;
+pub type PutListener = Arc<dyn Fn(&Tenant, &PutOutcome) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
@@ -31,20 +31,20 @@ pub enum CollectorError {
 pub struct Collector {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
-    /// collectd derive state per service.
-    derive: Mutex<std::collections::HashMap<Service, DeriveState>>,
+    /// collectd derive state per tenant.
+    derive: Mutex<std::collections::HashMap<Tenant, DeriveState>>,
     listeners: Mutex<Vec<PutListener>>,
-    session: Arc<Session>,
+    run: Arc<Run>,
 }
 
 impl Collector {
-    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, session: Arc<Session>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, run: Arc<Run>) -> Self {
         Collector {
             store,
             clock,
             derive: Mutex::default(),
             listeners: Mutex::default(),
-            session,
+            run,
         }
     }
 
@@ -62,7 +62,7 @@ impl Collector {
     /// not), stores them, and returns once they are durable.
     pub async fn put(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         events: Vec<NewEvent<'static>>,
     ) -> Result<PutOutcome, CollectorError> {
         let events = validate_all(events, NewEvent::checked).map_err(CollectorError::Batch)?;
@@ -72,11 +72,11 @@ impl Collector {
         let started = std::time::Instant::now();
         let n = events.len() as u64;
         let store = Arc::clone(&self.store);
-        let svc = service.clone();
-        let session = Arc::clone(&self.session);
+        let svc = tenant.clone();
+        let run = Arc::clone(&self.run);
         let listeners = lock(&self.listeners).clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            store_events(&*store, &session, &listeners, &svc, &events)
+            store_events(&*store, &run, &listeners, &svc, &events)
         })
         .await
         .map_err(|e| CollectorError::Internal(e.to_string()))??;
@@ -90,21 +90,21 @@ impl Collector {
     /// work, and the events borrow their text from `body` until stored.
     pub async fn put_json(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         body: bytes::Bytes,
     ) -> Result<PutOutcome, CollectorError> {
         let started = std::time::Instant::now();
         let now = self.now_ms();
         let store = Arc::clone(&self.store);
-        let svc = service.clone();
-        let session = Arc::clone(&self.session);
+        let svc = tenant.clone();
+        let run = Arc::clone(&self.run);
         let listeners = lock(&self.listeners).clone();
         let (n, outcome) = tokio::task::spawn_blocking(move || {
             let events = parse_event_batch(&body, now).map_err(CollectorError::Batch)?;
             if events.is_empty() {
                 return Ok((0, PutOutcome::default()));
             }
-            let outcome = store_events(&*store, &session, &listeners, &svc, &events)?;
+            let outcome = store_events(&*store, &run, &listeners, &svc, &events)?;
             Ok::<_, CollectorError>((events.len() as u64, outcome))
         })
         .await
@@ -120,12 +120,12 @@ impl Collector {
     /// as a client's put.
     pub async fn put_own(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         events: Vec<NewEvent<'static>>,
     ) -> Result<PutOutcome, CollectorError> {
         let events = validate_all(events, NewEvent::checked).map_err(CollectorError::Batch)?;
         let store = Arc::clone(&self.store);
-        let svc = service.clone();
+        let svc = tenant.clone();
         let listeners = lock(&self.listeners).clone();
         tokio::task::spawn_blocking(move || put_and_notify(&*store, &listeners, &svc, &events))
             .await
@@ -142,7 +142,7 @@ impl Collector {
 
     /// Counts an acknowledged put of `n` events.
     fn acknowledged(&self, n: u64, started: std::time::Instant) {
-        let c = &self.session.collector;
+        let c = &self.run.collector;
         c.events_accepted.fetch_add(n, Relaxed);
         c.batches_accepted.fetch_add(1, Relaxed);
         c.put_latency.record(started.elapsed());
@@ -151,16 +151,16 @@ impl Collector {
     /// Converts and stores a collectd `write_http` JSON body.
     pub async fn put_collectd(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         body: &[u8],
     ) -> Result<usize, CollectorError> {
         let events = {
             let mut states = lock(&self.derive);
-            let state = states.entry(service.clone()).or_default();
+            let state = states.entry(tenant.clone()).or_default();
             collectd::convert(body, self.now_ms(), state).map_err(CollectorError::Collectd)?
         };
         let n = events.len();
-        self.put(service, events).await?;
+        self.put(tenant, events).await?;
         Ok(n)
     }
 }
@@ -170,10 +170,10 @@ impl Collector {
 fn put_and_notify(
     store: &dyn EventStore,
     listeners: &[PutListener],
-    service: &Service,
+    tenant: &Tenant,
     events: &[NewEvent<'_>],
 ) -> Result<PutOutcome, StoreError> {
-    let r = store.put(service, events);
+    let r = store.put(tenant, events);
     let written = match &r {
         Ok(outcome) => Some(outcome),
         Err(StoreError::NotSynced { outcome, .. }) => Some(&**outcome),
@@ -181,27 +181,27 @@ fn put_and_notify(
     };
     if let Some(outcome) = written {
         for l in listeners {
-            l(service, outcome);
+            l(tenant, outcome);
         }
     }
     r
 }
 
 /// Stores events on the calling thread (the blocking pool), counting the
-/// store's work in the session's `store` module, and runs the put hooks
+/// store's work in the run's `store` module, and runs the put hooks
 /// (the cache invalidation) right there: whatever happens to the request
 /// that asked (its client may be gone), events that were written are
 /// recorded for invalidation.
 fn store_events(
     store: &dyn EventStore,
-    session: &Session,
+    run: &Run,
     listeners: &[PutListener],
-    service: &Service,
+    tenant: &Tenant,
     events: &[NewEvent<'_>],
 ) -> Result<PutOutcome, StoreError> {
     let t = std::time::Instant::now();
-    let r = put_and_notify(store, listeners, service, events);
-    let s = &session.store;
+    let r = put_and_notify(store, listeners, tenant, events);
+    let s = &run.store;
     s.write_latency.record(t.elapsed());
     match &r {
         Ok(o) => {

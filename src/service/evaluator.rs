@@ -20,7 +20,7 @@ use super::invalidation::Invalidator;
 use crate::limits::MAX_BINS_PER_REQUEST;
 use crate::metric::reduce::{is_pyramidal, merge};
 use crate::metric::{BinComputer, Tier};
-use crate::model::{Service, time};
+use crate::model::{Tenant, time};
 use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
 use crate::storage::{CachedBin, EventStore, MetricCache, Selected, Selection, StoreError};
 use crate::sync::lock;
@@ -185,7 +185,7 @@ type RunResult = Result<Arc<Vec<Option<f64>>>, EvalError>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RunKey {
-    service: Service,
+    tenant: Tenant,
     event_type: String,
     source: String,
     tier: Tier,
@@ -193,8 +193,8 @@ struct RunKey {
     n: usize,
 }
 
-/// Called after a leaf's bins were computed: (service, leaf source, milliseconds).
-pub type ComputeListener = Arc<dyn Fn(&Service, &str, u64) + Send + Sync>;
+/// Called after a leaf's bins were computed: (tenant, leaf source, milliseconds).
+pub type ComputeListener = Arc<dyn Fn(&Tenant, &str, u64) + Send + Sync>;
 
 pub struct Evaluator {
     store: Arc<dyn EventStore>,
@@ -202,7 +202,7 @@ pub struct Evaluator {
     invalidator: Arc<Invalidator>,
     inflight: Mutex<HashMap<RunKey, Arc<OnceCell<RunResult>>>>,
     listeners: Mutex<Vec<ComputeListener>>,
-    session: Arc<crate::telemetry::results::Session>,
+    run: Arc<crate::telemetry::results::Run>,
     /// Bytes of values one request may hold.
     query_memory: usize,
 }
@@ -211,18 +211,18 @@ pub struct Evaluator {
 pub type BinValue = Option<f64>;
 
 impl Evaluator {
-    /// Drops every cached bin of one service (`DELETE /1.0/metric/cache`).
-    pub async fn clear_cache(&self, service: &Service) -> Result<(), StoreError> {
+    /// Drops every cached bin of one tenant (`DELETE /1.0/metric/cache`).
+    pub async fn clear_cache(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let cache = Arc::clone(&self.cache);
-        let svc = service.clone();
-        super::on_store(move || cache.clear_service(&svc)).await
+        let svc = tenant.clone();
+        super::on_store(move || cache.clear_tenant(&svc)).await
     }
 
     pub fn new(
         store: Arc<dyn EventStore>,
         cache: Arc<dyn MetricCache>,
         invalidator: Arc<Invalidator>,
-        session: Arc<crate::telemetry::results::Session>,
+        run: Arc<crate::telemetry::results::Run>,
         query_memory: usize,
     ) -> Self {
         Evaluator {
@@ -231,7 +231,7 @@ impl Evaluator {
             invalidator,
             inflight: Mutex::default(),
             listeners: Mutex::default(),
-            session,
+            run,
             query_memory,
         }
     }
@@ -244,14 +244,14 @@ impl Evaluator {
     /// whose leaves were all cached first, then the rest.
     pub async fn evaluate(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         q: &MetricQuery,
         emit: &mut (dyn FnMut(usize, BinValue) + Send),
     ) -> Result<(), EvalError> {
         let started = std::time::Instant::now();
-        let stats = &self.session.evaluator;
+        let stats = &self.run.evaluator;
         stats.metric_requests.fetch_add(1, Relaxed);
-        let r = self.evaluate_inner(service, q, emit).await;
+        let r = self.evaluate_inner(tenant, q, emit).await;
         stats.metric_latency.record(started.elapsed());
         match &r {
             Ok(()) => stats.bins_returned.fetch_add(q.n as u64, Relaxed),
@@ -262,7 +262,7 @@ impl Evaluator {
 
     async fn evaluate_inner(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         q: &MetricQuery,
         emit: &mut (dyn FnMut(usize, BinValue) + Send),
     ) -> Result<(), EvalError> {
@@ -294,13 +294,13 @@ impl Evaluator {
         let budget = Budget::new(self.query_memory);
         let mut cached = Vec::with_capacity(unique.len());
         for leaf in &unique {
-            cached.push(self.cached(service, leaf, q.tier, q.first, q.n).await?);
+            cached.push(self.cached(tenant, leaf, q.tier, q.first, q.n).await?);
         }
         let hits: usize = cached
             .iter()
             .map(|c| c.iter().filter(|v| v.is_some()).count())
             .sum();
-        let stats = &self.session.evaluator;
+        let stats = &self.run.evaluator;
         stats.cache_hits.fetch_add(hits as u64, Relaxed);
         stats
             .cache_misses
@@ -325,7 +325,7 @@ impl Evaluator {
             unique
                 .iter()
                 .zip(cached)
-                .map(|(leaf, c)| self.fill(service, leaf, q.tier, q.first, c, &budget)),
+                .map(|(leaf, c)| self.fill(tenant, leaf, q.tier, q.first, c, &budget)),
         )
         .await
         .into_iter()
@@ -342,7 +342,7 @@ impl Evaluator {
     /// bins: `Some(value)` where cached (value itself may be undefined).
     async fn cached(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         leaf: &LeafPlan,
         tier: Tier,
         first: i64,
@@ -351,7 +351,7 @@ impl Evaluator {
         let (inv, cache, svc) = (
             Arc::clone(&self.invalidator),
             Arc::clone(&self.cache),
-            service.clone(),
+            tenant.clone(),
         );
         let (event_type, source) = (leaf.event_type.clone(), leaf.source.clone());
         tokio::task::spawn_blocking(move || {
@@ -384,7 +384,7 @@ impl Evaluator {
     /// Fills the bins `cached` lacks, run by run.
     async fn fill(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         leaf: &Arc<LeafPlan>,
         tier: Tier,
         first: i64,
@@ -396,7 +396,7 @@ impl Evaluator {
         for (lo, hi) in missing_runs(cached.iter().map(Option::is_none)) {
             let values = self
                 .run(
-                    service,
+                    tenant,
                     leaf,
                     tier,
                     first + lo as i64 * step,
@@ -412,7 +412,7 @@ impl Evaluator {
     /// Computes one run of missing bins, once for all concurrent askers.
     async fn run(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         leaf: &Arc<LeafPlan>,
         tier: Tier,
         first: i64,
@@ -420,7 +420,7 @@ impl Evaluator {
         budget: &Budget,
     ) -> RunResult {
         let key = RunKey {
-            service: service.clone(),
+            tenant: tenant.clone(),
             event_type: leaf.event_type.clone(),
             source: leaf.source.clone(),
             tier,
@@ -435,7 +435,7 @@ impl Evaluator {
             )
         };
         let result = cell
-            .get_or_init(|| self.compute(service, leaf, tier, first, n, budget))
+            .get_or_init(|| self.compute(tenant, leaf, tier, first, n, budget))
             .await
             .clone();
         let mut map = lock(&self.inflight);
@@ -452,14 +452,14 @@ impl Evaluator {
     /// the work is bounded by the bins asked for).
     async fn compute(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         leaf: &Arc<LeafPlan>,
         tier: Tier,
         first: i64,
         n: usize,
         budget: &Budget,
     ) -> RunResult {
-        let generation = self.invalidator.generation(service, &leaf.event_type);
+        let generation = self.invalidator.generation(tenant, &leaf.event_type);
         let started = Instant::now();
         let step = tier.step();
         let values = match tier.pyramid_source().filter(|_| is_pyramidal(leaf.reduce)) {
@@ -473,7 +473,7 @@ impl Evaluator {
                     let len = PYRAMID_CHUNK.min(n - lo);
                     let chunk_first = first + lo as i64 * step;
                     let fine = self
-                        .cached(service, leaf, finer, chunk_first, len * k)
+                        .cached(tenant, leaf, finer, chunk_first, len * k)
                         .await?;
                     for (j, parts) in fine.chunks(k).enumerate() {
                         if parts.iter().all(Option::is_some) {
@@ -485,7 +485,7 @@ impl Evaluator {
                 for (lo, hi) in missing_runs(whole.iter().map(|c| !c)) {
                     let part = self
                         .scan(
-                            service,
+                            tenant,
                             leaf,
                             tier,
                             first + lo as i64 * step,
@@ -497,10 +497,10 @@ impl Evaluator {
                 }
                 values
             }
-            None => self.scan(service, leaf, tier, first, n, budget).await?,
+            None => self.scan(tenant, leaf, tier, first, n, budget).await?,
         };
         let ms = started.elapsed().as_millis() as u64;
-        self.session
+        self.run
             .evaluator
             .bins_computed
             .fetch_add(n as u64, Relaxed);
@@ -515,7 +515,7 @@ impl Evaluator {
         let (cache, inv, svc, l) = (
             Arc::clone(&self.cache),
             Arc::clone(&self.invalidator),
-            service.clone(),
+            tenant.clone(),
             Arc::clone(leaf),
         );
         let stop = first + n as i64 * step;
@@ -528,7 +528,7 @@ impl Evaluator {
         .map_err(|e| EvalError::Internal(e.to_string()))??;
         let listeners = lock(&self.listeners).clone();
         for l in listeners {
-            l(service, &leaf.source, ms);
+            l(tenant, &leaf.source, ms);
         }
         Ok(Arc::new(values))
     }
@@ -537,7 +537,7 @@ impl Evaluator {
     /// by bins over the machine's cores (bins are independent).
     async fn scan(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         leaf: &Arc<LeafPlan>,
         tier: Tier,
         first: i64,
@@ -550,7 +550,7 @@ impl Evaluator {
         let chunks = (0..parts).map(|p| {
             let lo = p * per;
             let len = per.min(n.saturating_sub(lo));
-            let (store, svc, leaf) = (Arc::clone(&self.store), service.clone(), Arc::clone(leaf));
+            let (store, svc, leaf) = (Arc::clone(&self.store), tenant.clone(), Arc::clone(leaf));
             let chunk_first = first + lo as i64 * tier.step();
             let budget = budget.clone();
             tokio::task::spawn_blocking(move || {
@@ -605,7 +605,7 @@ impl Budget {
 /// Computes `n` bins of `leaf` from the events they cover (blocking).
 fn scan_bins(
     store: &dyn EventStore,
-    svc: &Service,
+    svc: &Tenant,
     leaf: &LeafPlan,
     tier: Tier,
     first: i64,

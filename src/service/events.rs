@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::model::{Service, time};
+use crate::model::{Tenant, time};
 use crate::plan::{EventPlan, PlanError, compile_event};
 use crate::storage::{EventStore, Order, StoreError};
 
@@ -117,17 +117,17 @@ impl Events {
     /// The newest `limit` matching events in `[start, stop)`, in `order`.
     pub async fn query(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         q: EventQuery,
         order: Order,
     ) -> Result<Vec<Value>, EventQueryError> {
-        query_events(&self.store, service, q, order).await
+        query_events(&self.store, tenant, q, order).await
     }
 
-    /// The service's event types, sorted.
-    pub async fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+    /// The tenant's event types, sorted.
+    pub async fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError> {
         let store = Arc::clone(&self.store);
-        let svc = service.clone();
+        let svc = tenant.clone();
         super::on_store(move || store.types(&svc)).await
     }
 }
@@ -135,12 +135,12 @@ impl Events {
 /// The newest `limit` matching events in `[start, stop)`, oldest first.
 pub async fn query_events(
     store: &Arc<dyn EventStore>,
-    service: &Service,
+    tenant: &Tenant,
     q: EventQuery,
     order: Order,
 ) -> Result<Vec<Value>, EventQueryError> {
     let store = Arc::clone(store);
-    let svc = service.clone();
+    let svc = tenant.clone();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         if q.limit == 0 {

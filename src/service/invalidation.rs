@@ -1,7 +1,7 @@
 //! Batched invalidation of cached metric bins.
 //!
 //! Every acknowledged put records the times it wrote (and the old times of
-//! upserted events) per service and type, with the dirty marks the store
+//! upserted events) per tenant and type, with the dirty marks the store
 //! wrote in the same atomic batch as the events. Pending times are flushed
 //! to the metric cache — marking invalid the bins of every tier that contain
 //! them and removing their marks, atomically — every invalidation interval,
@@ -24,7 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::metric::TIERS;
-use crate::model::Service;
+use crate::model::Tenant;
 use crate::storage::{DirtyMark, MetricCache, PutOutcome, StoreError};
 use crate::sync::lock;
 
@@ -56,7 +56,7 @@ impl TypeState {
     }
 }
 
-type Key = (Service, String);
+type Key = (Tenant, String);
 
 pub struct Invalidator {
     cache: Arc<dyn MetricCache>,
@@ -71,17 +71,17 @@ impl Invalidator {
         }
     }
 
-    fn state(&self, service: &Service, event_type: &str) -> Arc<Mutex<TypeState>> {
+    fn state(&self, tenant: &Tenant, event_type: &str) -> Arc<Mutex<TypeState>> {
         let mut types = lock(&self.types);
         Arc::clone(
             types
-                .entry((service.clone(), event_type.to_owned()))
+                .entry((tenant.clone(), event_type.to_owned()))
                 .or_default(),
         )
     }
 
     /// Records what a put wrote (called before the put is acknowledged).
-    pub fn record(&self, service: &Service, outcome: &PutOutcome) {
+    pub fn record(&self, tenant: &Tenant, outcome: &PutOutcome) {
         let mut touched: HashMap<&str, (Vec<i64>, Vec<DirtyMark>)> = HashMap::new();
         for (t, times) in &outcome.written {
             touched.entry(t).or_default().0.extend_from_slice(times);
@@ -93,7 +93,7 @@ impl Invalidator {
             touched.entry(t).or_default().1.push(mark.clone());
         }
         for (event_type, (times, marks)) in touched {
-            let state = self.state(service, event_type);
+            let state = self.state(tenant, event_type);
             let mut st = lock(&state);
             if let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) {
                 st.generation += 1;
@@ -109,8 +109,8 @@ impl Invalidator {
     }
 
     /// The type's current generation (read before computing bins).
-    pub fn generation(&self, service: &Service, event_type: &str) -> u64 {
-        lock(&self.state(service, event_type)).generation
+    pub fn generation(&self, tenant: &Tenant, event_type: &str) -> u64 {
+        lock(&self.state(tenant, event_type)).generation
     }
 
     /// Runs `write` (the cache write of bins of `[lo, hi)` computed from the
@@ -118,14 +118,14 @@ impl Invalidator {
     /// holding the type's lock throughout. Whether it wrote.
     pub fn cache_unless_dirty(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         generation: u64,
         lo: i64,
         hi: i64,
         write: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
-        let state = self.state(service, event_type);
+        let state = self.state(tenant, event_type);
         let st = lock(&state);
         if st.dirty_since(generation, lo, hi) {
             return Ok(false);
@@ -136,9 +136,9 @@ impl Invalidator {
     }
 
     /// Flushes the pending invalidations of one type (before a query reads its cache).
-    pub fn flush_type(&self, service: &Service, event_type: &str) -> Result<(), StoreError> {
-        let state = self.state(service, event_type);
-        self.flush(service, event_type, &state)
+    pub fn flush_type(&self, tenant: &Tenant, event_type: &str) -> Result<(), StoreError> {
+        let state = self.state(tenant, event_type);
+        self.flush(tenant, event_type, &state)
     }
 
     /// Flushes every pending invalidation (the periodic batch). A type whose
@@ -150,8 +150,8 @@ impl Invalidator {
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
         let mut first_error = None;
-        for ((service, event_type), state) in all {
-            if let Err(e) = self.flush(&service, &event_type, &state) {
+        for ((tenant, event_type), state) in all {
+            if let Err(e) = self.flush(&tenant, &event_type, &state) {
                 first_error.get_or_insert(e);
             }
         }
@@ -163,7 +163,7 @@ impl Invalidator {
     /// must not read the cache while another flush is still writing.
     fn flush(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         state: &Mutex<TypeState>,
     ) -> Result<(), StoreError> {
@@ -182,7 +182,7 @@ impl Invalidator {
         times.dedup();
         let r = self
             .cache
-            .invalidate(service, event_type, &TIERS, &times, &marks);
+            .invalidate(tenant, event_type, &TIERS, &times, &marks);
         if r.is_err() {
             // Keep what could not be applied, for the next flush.
             st.pending.extend(times);

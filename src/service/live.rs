@@ -1,4 +1,4 @@
-//! Live event streams: one shared poll per (service, expression, delay).
+//! Live event streams: one shared poll per (tenant, expression, delay).
 //!
 //! A poller wakes every poll interval and broadcasts the matching events of
 //! the window `[last, now - delay)`; subscribers started with their own
@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::events::{EventQuery, query_events};
-use crate::model::{Clock, Service};
+use crate::model::{Clock, Tenant};
 use crate::plan::EventPlan;
 use crate::storage::{EventStore, Order};
 use crate::sync::lock;
@@ -25,7 +25,7 @@ pub struct Window {
     pub events: Arc<Vec<Value>>,
 }
 
-type Key = (Service, String, i64);
+type Key = (Tenant, String, i64);
 
 pub struct LiveStreams {
     store: Arc<dyn EventStore>,
@@ -48,12 +48,12 @@ impl LiveStreams {
     /// The first window starts at `from` or later.
     pub fn subscribe(
         self: &Arc<Self>,
-        service: &Service,
+        tenant: &Tenant,
         plan: &EventPlan,
         delay: i64,
         from: i64,
     ) -> broadcast::Receiver<Window> {
-        let key = (service.clone(), plan.canonical.clone(), delay);
+        let key = (tenant.clone(), plan.canonical.clone(), delay);
         let mut streams = lock(&self.streams);
         if let Some(tx) = streams.get(&key)
             && tx.receiver_count() > 0
@@ -75,7 +75,7 @@ impl LiveStreams {
         tx: broadcast::Sender<Window>,
         from: i64,
     ) {
-        let (service, _, delay) = key.clone();
+        let (tenant, _, delay) = key.clone();
         let mut last = from;
         let mut tick = tokio::time::interval(self.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -94,7 +94,7 @@ impl LiveStreams {
                 stop,
                 limit: usize::MAX,
             };
-            match query_events(&self.store, &service, q, Order::Ascending).await {
+            match query_events(&self.store, &tenant, q, Order::Ascending).await {
                 Ok(events) => {
                     let _ = tx.send(Window {
                         start: last,

@@ -8,7 +8,7 @@ use super::live::LiveStreams;
 use super::{Collector, Evaluator, Events, Invalidator};
 use crate::model::Clock;
 use crate::storage::{EventStore, MetricCache};
-use crate::telemetry::results::Session;
+use crate::telemetry::results::Run;
 
 /// Settings of the services that are not transport's.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +22,7 @@ pub struct Settings {
 pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// This run of the server and its modules' statistics.
-    pub session: Arc<Session>,
+    pub run: Arc<Run>,
     pub collector: Collector,
     pub invalidator: Arc<Invalidator>,
     pub evaluator: Evaluator,
@@ -40,19 +40,16 @@ impl Services {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        let session = Arc::new(Session::new());
-        let collector =
-            Collector::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&session));
+        let run = Arc::new(Run::new());
+        let collector = Collector::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&run));
         let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
         let inv = Arc::clone(&invalidator);
-        collector.on_put(Arc::new(move |service, outcome| {
-            inv.record(service, outcome)
-        }));
+        collector.on_put(Arc::new(move |tenant, outcome| inv.record(tenant, outcome)));
         let evaluator = Evaluator::new(
             Arc::clone(&store),
             cache,
             Arc::clone(&invalidator),
-            Arc::clone(&session),
+            Arc::clone(&run),
             settings.max_query_memory,
         );
         let live = LiveStreams::new(
@@ -63,7 +60,7 @@ impl Services {
         Services {
             events: Events::new(store),
             clock,
-            session,
+            run,
             collector,
             invalidator,
             evaluator,

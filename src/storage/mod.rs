@@ -11,7 +11,7 @@ pub mod rows;
 
 use std::ops::ControlFlow;
 
-use crate::model::{NewEvent, Service, StoredEvent};
+use crate::model::{NewEvent, StoredEvent, Tenant};
 use crate::plan::{LeafPlan, Scalar};
 
 /// Why a storage call failed. What the caller should do is in each variant's doc.
@@ -81,13 +81,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// (canonical text, see `model::event::canonical_id`) was seen before for
     /// its type replaces that event. Refuses with [`StoreError::TooLarge`],
     /// writing nothing, what its layout cannot hold.
-    fn put(&self, service: &Service, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError>;
+    fn put(&self, tenant: &Tenant, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError>;
 
     /// Visits the events of one type with `start <= time < stop` in `order`
     /// until `visit` breaks.
     fn scan(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         start: i64,
         stop: i64,
@@ -101,7 +101,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// decoding: what [`select`](Self::select) reads by default.
     fn scan_data(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         start: i64,
         stop: i64,
@@ -119,7 +119,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// and evaluates each event with [`rows::RowSelector`].
     fn select(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         selection: &Selection<'_>,
         visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
@@ -130,7 +130,7 @@ pub trait EventStore: Send + Sync + 'static {
         let mut bad = None;
         let mut stopped = false;
         self.scan_data(
-            service,
+            tenant,
             &leaf.event_type,
             selection.start,
             selection.stop,
@@ -163,8 +163,8 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The service's event types, sorted.
-    fn types(&self, service: &Service) -> Result<Vec<String>, StoreError>;
+    /// The tenant's event types, sorted.
+    fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError>;
 
     /// Makes everything acknowledged so far durable against power loss, and
     /// stops background work. Called on clean shutdown.
@@ -174,8 +174,8 @@ pub trait EventStore: Send + Sync + 'static {
 /// What the evaluator asks of one type's events ([`EventStore::select`]):
 /// those of `leaf.event_type` with `start <= time < stop` that pass
 /// `leaf.filter`, with `leaf`'s value. A database backend can push both
-/// down: [`EventFilter::mongo`](crate::plan::EventFilter::mongo) is the
-/// filter as Cube's MongoDB query, [`LeafPlan::mongo_fields`] the fields
+/// down: [`EventFilter::query_document`](crate::plan::EventFilter::query_document) is the
+/// filter as Cube's MongoDB query, [`LeafPlan::projection`] the fields
 /// the value reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Selection<'a> {
@@ -207,14 +207,14 @@ pub struct CachedBin {
     pub value: Option<f64>,
 }
 
-/// The metric cache: per service and type, entries keyed by (leaf source,
+/// The metric cache: per tenant and type, entries keyed by (leaf source,
 /// tier, bin time) with a value and a validity flag. Capped in bytes per type;
 /// when full, the oldest entries go first. Invalid entries are never returned.
 pub trait MetricCache: Send + Sync + 'static {
     /// The valid cached bins of `source` at `tier` with `start <= time < stop`, by time.
     fn get(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         source: &str,
         tier: i64,
@@ -227,25 +227,25 @@ pub trait MetricCache: Send + Sync + 'static {
     /// oldest entries go to make room. Refuses a key too long to store.
     fn put(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         source: &str,
         tier: i64,
         bins: &[CachedBin],
     ) -> Result<(), StoreError>;
 
-    /// Drops every cached bin of every service (`cubed serve --reset-cache`).
+    /// Drops every cached bin of every tenant (`cubed serve --reset-cache`).
     fn clear(&self) -> Result<(), StoreError>;
 
-    /// Drops every cached bin of one service (`DELETE /1.0/metric/cache`).
-    fn clear_service(&self, service: &Service) -> Result<(), StoreError>;
+    /// Drops every cached bin of one tenant (`DELETE /1.0/metric/cache`).
+    fn clear_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
 
     /// Marks invalid, for every source, the bins of `tiers` that contain any
     /// of `times`, and removes `marks`, atomically: either both happen or
     /// neither.
     fn invalidate(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         tiers: &[i64],
         times: &[i64],

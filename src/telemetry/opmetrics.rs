@@ -1,5 +1,5 @@
 //! Operational metrics in the style of FIWARE Orion's `/admin/metrics`:
-//! transactions counted per service and subservice (`Fiware-Service`,
+//! transactions counted per tenant and subservice (`Fiware-Service`,
 //! `Fiware-ServicePath`), readable as Orion's tree, resettable atomically.
 //!
 //! A transaction is one HTTP request answered by either listener, or one
@@ -15,15 +15,15 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
-use crate::model::Service;
+use crate::model::Tenant;
 use crate::sync::lock;
 
-/// The service key of requests without `Fiware-Service`.
+/// The tenant key of requests without `Fiware-Service`.
 pub const DEFAULT_SERVICE: &str = "default-service";
 /// The subservice key of `/` (and of requests without `Fiware-ServicePath`).
 pub const ROOT_SUBSERV: &str = "root-subserv";
 
-// Longest level of a service path, most levels, most paths in a list (Orion's limits).
+// Longest level of a service path (`Fiware-ServicePath`), most levels, most paths in a list (Orion's limits).
 use crate::limits::{
     MAX_SUBSERVICE_LEVEL_BYTES as MAX_LEVEL_LEN, MAX_SUBSERVICE_LEVELS as MAX_LEVELS,
     MAX_SUBSERVICE_PATHS as MAX_PATHS,
@@ -32,7 +32,7 @@ use crate::limits::{
 /// The tree key of a `Fiware-Service` header: `None` if the name is invalid
 /// (such requests are left out, as Orion does).
 pub fn service_key(header: Option<&str>) -> Option<String> {
-    match Service::from_header(header) {
+    match Tenant::from_header(header) {
         Ok(s) if s.key().is_empty() => Some(DEFAULT_SERVICE.to_owned()),
         Ok(s) => Some(s.key().to_owned()),
         Err(_) => None,
@@ -166,7 +166,7 @@ pub struct Transaction {
     pub seconds: f64,
 }
 
-/// `(service key, subservice key) -> figures`, as of the last reset.
+/// `(tenant key, subservice key) -> figures`, as of the last reset.
 pub type Table = BTreeMap<(String, String), Counters>;
 
 /// The gathered transactions of both listeners.
@@ -188,18 +188,18 @@ impl OpMetrics {
     }
 
     /// Counts one incoming transaction for the request's headers (left out if
-    /// either names an invalid service or path, or gathering is off).
-    pub fn incoming(&self, service: Option<&str>, path: Option<&str>, t: Transaction) {
-        self.incoming_all(service, path, &[t]);
+    /// either names an invalid tenant or path, or gathering is off).
+    pub fn incoming(&self, tenant: Option<&str>, path: Option<&str>, t: Transaction) {
+        self.incoming_all(tenant, path, &[t]);
     }
 
     /// Counts several transactions of one request's headers (a batch of
     /// WebSocket messages) under one lock.
-    pub fn incoming_all(&self, service: Option<&str>, path: Option<&str>, all: &[Transaction]) {
+    pub fn incoming_all(&self, tenant: Option<&str>, path: Option<&str>, all: &[Transaction]) {
         if !self.enabled || all.is_empty() {
             return;
         }
-        let (Some(s), Some(p)) = (service_key(service), subservice_key(path)) else {
+        let (Some(s), Some(p)) = (service_key(tenant), subservice_key(path)) else {
             return;
         };
         let mut table = lock(&self.table);

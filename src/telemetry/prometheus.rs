@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use super::opmetrics::OpMetrics;
-use super::results::Session;
+use super::results::Run;
 
 type F64Gauge = Gauge<f64, AtomicU64>;
 type Labeled = Family<Vec<(String, String)>, F64Gauge>;
@@ -64,14 +64,14 @@ const TRANSACTION_METRICS: [(&str, &str, &str); 9] = [
 ];
 
 /// The text exposition of this moment.
-pub fn exposition(opmetrics: &OpMetrics, session: &Session) -> Result<String, std::fmt::Error> {
+pub fn exposition(opmetrics: &OpMetrics, run: &Run) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     let table = opmetrics.read(false);
     for (i, (_, name, help)) in TRANSACTION_METRICS.iter().enumerate() {
         let family = Labeled::default();
-        for ((service, subservice), counters) in &table {
+        for ((tenant, subservice), counters) in &table {
             let labels = vec![
-                ("service".to_owned(), service.clone()),
+                ("service".to_owned(), tenant.clone()),
                 ("subservice".to_owned(), subservice.clone()),
             ];
             family.get_or_create(&labels).set(counters.metrics()[i].1);
@@ -79,8 +79,8 @@ pub fn exposition(opmetrics: &OpMetrics, session: &Session) -> Result<String, st
         registry.register(*name, *help, family);
     }
     let modules = Labeled::default();
-    let session_label = vec![("session_id".to_owned(), session.id.clone())];
-    for (module, metrics) in session.results() {
+    let session_label = vec![("session_id".to_owned(), run.id.clone())];
+    for (module, metrics) in run.results() {
         for (metric, value) in metrics {
             let labels = vec![
                 ("module".to_owned(), module.to_owned()),

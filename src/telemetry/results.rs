@@ -1,11 +1,11 @@
-//! Per-session module results (seed 000): each run of the server is a
-//! session with a unique id; each module keeps the statistics that matter for
+//! Module results: each run of the server (a [`Run`]) has a unique id (the
+//! `session_id` of its documents, as the module results API calls a run); each module keeps the statistics that matter for
 //! it; at an interval the current results are written to the store as results
 //! documents `{id, session_id, module_name, createdAt, metrics: [{metric, value}]}`.
 //!
 //! The counters are atomics updated on the request paths; reading them is a
 //! snapshot (each figure exact, the set not taken under one lock). Documents
-//! are stored as events of type `results` in the `cubed-system` service, a
+//! are stored as events of type `results` in the `cubed-system` tenant, a
 //! name no `Fiware-Service` header can give (a `-` is not allowed), so no
 //! tenant sees them except through `/1.0/results`.
 
@@ -13,15 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde_json::{Value, json};
 
-use crate::model::{NewEvent, Service, time};
+use crate::model::{NewEvent, Tenant, time};
 
-/// The store service that holds results documents.
+/// The store tenant that holds results documents.
 pub const SYSTEM_SERVICE: &str = "cubed-system";
 /// The event type of results documents.
 pub const RESULTS_TYPE: &str = "results";
 
-pub fn system_service() -> Service {
-    Service::from_key(SYSTEM_SERVICE)
+pub fn system_tenant() -> Tenant {
+    Tenant::from_key(SYSTEM_SERVICE)
 }
 
 /// A running mean: total and count.
@@ -173,7 +173,7 @@ impl Drop for SocketGuard<'_> {
 
 /// One run of the server and its modules' statistics.
 #[derive(Debug)]
-pub struct Session {
+pub struct Run {
     pub id: String,
     pub collector: CollectorStats,
     pub evaluator: EvaluatorStats,
@@ -184,14 +184,14 @@ pub struct Session {
 /// The module names, in the order results are listed.
 pub const MODULES: [&str; 4] = ["collector", "evaluator", "store", "websocket"];
 
-impl Session {
-    /// A session with a fresh random id (UUID v4).
+impl Run {
+    /// A run with a fresh random id (UUID v4).
     pub fn new() -> Self {
-        Session::with_id(uuid::Uuid::new_v4().to_string())
+        Run::with_id(uuid::Uuid::new_v4().to_string())
     }
 
     pub fn with_id(id: String) -> Self {
-        Session {
+        Run {
             id,
             collector: CollectorStats::default(),
             evaluator: EvaluatorStats::default(),
@@ -222,7 +222,7 @@ impl Session {
     }
 
     /// The results documents of this moment, as events ready to store;
-    /// `seq` makes their ids unique within the session.
+    /// `seq` makes their ids unique within the run.
     pub fn documents(&self, now: i64, seq: u64) -> Vec<NewEvent<'static>> {
         self.results()
             .into_iter()
@@ -240,9 +240,9 @@ impl Session {
     }
 }
 
-impl Default for Session {
+impl Default for Run {
     fn default() -> Self {
-        Session::new()
+        Run::new()
     }
 }
 
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn documents_have_the_seed_shape() {
-        let s = Session::with_id("0xdeadbeefff".into());
+        let s = Run::with_id("0xdeadbeefff".into());
         s.collector.events_accepted.fetch_add(50, Relaxed);
         s.collector
             .put_latency

@@ -1,14 +1,14 @@
 //! Self-monitoring events, as Cube stored them: `cube_request` `{ip, path,
 //! method}` per HTTP request or WebSocket connection, and `cube_compute`
 //! `{expression, ms}` per computed leaf. They are buffered and stored in
-//! batches (see `server::run`), in the service of the request that caused them.
+//! batches (see `server::run`), in the tenant of the request that caused them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use crate::model::{Clock, NewEvent, Service};
+use crate::model::{Clock, NewEvent, Tenant};
 use crate::sync::lock;
 
 /// Most buffered events; beyond it new ones are dropped (and counted).
@@ -18,7 +18,7 @@ use crate::limits::MAX_REQUEST_PATH_CHARS as MAX_PATH_CHARS;
 pub struct SelfEvents {
     enabled: bool,
     clock: Arc<dyn Clock>,
-    pending: Mutex<HashMap<Service, Vec<NewEvent<'static>>>>,
+    pending: Mutex<HashMap<Tenant, Vec<NewEvent<'static>>>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -36,7 +36,7 @@ impl SelfEvents {
         self.enabled
     }
 
-    fn push(&self, service: &Service, event_type: &str, data: serde_json::Value) {
+    fn push(&self, tenant: &Tenant, event_type: &str, data: serde_json::Value) {
         if !self.enabled {
             return;
         }
@@ -55,7 +55,7 @@ impl SelfEvents {
         );
         // An event over a limit is dropped alone, never with its batch.
         match event.checked() {
-            Ok(e) => pending.entry(service.clone()).or_default().push(e),
+            Ok(e) => pending.entry(tenant.clone()).or_default().push(e),
             Err(_) => {
                 self.dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -64,28 +64,28 @@ impl SelfEvents {
     }
 
     /// A request's event; a path longer than [`MAX_PATH_CHARS`] is cut there.
-    pub fn request(&self, service: &Service, ip: Option<String>, path: &str, method: &str) {
+    pub fn request(&self, tenant: &Tenant, ip: Option<String>, path: &str, method: &str) {
         let path = match path.char_indices().nth(MAX_PATH_CHARS) {
             Some((cut, _)) => &path[..cut],
             None => path,
         };
         self.push(
-            service,
+            tenant,
             "cube_request",
             json!({ "ip": ip, "path": path, "method": method }),
         );
     }
 
-    pub fn compute(&self, service: &Service, expression: &str, ms: u64) {
+    pub fn compute(&self, tenant: &Tenant, expression: &str, ms: u64) {
         self.push(
-            service,
+            tenant,
             "cube_compute",
             json!({ "expression": expression, "ms": ms }),
         );
     }
 
-    /// Everything buffered so far, by service.
-    pub fn take(&self) -> Vec<(Service, Vec<NewEvent<'static>>)> {
+    /// Everything buffered so far, by tenant.
+    pub fn take(&self) -> Vec<(Tenant, Vec<NewEvent<'static>>)> {
         lock(&self.pending).drain().collect()
     }
 

@@ -125,9 +125,9 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// (status, JSON body)
-pub fn post(url: &str, body: &str, service: Option<&str>) -> (u16, serde_json::Value) {
+pub fn post(url: &str, body: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
     let mut req = agent().post(url).header("content-type", "application/json");
-    if let Some(s) = service {
+    if let Some(s) = tenant {
         req = req.header("fiware-service", s);
     }
     let mut resp = req.send(body).expect("request");
@@ -139,9 +139,9 @@ pub fn post(url: &str, body: &str, service: Option<&str>) -> (u16, serde_json::V
     )
 }
 
-pub fn get(url: &str, service: Option<&str>) -> (u16, serde_json::Value) {
+pub fn get(url: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
     let mut req = agent().get(url);
-    if let Some(s) = service {
+    if let Some(s) = tenant {
         req = req.header("fiware-service", s);
     }
     let mut resp = req.call().expect("request");

@@ -8,7 +8,7 @@ use fjall::PersistMode;
 
 use super::keys;
 use super::{EmbeddedStore, corrupt, engine, fits};
-use crate::model::Service;
+use crate::model::Tenant;
 use crate::storage::{CachedBin, DirtyMark, MetricCache, StoreError};
 use crate::sync::lock;
 
@@ -47,7 +47,7 @@ pub(super) fn log_key(prefix: &[u8], seq: u64) -> Vec<u8> {
 impl MetricCache for EmbeddedStore {
     fn get(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         source: &str,
         tier: i64,
@@ -58,7 +58,7 @@ impl MetricCache for EmbeddedStore {
         if start >= stop {
             return Ok(out);
         }
-        let prefix = keys::type_prefix(service, event_type);
+        let prefix = keys::type_prefix(tenant, event_type);
         let lo = keys::metric_key(&prefix, tier, start, source);
         let hi = keys::metric_key(&prefix, tier, stop, source);
         // One source's bins are interleaved with other sources' in the same
@@ -81,7 +81,7 @@ impl MetricCache for EmbeddedStore {
 
     fn put(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         source: &str,
         tier: i64,
@@ -90,7 +90,7 @@ impl MetricCache for EmbeddedStore {
         if bins.is_empty() {
             return Ok(());
         }
-        let prefix = keys::type_prefix(service, event_type);
+        let prefix = keys::type_prefix(tenant, event_type);
         let key_len = keys::metric_key(&prefix, tier, 0, source).len();
         fits(key_len, "metric source")?;
         let charge = entry_bytes(prefix.len(), key_len);
@@ -180,9 +180,9 @@ impl MetricCache for EmbeddedStore {
         Ok(())
     }
 
-    fn clear_service(&self, service: &Service) -> Result<(), StoreError> {
+    fn clear_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let mut usage = lock(&self.cache_usage);
-        let mut prefix = service.key().as_bytes().to_vec();
+        let mut prefix = tenant.key().as_bytes().to_vec();
         prefix.push(0);
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         for ks in [&self.metrics, &self.metric_log, &self.metric_sources] {
@@ -198,13 +198,13 @@ impl MetricCache for EmbeddedStore {
 
     fn invalidate(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         tiers: &[i64],
         times: &[i64],
         marks: &[DirtyMark],
     ) -> Result<(), StoreError> {
-        let prefix = keys::type_prefix(service, event_type);
+        let prefix = keys::type_prefix(tenant, event_type);
         let sources = self
             .sources
             .get(&prefix)

@@ -2,18 +2,18 @@
 //! event keys, blocks, are in [`super::blocks`].)
 //!
 //! Events are stored in blocks: the events of one put, one type and one hour
-//! (the *bucket*) form one block. Block key: `service 0x00 type 0x00
+//! (the *bucket*) form one block. Block key: `tenant 0x00 type 0x00
 //! bucket(8) run(8) seq(8)`, where `bucket` is the hour's start in
 //! milliseconds with its sign bit flipped, big-endian, so keys sort by time;
 //! `run` is unique per server run and `seq` counts blocks within it, so two
 //! blocks never share a key. A time-range scan of one type is one contiguous
 //! key range of buckets, forwards or backwards; one key holds many events, so
 //! a scan pays the storage engine's per-item cost once per block, not once per
-//! event. Service and type names never contain 0x00.
+//! event. Tenant and type names never contain 0x00.
 
-use crate::model::Service;
+use crate::model::Tenant;
 
-/// Bytes after the `service 0x00 type 0x00` prefix of a block key.
+/// Bytes after the `tenant 0x00 type 0x00` prefix of a block key.
 pub const EVENT_SUFFIX_LEN: usize = 24;
 
 /// The time span of one bucket: an hour (the unit scans go forward by).
@@ -34,10 +34,10 @@ pub fn decode_i64(b: &[u8]) -> Option<i64> {
     Some((u64::from_be_bytes(arr) ^ (1 << 63)) as i64)
 }
 
-/// `service 0x00 type 0x00`
-pub fn type_prefix(service: &Service, event_type: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(service.key().len() + event_type.len() + 2 + EVENT_SUFFIX_LEN);
-    k.extend_from_slice(service.key().as_bytes());
+/// `tenant 0x00 type 0x00`
+pub fn type_prefix(tenant: &Tenant, event_type: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.key().len() + event_type.len() + 2 + EVENT_SUFFIX_LEN);
+    k.extend_from_slice(tenant.key().as_bytes());
     k.push(0);
     k.extend_from_slice(event_type.as_bytes());
     k.push(0);
@@ -67,7 +67,7 @@ pub fn block_bucket(key: &[u8], prefix_len: usize) -> Option<i64> {
     decode_i64(key.get(prefix_len..)?)
 }
 
-/// Id index key: `service 0x00 type 0x00 id-json`.
+/// Id index key: `tenant 0x00 type 0x00 id-json`.
 pub fn id_key(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + id.len());
     k.extend_from_slice(prefix);
@@ -75,14 +75,14 @@ pub fn id_key(prefix: &[u8], id: &str) -> Vec<u8> {
     k
 }
 
-/// Metric cache key: `service 0x00 type 0x00 tier(8) time(8) source`.
+/// Metric cache key: `tenant 0x00 type 0x00 tier(8) time(8) source`.
 pub fn metric_key(prefix: &[u8], tier: i64, time: i64, source: &str) -> Vec<u8> {
     let mut k = metric_bin_prefix(prefix, tier, time);
     k.extend_from_slice(source.as_bytes());
     k
 }
 
-/// `service 0x00 type 0x00 tier(8) time(8)`: every source's entry for one bin.
+/// `tenant 0x00 type 0x00 tier(8) time(8)`: every source's entry for one bin.
 pub fn metric_bin_prefix(prefix: &[u8], tier: i64, time: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 16 + 64);
     k.extend_from_slice(prefix);
@@ -129,7 +129,7 @@ mod tests {
 
         #[test]
         fn block_keys_sort_by_bucket_within_a_type(t1 in any::<i64>(), t2 in any::<i64>(), s1 in any::<u64>(), s2 in any::<u64>()) {
-            let p = type_prefix(&Service::default_service(), "test");
+            let p = type_prefix(&Tenant::default_tenant(), "test");
             let (k1, k2) = (block_key(&p, t1, 1, s1), block_key(&p, t2, 1, s2));
             if t1 != t2 {
                 prop_assert_eq!(t1.cmp(&t2), k1.cmp(&k2));
@@ -148,10 +148,10 @@ mod tests {
 
     #[test]
     fn type_prefixes_do_not_overlap() {
-        let a = type_prefix(&Service::default_service(), "ab");
-        let b = type_prefix(&Service::default_service(), "abc");
+        let a = type_prefix(&Tenant::default_tenant(), "ab");
+        let b = type_prefix(&Tenant::default_tenant(), "abc");
         assert!(!b.starts_with(&a));
-        let s = type_prefix(&Service::from_key("x"), "ab");
+        let s = type_prefix(&Tenant::from_key("x"), "ab");
         assert!(!s.starts_with(&a) && !a.starts_with(&s));
     }
 }

@@ -9,7 +9,7 @@
 //! outside `storage/embedded/` reads them (ARCHITECTURE.md).
 //!
 //! Keyspaces: `events` (blocks), `ids` (id → current block and position, for
-//! upserts), `deleted` (tombstones of replaced events), `types` (`service 0x00
+//! upserts), `deleted` (tombstones of replaced events), `types` (`tenant 0x00
 //! type`), `metrics` (the metric cache), `metric_log` (cache insertion order,
 //! for the byte cap), `metric_sources` (the sources cached per type, for
 //! invalidation), `dirty` (one [`DirtyMark`] per block written and per
@@ -33,7 +33,7 @@ mod select;
 use super::{DirtyMark, EventStore, Order, PutOutcome, Selected, Selection, StoreError};
 use crate::limits::MAX_KEY_BYTES;
 use crate::metric::TIERS;
-use crate::model::{NewEvent, Service, StoredEvent};
+use crate::model::{NewEvent, StoredEvent, Tenant};
 use crate::sync::lock;
 use cache::{decode_bin, encode_bin, entry_bytes};
 
@@ -103,7 +103,7 @@ pub struct EmbeddedStore {
     metric_sources: Keyspace,
     /// Tombstones of events replaced by an upsert: `block key index(4)`.
     deleted: Keyspace,
-    /// Dirty marks: `service 0x00 type 0x00 bucket(8) run(8) seq(8)`.
+    /// Dirty marks: `tenant 0x00 type 0x00 bucket(8) run(8) seq(8)`.
     dirty: Keyspace,
     /// Type prefixes that have tombstones (scans of other types skip the lookup).
     tombstoned: DashMap<Vec<u8>, ()>,
@@ -338,7 +338,7 @@ impl EmbeddedStore {
     /// replaced events, hour by hour (a block holds the events of one hour).
     fn scan_blocks(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         start: i64,
         stop: i64,
@@ -347,7 +347,7 @@ impl EmbeddedStore {
         if start >= stop {
             return Ok(());
         }
-        let prefix = keys::type_prefix(service, event_type);
+        let prefix = keys::type_prefix(tenant, event_type);
         let (lo, hi) = Self::block_range(&prefix, start, stop);
         for item in self.events.range(lo..hi) {
             let (k, v) = item.into_inner().map_err(engine)?;
@@ -390,14 +390,14 @@ fn run_id() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// `service 0x00 type` → (service, type)
+/// `tenant 0x00 type` → (tenant, type)
 fn split_type_key(key: &[u8]) -> Result<(String, String), StoreError> {
     let text = std::str::from_utf8(key).map_err(|_| corrupt("type key"))?;
     let (svc, t) = text.split_once('\0').ok_or_else(|| corrupt("type key"))?;
     Ok((svc.to_owned(), t.to_owned()))
 }
 
-/// `service 0x00 type 0x00 rest` → (prefix, rest bytes)
+/// `tenant 0x00 type 0x00 rest` → (prefix, rest bytes)
 fn split_prefix_bytes(key: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     let first = key
         .iter()
@@ -412,22 +412,22 @@ fn split_prefix_bytes(key: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok((&key[..=second], &key[second + 1..]))
 }
 
-/// `service 0x00 type 0x00 rest` → (prefix, rest)
+/// `tenant 0x00 type 0x00 rest` → (prefix, rest)
 fn split_prefixed(key: &[u8]) -> Result<(Vec<u8>, String), StoreError> {
     let (prefix, rest) = split_prefix_bytes(key)?;
     let rest = std::str::from_utf8(rest).map_err(|_| corrupt("key"))?;
     Ok((prefix.to_vec(), rest.to_owned()))
 }
 
-fn type_key(service: &Service, event_type: &str) -> Vec<u8> {
-    let mut k = service.key().as_bytes().to_vec();
+fn type_key(tenant: &Tenant, event_type: &str) -> Vec<u8> {
+    let mut k = tenant.key().as_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(event_type.as_bytes());
     k
 }
 
 impl EventStore for EmbeddedStore {
-    fn put(&self, service: &Service, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError> {
+    fn put(&self, tenant: &Tenant, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError> {
         let mut outcome = PutOutcome::default();
         if events.is_empty() {
             return Ok(outcome);
@@ -464,7 +464,7 @@ impl EventStore for EmbeddedStore {
                 let e = &events[i];
                 (e.time, e.id.as_deref(), &e.data)
             }))?;
-            let prefix = keys::type_prefix(service, event_type);
+            let prefix = keys::type_prefix(tenant, event_type);
             fits(prefix.len() + keys::EVENT_SUFFIX_LEN + 4, "event type")?;
             for &i in idxs.iter() {
                 if let Some(id) = &events[i].id {
@@ -492,10 +492,10 @@ impl EventStore for EmbeddedStore {
                     .push(((*event_type).to_owned(), DirtyMark(key.clone())));
                 let known = self
                     .known_types
-                    .get(service.key())
+                    .get(tenant.key())
                     .is_some_and(|set| set.contains(*event_type));
                 if !known && !new_types.iter().any(|t| t == event_type) {
-                    batch.insert(&self.types, type_key(service, event_type), Vec::<u8>::new());
+                    batch.insert(&self.types, type_key(tenant, event_type), Vec::<u8>::new());
                     new_types.push((*event_type).to_owned());
                 }
                 block_keys.push((prefix, key));
@@ -545,10 +545,7 @@ impl EventStore for EmbeddedStore {
             batch.commit().map_err(engine)?;
         }
         if !new_types.is_empty() {
-            let mut set = self
-                .known_types
-                .entry(service.key().to_owned())
-                .or_default();
+            let mut set = self.known_types.entry(tenant.key().to_owned()).or_default();
             set.extend(new_types);
         }
         if self.durability == Durability::Sync
@@ -564,7 +561,7 @@ impl EventStore for EmbeddedStore {
 
     fn scan(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         start: i64,
         stop: i64,
@@ -574,7 +571,7 @@ impl EventStore for EmbeddedStore {
         if start >= stop {
             return Ok(());
         }
-        let prefix = keys::type_prefix(service, event_type);
+        let prefix = keys::type_prefix(tenant, event_type);
         let (lo, hi) = Self::block_range(&prefix, start, stop);
         let range = self.events.range(lo..hi);
         let items: Box<dyn Iterator<Item = fjall::Guard>> = match order {
@@ -605,7 +602,7 @@ impl EventStore for EmbeddedStore {
 
     fn scan_data(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         event_type: &str,
         start: i64,
         stop: i64,
@@ -615,7 +612,7 @@ impl EventStore for EmbeddedStore {
             return Ok(());
         }
         let mut missing = false;
-        self.scan_blocks(service, event_type, start, stop, &mut |block, dead| {
+        self.scan_blocks(tenant, event_type, start, stop, &mut |block, dead| {
             for i in 0..block.len() {
                 let t = block.time(i);
                 if t < start || t >= stop || dead.contains(i) {
@@ -639,17 +636,17 @@ impl EventStore for EmbeddedStore {
 
     fn select(
         &self,
-        service: &Service,
+        tenant: &Tenant,
         selection: &Selection<'_>,
         visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        select::select(self, service, selection, visit)
+        select::select(self, tenant, selection, visit)
     }
 
-    fn types(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+    fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError> {
         Ok(self
             .known_types
-            .get(service.key())
+            .get(tenant.key())
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default())
     }

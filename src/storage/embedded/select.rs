@@ -12,7 +12,7 @@ use super::blocks::Block;
 use super::columns::ColumnView;
 use super::{EmbeddedStore, corrupt, keys};
 use crate::expr::ValueExpr;
-use crate::model::Service;
+use crate::model::Tenant;
 use crate::plan::LeafPlan;
 use crate::plan::filter::{PathStep, ScalarRef, Test};
 use crate::storage::rows::{Batch, RowSelector};
@@ -117,7 +117,7 @@ impl<'p, 'b> ColumnLeaf<'p, 'b> {
 
 pub(super) fn select(
     store: &EmbeddedStore,
-    service: &Service,
+    tenant: &Tenant,
     selection: &Selection<'_>,
     visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
 ) -> Result<(), StoreError> {
@@ -129,73 +129,67 @@ pub(super) fn select(
     let trivial = leaf.filter.is_empty() && leaf.value.is_none();
     let mut batch = Batch::default();
     let mut bad = None;
-    store.scan_blocks(
-        service,
-        &leaf.event_type,
-        start,
-        stop,
-        &mut |block, dead| {
-            if block.is_empty() {
-                return ControlFlow::Continue(());
-            }
-            // Blocks come hour by hour: every event before this block's hour
-            // has been given.
-            visit(Selected::Before(keys::bucket(block.time(0))))?;
-            let live = |i: usize| {
-                let t = block.time(i);
-                (t >= start && t < stop && !dead.contains(i)).then_some(t)
-            };
-            if trivial {
-                for i in 0..block.len() {
-                    if let Some(t) = live(i) {
-                        batch.push_number(t, 1.0);
-                    }
-                }
-            } else if none_needed {
-                for i in 0..block.len() {
-                    if let Some(t) = live(i) {
-                        rows.select_slots(t, &mut batch);
-                    }
-                }
-            } else if let Some(cl) = ColumnLeaf::new(leaf, block) {
-                // The whole leaf on columns: no JSON values at all.
-                for i in 0..block.len() {
-                    if let Some(t) = live(i)
-                        && let Some(x) = cl.value(i)
-                    {
-                        batch.push_number(t, x);
-                    }
-                }
-            } else if let Some(columns) = names
-                .iter()
-                .map(|name| block.column(name))
-                .collect::<Option<Vec<_>>>()
-            {
-                // Typed columns for every needed field: no JSON to parse.
-                for i in 0..block.len() {
-                    if let Some(t) = live(i) {
-                        for (slot, c) in rows.slots_mut().zip(&columns) {
-                            c.write_into(i, slot);
-                        }
-                        rows.select_slots(t, &mut batch);
-                    }
-                }
-            } else {
-                for i in 0..block.len() {
-                    let Some(t) = live(i) else { continue };
-                    let Some(data) = block.data(i) else {
-                        bad = Some(corrupt("event block"));
-                        return ControlFlow::Break(());
-                    };
-                    if let Err(e) = rows.select(t, data, &mut batch) {
-                        bad = Some(e);
-                        return ControlFlow::Break(());
-                    }
+    store.scan_blocks(tenant, &leaf.event_type, start, stop, &mut |block, dead| {
+        if block.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        // Blocks come hour by hour: every event before this block's hour
+        // has been given.
+        visit(Selected::Before(keys::bucket(block.time(0))))?;
+        let live = |i: usize| {
+            let t = block.time(i);
+            (t >= start && t < stop && !dead.contains(i)).then_some(t)
+        };
+        if trivial {
+            for i in 0..block.len() {
+                if let Some(t) = live(i) {
+                    batch.push_number(t, 1.0);
                 }
             }
-            batch.flush(visit)
-        },
-    )?;
+        } else if none_needed {
+            for i in 0..block.len() {
+                if let Some(t) = live(i) {
+                    rows.select_slots(t, &mut batch);
+                }
+            }
+        } else if let Some(cl) = ColumnLeaf::new(leaf, block) {
+            // The whole leaf on columns: no JSON values at all.
+            for i in 0..block.len() {
+                if let Some(t) = live(i)
+                    && let Some(x) = cl.value(i)
+                {
+                    batch.push_number(t, x);
+                }
+            }
+        } else if let Some(columns) = names
+            .iter()
+            .map(|name| block.column(name))
+            .collect::<Option<Vec<_>>>()
+        {
+            // Typed columns for every needed field: no JSON to parse.
+            for i in 0..block.len() {
+                if let Some(t) = live(i) {
+                    for (slot, c) in rows.slots_mut().zip(&columns) {
+                        c.write_into(i, slot);
+                    }
+                    rows.select_slots(t, &mut batch);
+                }
+            }
+        } else {
+            for i in 0..block.len() {
+                let Some(t) = live(i) else { continue };
+                let Some(data) = block.data(i) else {
+                    bad = Some(corrupt("event block"));
+                    return ControlFlow::Break(());
+                };
+                if let Err(e) = rows.select(t, data, &mut batch) {
+                    bad = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        batch.flush(visit)
+    })?;
     match bad {
         Some(e) => Err(e),
         None => Ok(()),

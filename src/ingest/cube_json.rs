@@ -131,6 +131,24 @@ pub fn validate_event(raw: &RawValue, now: i64) -> Result<NewEvent<'_>, EventErr
     validate_wire(wire, now)
 }
 
+/// Why a WebSocket put message is not an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageError {
+    /// Not JSON text (serde's message).
+    Json(String),
+    /// JSON, but not a valid event.
+    Event(EventError),
+}
+
+/// One WebSocket put message (one event's JSON object), validated.
+pub fn parse_message(text: &str, now: i64) -> Result<NewEvent<'static>, MessageError> {
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| MessageError::Json(e.to_string()))?;
+    validate_event(raw, now)
+        .map(NewEvent::into_owned)
+        .map_err(MessageError::Event)
+}
+
 /// Parses a batch body (a JSON array of events) and validates every event.
 /// Nothing is stored unless all are valid; errors list every bad index. The
 /// events borrow from `body`.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
-use serde_json::value::RawValue;
 use warp::http::StatusCode;
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Reply};
@@ -14,10 +13,10 @@ use super::App;
 use super::admin::TxHeaders;
 use super::common::{preflight, read_body, recover, respond, tenant, tenant_header, with_app};
 use super::error::{ApiError, json_response};
-use crate::ingest::validate_event;
-use crate::ingest::{emetrics, session_api};
-use crate::model::{BatchError, NewEvent, Tenant};
-use crate::service::CollectorError;
+use crate::ingest::cube_json::MessageError;
+use crate::model::Tenant;
+use crate::service::SessionLog;
+use crate::service::collector::{Incoming, Refusal};
 use crate::telemetry::opmetrics::Transaction;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -45,11 +44,10 @@ fn posted(
         .and(with_app(app))
 }
 
-/// The tenant and the body of a POST (the body bounded by the limit and
-/// counted in the collector's `bytes_received`).
+/// The tenant and the body of a POST (the body bounded by the limit).
 async fn receive<S, B>(
     app: &App,
-    svc: Option<String>,
+    header: Option<String>,
     len: Option<u64>,
     body: S,
 ) -> Result<(Tenant, bytes::Bytes), ApiError>
@@ -57,12 +55,8 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
-    let tenant = tenant(svc)?;
+    let tenant = tenant(header)?;
     let body = read_body(len, body, app.limits.max_body_bytes).await?;
-    app.run
-        .collector
-        .bytes_received
-        .fetch_add(body.len() as u64, Relaxed);
     Ok((tenant, body))
 }
 
@@ -75,21 +69,11 @@ pub fn routes(
         .or(warp::path!("1.0" / "event"))
         .unify()
         .and(posted(Arc::clone(&app)))
-        .then(|svc, len, body, app: Arc<App>| async move {
+        .then(|header, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let (tenant, body) = receive(&app, svc, len, body).await?;
-                    app.collector
-                        .put_json(&tenant, body)
-                        .await
-                        .inspect_err(|e| {
-                            if let CollectorError::Batch(e) = e {
-                                app.run.collector.rejected(match e {
-                                    BatchError::Invalid(bad) => bad.len(),
-                                    _ => 0,
-                                })
-                            }
-                        })?;
+                    let (tenant, body) = receive(&app, header, len, body).await?;
+                    app.collector.put_json(&tenant, body).await?;
                     Ok(json_response(StatusCode::OK, &json!({})))
                 }
                 .await,
@@ -112,10 +96,10 @@ pub fn routes(
         );
 
     let collectd = warp::path!("collectd").and(posted(Arc::clone(&app))).then(
-        |svc, len, body, app: Arc<App>| async move {
+        |header, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let (tenant, body) = receive(&app, svc, len, body).await?;
+                    let (tenant, body) = receive(&app, header, len, body).await?;
                     app.collector.put_collectd(&tenant, &body).await?;
                     Ok(json_response(StatusCode::OK, &json!({})))
                 }
@@ -127,25 +111,18 @@ pub fn routes(
     let sessions = warp::path!("api" / "sessions" / String / String)
         .and(posted(Arc::clone(&app)))
         .then(
-            |session: String, kind: String, svc, len, body, app: Arc<App>| async move {
-                respond(session_api(&app, &session, &kind, svc, len, body).await)
+            |session: String, kind: String, header, len, body, app: Arc<App>| async move {
+                respond(session_api(&app, &session, &kind, header, len, body).await)
             },
         );
 
     let emetrics = warp::path!("1.0" / "emetrics")
         .and(posted(Arc::clone(&app)))
-        .then(|svc, len, body, app: Arc<App>| async move {
+        .then(|header, len, body, app: Arc<App>| async move {
             respond(
                 async {
-                    let (tenant, body) = receive(&app, svc, len, body).await?;
-                    let events = emetrics::convert(&body, app.clock.now_ms()).inspect_err(|e| {
-                        app.run.collector.rejected(match e {
-                            emetrics::EmetricsError::Invalid(bad) => bad.len(),
-                            _ => 0,
-                        })
-                    })?;
-                    let n = events.len();
-                    app.collector.put(&tenant, events).await?;
+                    let (tenant, body) = receive(&app, header, len, body).await?;
+                    let n = app.collector.put_emetrics(&tenant, &body).await?;
                     Ok(json_response(StatusCode::OK, &json!({ "events": n })))
                 }
                 .await,
@@ -176,7 +153,7 @@ async fn session_api<S, B>(
     app: &App,
     session: &str,
     kind: &str,
-    svc: Option<String>,
+    header: Option<String>,
     len: Option<u64>,
     body: S,
 ) -> Result<warp::reply::Response, ApiError>
@@ -184,9 +161,9 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
-    let convert = match kind {
-        "metrics" => session_api::metric,
-        "events" => session_api::event,
+    let log = match kind {
+        "metrics" => SessionLog::Metric,
+        "events" => SessionLog::Event,
         _ => return Err(ApiError::session_api(StatusCode::NOT_FOUND, "not found")),
     };
     let as_session_error = |e: ApiError| {
@@ -196,27 +173,25 @@ where
             .to_owned();
         ApiError::session_api(e.status, message)
     };
-    let (tenant, body) = receive(app, svc, len, body)
+    let (tenant, body) = receive(app, header, len, body)
         .await
         .map_err(as_session_error)?;
-    let event = convert(session, &body, app.clock.now_ms()).map_err(|e| {
-        app.run.collector.rejected(1);
-        ApiError::session_api(StatusCode::BAD_REQUEST, e)
-    })?;
     app.collector
-        .put(&tenant, vec![event])
+        .put_session(&tenant, session, log, &body)
         .await
         .map_err(|e| as_session_error(e.into()))?;
     Ok(json_response(StatusCode::OK, &json!({ "success": true })))
 }
 
-/// Validates one WebSocket message as an event; the error answer if it is not one.
-fn ws_event(text: &str, now: i64) -> Result<NewEvent<'static>, serde_json::Value> {
-    let raw: &RawValue =
-        serde_json::from_str(text).map_err(|e| json!({ "error": format!("invalid JSON: {e}") }))?;
-    validate_event(raw, now)
-        .map(NewEvent::into_owned)
-        .map_err(|e| ApiError::from(&e).ws_body())
+/// The answer to a refused WebSocket put message.
+fn refusal_answer(refusal: Refusal) -> serde_json::Value {
+    match refusal {
+        Refusal::NotText => json!({ "error": "expected a text message" }),
+        Refusal::NotUtf8 => json!({ "error": "invalid message" }),
+        Refusal::Receive(e) => json!({ "error": e }),
+        Refusal::Invalid(MessageError::Json(m)) => json!({ "error": format!("invalid JSON: {m}") }),
+        Refusal::Invalid(MessageError::Event(e)) => ApiError::from(&e).ws_body(),
+    }
 }
 
 async fn send(
@@ -249,51 +224,35 @@ async fn ws_put(socket: WebSocket, app: Arc<App>, tenant: Tenant, tx_headers: Tx
                 None => break,
             }
         }
-        let now = app.clock.now_ms();
-        let mut events = Vec::with_capacity(messages.len());
-        // (message bytes, its error answer) of each data message, in order.
-        let mut received: Vec<(u64, Option<serde_json::Value>)> = Vec::new();
+        // Each data message, in order, as the collector takes it.
+        let mut incoming: Vec<Incoming> = Vec::with_capacity(messages.len());
         for m in messages {
             match m {
-                Ok(m) if m.is_text() => {
-                    let len = m.as_bytes().len() as u64;
-                    match m.to_str().map(|t| ws_event(t, now)) {
-                        Ok(Ok(e)) => {
-                            events.push(e);
-                            received.push((len, None));
-                        }
-                        Ok(Err(answer)) => received.push((len, Some(answer))),
-                        Err(()) => {
-                            received.push((len, Some(json!({ "error": "invalid message" }))))
-                        }
-                    }
-                }
-                Ok(m) if m.is_binary() => received.push((
+                Ok(m) if m.is_text() => incoming.push(Incoming::Text(m.into_bytes())),
+                Ok(m) if m.is_binary() => incoming.push(Incoming::Refused(
                     m.as_bytes().len() as u64,
-                    Some(json!({ "error": "expected a text message" })),
+                    Refusal::NotText,
                 )),
                 Ok(m) if m.is_close() => open = false,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "websocket receive failed");
-                    received.push((0, Some(json!({ "error": e.to_string() }))));
+                    incoming.push(Incoming::Refused(0, Refusal::Receive(e.to_string())));
                     close = Some(super::common::close_after(&e));
                     open = false;
                 }
             }
         }
-        let n = events.len() as u64;
-        let rejected = received.len() as u64 - n;
+        let (received, stored) = app.collector.put_messages(&tenant, incoming).await;
+        let received: Vec<(u64, Option<serde_json::Value>)> = received
+            .into_iter()
+            .map(|(len, refusal)| (len, refusal.map(refusal_answer)))
+            .collect();
+        let rejected = received.iter().filter(|r| r.1.is_some()).count() as u64;
         ws_stats
             .messages_received
             .fetch_add(received.len() as u64, Relaxed);
         ws_stats.messages_rejected.fetch_add(rejected, Relaxed);
-        let stats = &app.run.collector;
-        stats.events_rejected.fetch_add(rejected, Relaxed);
-        stats
-            .bytes_received
-            .fetch_add(received.iter().map(|r| r.0).sum(), Relaxed);
-        let stored = app.collector.put(&tenant, events).await;
         let mut answers: Vec<serde_json::Value> = Vec::new();
         let seconds = started.elapsed().as_secs_f64();
         let transactions: Vec<Transaction> = received

@@ -192,6 +192,8 @@ impl From<CollectorError> for ApiError {
                 "nothing from this body was stored".to_owned(),
                 list.into_iter().map(|e| (e.index, e.reason, None)),
             ),
+            CollectorError::Emetrics(e) => e.into(),
+            CollectorError::Session(m) => ApiError::session_api(StatusCode::BAD_REQUEST, m),
             CollectorError::Internal(m) => ApiError::internal(m),
         }
     }

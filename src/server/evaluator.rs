@@ -10,11 +10,12 @@ use warp::http::StatusCode;
 
 use super::App;
 use super::common::{preflight, recover, respond, tenant, tenant_header, with_app};
-use super::error::json_response;
+use super::error::{ApiError, json_response};
 use super::evaluator_ws::{self, Endpoint};
 use super::wire::metric_json;
 use crate::service::{EventQuery, MetricQuery, Order};
 use warp::Reply;
+use warp::reply::Response;
 
 /// A WebSocket route on the evaluator listener.
 fn ws_route(
@@ -29,129 +30,117 @@ fn ws_route(
             move |ws: warp::ws::Ws, tx: super::admin::TxHeaders, app: Arc<App>| match tenant(
                 tx.tenant.clone(),
             ) {
-                Ok(tenant) => {
-                    let live = Arc::clone(&app.live);
-                    ws.max_message_size(app.limits.max_ws_message_bytes)
-                        .max_frame_size(app.limits.max_ws_message_bytes)
-                        .on_upgrade(move |socket| {
-                            evaluator_ws::serve(socket, app, tenant, endpoint, live, tx)
-                        })
-                        .into_response()
-                }
+                Ok(tenant) => ws
+                    .max_message_size(app.limits.max_ws_message_bytes)
+                    .max_frame_size(app.limits.max_ws_message_bytes)
+                    .on_upgrade(move |socket| {
+                        evaluator_ws::serve(socket, app, tenant, endpoint, tx)
+                    })
+                    .into_response(),
                 Err(e) => e.into_response(),
             },
         )
+}
+
+/// `GET /1.0/types`: the tenant's event types.
+async fn types(header: Option<String>, app: Arc<App>) -> Result<Response, ApiError> {
+    let tenant = tenant(header)?;
+    let types = app.events.types(&tenant).await?;
+    Ok(json_response(StatusCode::OK, &Value::from(types)))
+}
+
+/// `GET /1.0/event`: the newest matching events of a range, oldest first.
+async fn events(
+    header: Option<String>,
+    q: HashMap<String, String>,
+    app: Arc<App>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(header)?;
+    let p = |k: &str| q.get(k).map(String::as_str);
+    let query = EventQuery::parse(
+        p("expression"),
+        p("start"),
+        p("stop"),
+        p("limit"),
+        app.clock.now_ms(),
+    )?;
+    let events = app.events.query(&tenant, query, Order::Ascending).await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(events)))
+}
+
+/// `GET /1.0/metric`: one value per step of the range, in order.
+async fn metric(
+    header: Option<String>,
+    q: HashMap<String, String>,
+    app: Arc<App>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(header)?;
+    let p = |k: &str| q.get(k).map(String::as_str);
+    let query = MetricQuery::parse(
+        p("expression"),
+        p("start"),
+        p("stop"),
+        p("step"),
+        p("limit"),
+        app.clock.now_ms(),
+    )?;
+    let mut values: Vec<Option<f64>> = vec![None; query.n];
+    app.evaluator
+        .evaluate(&tenant, &query, &mut |i, v| values[i] = v)
+        .await?;
+    let out: Vec<Value> = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| metric_json(query.time(i), v, None))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+/// `DELETE /1.0/metric/cache`: drops the tenant's cached bins.
+async fn clear_cache(header: Option<String>, app: Arc<App>) -> Result<Response, ApiError> {
+    let tenant = tenant(header)?;
+    app.evaluator.clear_cache(&tenant).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
+/// `GET /1.0/NAME` or `/1.0/NAME/get` (Cube answers both).
+fn get_path(name: &'static str) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::get().and(
+        warp::path("1.0")
+            .and(warp::path(name))
+            .and(warp::path::end())
+            .or(warp::path("1.0")
+                .and(warp::path(name))
+                .and(warp::path("get"))
+                .and(warp::path::end()))
+            .unify(),
+    )
 }
 
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let log = super::request_log(Arc::clone(&app.self_events));
-    let types = warp::get()
-        .and(
-            warp::path!("1.0" / "types")
-                .or(warp::path!("1.0" / "types" / "get"))
-                .unify(),
-        )
+    let query = || warp::query::<HashMap<String, String>>();
+    let types = get_path("types")
         .and(tenant_header())
         .and(with_app(Arc::clone(&app)))
-        .then(|svc, app: Arc<App>| async move {
-            respond(
-                async {
-                    let tenant = tenant(svc)?;
-                    let types = app.events.types(&tenant).await?;
-                    Ok(json_response(StatusCode::OK, &Value::from(types)))
-                }
-                .await,
-            )
-        });
-
-    let events = warp::get()
-        .and(
-            warp::path!("1.0" / "event")
-                .or(warp::path!("1.0" / "event" / "get"))
-                .unify(),
-        )
+        .then(|header, app| async move { respond(types(header, app).await) });
+    let events = get_path("event")
         .and(tenant_header())
-        .and(warp::query::<HashMap<String, String>>())
+        .and(query())
         .and(with_app(Arc::clone(&app)))
-        .then(
-            |svc, q: HashMap<String, String>, app: Arc<App>| async move {
-                respond(
-                    async {
-                        let tenant = tenant(svc)?;
-                        let query = EventQuery::parse(
-                            q.get("expression").map(String::as_str),
-                            q.get("start").map(String::as_str),
-                            q.get("stop").map(String::as_str),
-                            q.get("limit").map(String::as_str),
-                            app.clock.now_ms(),
-                        )?;
-                        app.run
-                            .evaluator
-                            .event_requests
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let events = app.events.query(&tenant, query, Order::Ascending).await?;
-                        Ok(json_response(StatusCode::OK, &Value::Array(events)))
-                    }
-                    .await,
-                )
-            },
-        );
-
-    let metrics = warp::get()
-        .and(
-            warp::path!("1.0" / "metric")
-                .or(warp::path!("1.0" / "metric" / "get"))
-                .unify(),
-        )
+        .then(|header, q, app| async move { respond(events(header, q, app).await) });
+    let metrics = get_path("metric")
         .and(tenant_header())
-        .and(warp::query::<HashMap<String, String>>())
+        .and(query())
         .and(with_app(Arc::clone(&app)))
-        .then(
-            |svc, q: HashMap<String, String>, app: Arc<App>| async move {
-                respond(
-                    async {
-                        let tenant = tenant(svc)?;
-                        let p = |k: &str| q.get(k).map(String::as_str);
-                        let query = MetricQuery::parse(
-                            p("expression"),
-                            p("start"),
-                            p("stop"),
-                            p("step"),
-                            p("limit"),
-                            app.clock.now_ms(),
-                        )?;
-                        let mut values: Vec<Option<f64>> = vec![None; query.n];
-                        app.evaluator
-                            .evaluate(&tenant, &query, &mut |i, v| values[i] = v)
-                            .await?;
-                        let out: Vec<Value> = values
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, v)| metric_json(query.time(i), v, None))
-                            .collect();
-                        Ok(json_response(StatusCode::OK, &Value::Array(out)))
-                    }
-                    .await,
-                )
-            },
-        );
-
+        .then(|header, q, app| async move { respond(metric(header, q, app).await) });
     let clear_cache = warp::path!("1.0" / "metric" / "cache")
         .and(warp::delete())
         .and(tenant_header())
         .and(with_app(Arc::clone(&app)))
-        .then(|svc, app: Arc<App>| async move {
-            respond(
-                async {
-                    let tenant = tenant(svc)?;
-                    app.evaluator.clear_cache(&tenant).await?;
-                    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
-                }
-                .await,
-            )
-        });
+        .then(|header, app| async move { respond(clear_cache(header, app).await) });
 
     let ws = ws_route(
         warp::path!("1.0" / "metric" / "get").boxed(),

@@ -17,7 +17,6 @@ use super::error::ApiError;
 use super::wire::metric_json;
 use crate::limits::{MAX_LIVE_DELAY_MS, MAX_REQUEST_ID_BYTES};
 use crate::model::Tenant;
-use crate::service::live::LiveStreams;
 use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, Order};
 
 /// Default delay of live event streams behind now.
@@ -94,7 +93,6 @@ pub async fn serve(
     app: Arc<App>,
     tenant: Tenant,
     endpoint: Endpoint,
-    live: Arc<LiveStreams>,
     tx_headers: TxHeaders,
 ) {
     let _open = app.run.websocket.open();
@@ -161,12 +159,12 @@ pub async fn serve(
             }
         };
         tasks.retain(|t| !t.is_finished());
-        let (app, tenant, live) = (Arc::clone(&app), tenant.clone(), Arc::clone(&live));
+        let (app, tenant) = (Arc::clone(&app), tenant.clone());
         tasks.push(tokio::spawn(async move {
             let out = &mut answers;
             match endpoint {
                 Endpoint::Metric => metric_request(&app, &tenant, &request, out).await,
-                Endpoint::Event => event_request(&app, &tenant, &request, out, &live).await,
+                Endpoint::Event => event_request(&app, &tenant, &request, out).await,
                 Endpoint::Types => types_request(&app, &tenant, out).await,
             }
         }));
@@ -265,13 +263,7 @@ async fn metric_request(app: &App, tenant: &Tenant, req: &Value, out: &mut Answe
     }
 }
 
-async fn event_request(
-    app: &App,
-    tenant: &Tenant,
-    req: &Value,
-    out: &mut Answers,
-    live: &Arc<LiveStreams>,
-) {
+async fn event_request(app: &App, tenant: &Tenant, req: &Value, out: &mut Answers) {
     let id = match request_id(req) {
         Ok(id) => id,
         Err(e) => {
@@ -279,74 +271,32 @@ async fn event_request(
             return;
         }
     };
-    let (query, live_delay) = match event_query(req, app.clock.now_ms()) {
-        Ok(q) => q,
-        Err(e) => {
-            let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
-            return;
-        }
+    let query = event_query(req, app.clock.now_ms());
+    let (history, stream) = match query {
+        // History: newest first, ended by a null.
+        Ok((query, None)) => match app.events.query(tenant, query, Order::Descending).await {
+            Ok(events) => (events.into_iter().chain([Value::Null]).collect(), None),
+            Err(e) => (vec![with_id(ApiError::from(e).ws_body(), id)], None),
+        },
+        // Live: the history up to now − delay, then the stream.
+        Ok((query, Some(delay))) => match app.live.follow(tenant, query, delay).await {
+            Ok((events, stream)) => (events, Some(stream)),
+            Err(e) => (vec![with_id(ApiError::from(e).ws_body(), id)], None),
+        },
+        Err(e) => (vec![with_id(ApiError::from(e).ws_body(), id)], None),
     };
-    app.run.evaluator.event_requests.fetch_add(1, Relaxed);
-    let Some(delay) = live_delay else {
-        match app.events.query(tenant, query, Order::Descending).await {
-            Ok(events) => {
-                for e in events {
-                    let _ = out.send(e);
-                }
-                let _ = out.send(Value::Null);
-            }
-            Err(e) => {
-                let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
-            }
-        }
-        return;
-    };
-    // Live: the history up to now - delay, then each shared window.
-    let plan = query.plan.clone();
-    let mut seen = query.stop;
-    let mut windows = live.subscribe(tenant, &plan, delay, seen);
-    match app.events.query(tenant, query, Order::Ascending).await {
-        Ok(events) => {
-            for e in events {
-                let _ = out.send(e);
-            }
-        }
-        Err(e) => {
-            let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
-            return;
-        }
+    for e in history {
+        let _ = out.send(e);
     }
+    let Some(mut stream) = stream else { return };
     // The history is the request's answer; what follows is the stream.
     out.finish();
-    loop {
-        let w = match windows.recv().await {
-            Ok(w) => w,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(_) => return,
-        };
-        if w.start > seen {
-            let gap = EventQuery {
-                plan: plan.clone(),
-                start: seen,
-                stop: w.start,
-                limit: usize::MAX,
-            };
-            if let Ok(events) = app.events.query(tenant, gap, Order::Ascending).await {
-                for e in events {
-                    let _ = out.send(e);
-                }
-            }
-        }
-        for e in w.events.iter() {
-            let t = e
-                .get("time")
-                .and_then(Value::as_str)
-                .and_then(crate::model::time::parse_iso);
-            if t.is_none_or(|t| t >= seen) && !out.send(e.clone()) {
+    while let Some(events) = stream.next().await {
+        for e in events {
+            if !out.send(e) {
                 return;
             }
         }
-        seen = seen.max(w.stop);
         if out.is_closed() {
             return;
         }

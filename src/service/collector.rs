@@ -4,7 +4,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use crate::ingest::collectd::{self, CollectdError, DeriveState};
-use crate::ingest::parse_event_batch;
+use crate::ingest::cube_json::{MessageError, parse_message};
+use crate::ingest::emetrics::{self, EmetricsError};
+use crate::ingest::{parse_event_batch, session_api};
 use crate::model::{BatchError, Clock, NewEvent, Tenant, validate_all};
 use crate::storage::{EventStore, PutOutcome, StoreError};
 use crate::sync::lock;
@@ -24,10 +26,48 @@ pub enum CollectorError {
     Batch(BatchError),
     #[error("collectd: {}", .0.iter().map(|e| format!("value list {}: {}", e.index, e.reason)).collect::<Vec<_>>().join("; "))]
     Collectd(Vec<CollectdError>),
+    /// The body of an e-metrics put is not a valid dump; nothing was stored.
+    #[error("e-metrics: {0}")]
+    Emetrics(EmetricsError),
+    /// The body of a session API call is not what it expects; nothing was stored.
+    #[error("{0}")]
+    Session(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// What a session API call logs: `POST /api/sessions/{id}/metrics` or `…/events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLog {
+    Metric,
+    Event,
+}
+
+/// One message of a WebSocket put, as transport received it.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A text message's bytes (one event's JSON object).
+    Text(bytes::Bytes),
+    /// A message transport could not take (its length in bytes, and why).
+    Refused(u64, Refusal),
+}
+
+/// Why a WebSocket put message was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// A binary message.
+    NotText,
+    /// A text message that is not UTF-8.
+    NotUtf8,
+    /// The socket failed while receiving it.
+    Receive(String),
+    /// Not a valid event.
+    Invalid(MessageError),
+}
+
+/// Every put counts its body in the collector's `bytes_received` and a
+/// refused body in `batches_rejected`/`events_rejected` (with the events
+/// named as invalid), so that transport counts nothing by hand.
 pub struct Collector {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
@@ -72,11 +112,11 @@ impl Collector {
         let started = std::time::Instant::now();
         let n = events.len() as u64;
         let store = Arc::clone(&self.store);
-        let svc = tenant.clone();
+        let tenant = tenant.clone();
         let run = Arc::clone(&self.run);
         let listeners = lock(&self.listeners).clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            store_events(&*store, &run, &listeners, &svc, &events)
+            store_events(&*store, &run, &listeners, &tenant, &events)
         })
         .await
         .map_err(|e| CollectorError::Internal(e.to_string()))??;
@@ -93,10 +133,11 @@ impl Collector {
         tenant: &Tenant,
         body: bytes::Bytes,
     ) -> Result<PutOutcome, CollectorError> {
+        self.received(body.len());
         let started = std::time::Instant::now();
         let now = self.now_ms();
         let store = Arc::clone(&self.store);
-        let svc = tenant.clone();
+        let tenant = tenant.clone();
         let run = Arc::clone(&self.run);
         let listeners = lock(&self.listeners).clone();
         let (n, outcome) = tokio::task::spawn_blocking(move || {
@@ -104,11 +145,19 @@ impl Collector {
             if events.is_empty() {
                 return Ok((0, PutOutcome::default()));
             }
-            let outcome = store_events(&*store, &run, &listeners, &svc, &events)?;
+            let outcome = store_events(&*store, &run, &listeners, &tenant, &events)?;
             Ok::<_, CollectorError>((events.len() as u64, outcome))
         })
         .await
-        .map_err(|e| CollectorError::Internal(e.to_string()))??;
+        .map_err(|e| CollectorError::Internal(e.to_string()))?
+        .inspect_err(|e| {
+            if let CollectorError::Batch(e) = e {
+                self.run.collector.rejected(match e {
+                    BatchError::Invalid(bad) => bad.len(),
+                    _ => 0,
+                })
+            }
+        })?;
         if n > 0 {
             self.acknowledged(n, started);
         }
@@ -125,9 +174,9 @@ impl Collector {
     ) -> Result<PutOutcome, CollectorError> {
         let events = validate_all(events, NewEvent::checked).map_err(CollectorError::Batch)?;
         let store = Arc::clone(&self.store);
-        let svc = tenant.clone();
+        let tenant = tenant.clone();
         let listeners = lock(&self.listeners).clone();
-        tokio::task::spawn_blocking(move || put_and_notify(&*store, &listeners, &svc, &events))
+        tokio::task::spawn_blocking(move || put_and_notify(&*store, &listeners, &tenant, &events))
             .await
             .map_err(|e| CollectorError::Internal(e.to_string()))?
             .map_err(CollectorError::Store)
@@ -138,6 +187,12 @@ impl Collector {
     pub async fn flush(&self) -> Result<(), StoreError> {
         let store = Arc::clone(&self.store);
         super::on_store(move || store.flush()).await
+    }
+
+    /// Counts a put's body.
+    fn received(&self, bytes: usize) {
+        let c = &self.run.collector;
+        c.bytes_received.fetch_add(bytes as u64, Relaxed);
     }
 
     /// Counts an acknowledged put of `n` events.
@@ -154,6 +209,7 @@ impl Collector {
         tenant: &Tenant,
         body: &[u8],
     ) -> Result<usize, CollectorError> {
+        self.received(body.len());
         let events = {
             let mut states = lock(&self.derive);
             let state = states.entry(tenant.clone()).or_default();
@@ -162,6 +218,89 @@ impl Collector {
         let n = events.len();
         self.put(tenant, events).await?;
         Ok(n)
+    }
+
+    /// A WebSocket put: messages that arrived together, each one event.
+    /// Those that are not are refused one by one; the others are stored in
+    /// one put. Gives each message's length and refusal, in order, and the
+    /// put's outcome.
+    pub async fn put_messages(
+        &self,
+        tenant: &Tenant,
+        messages: Vec<Incoming>,
+    ) -> (
+        Vec<(u64, Option<Refusal>)>,
+        Result<PutOutcome, CollectorError>,
+    ) {
+        let now = self.now_ms();
+        let mut events = Vec::with_capacity(messages.len());
+        let mut received = Vec::with_capacity(messages.len());
+        for m in messages {
+            let (len, refusal) = match m {
+                Incoming::Text(bytes) => {
+                    let parsed = match std::str::from_utf8(&bytes) {
+                        Ok(text) => parse_message(text, now).map_err(Refusal::Invalid),
+                        Err(_) => Err(Refusal::NotUtf8),
+                    };
+                    match parsed {
+                        Ok(e) => {
+                            events.push(e);
+                            (bytes.len() as u64, None)
+                        }
+                        Err(r) => (bytes.len() as u64, Some(r)),
+                    }
+                }
+                Incoming::Refused(len, why) => (len, Some(why)),
+            };
+            received.push((len, refusal));
+        }
+        let c = &self.run.collector;
+        let refused = received.iter().filter(|r| r.1.is_some()).count();
+        c.events_rejected.fetch_add(refused as u64, Relaxed);
+        c.bytes_received
+            .fetch_add(received.iter().map(|r| r.0).sum(), Relaxed);
+        let stored = self.put(tenant, events).await;
+        (received, stored)
+    }
+
+    /// Converts and stores an e-metrics dump; the number of events stored.
+    pub async fn put_emetrics(
+        &self,
+        tenant: &Tenant,
+        body: &[u8],
+    ) -> Result<usize, CollectorError> {
+        self.received(body.len());
+        let events = emetrics::convert(body, self.now_ms()).map_err(|e| {
+            self.run.collector.rejected(match &e {
+                EmetricsError::Invalid(bad) => bad.len(),
+                _ => 0,
+            });
+            CollectorError::Emetrics(e)
+        })?;
+        let n = events.len();
+        self.put(tenant, events).await?;
+        Ok(n)
+    }
+
+    /// Converts and stores one session API call of session `session`.
+    pub async fn put_session(
+        &self,
+        tenant: &Tenant,
+        session: &str,
+        log: SessionLog,
+        body: &[u8],
+    ) -> Result<(), CollectorError> {
+        self.received(body.len());
+        let convert = match log {
+            SessionLog::Metric => session_api::metric,
+            SessionLog::Event => session_api::event,
+        };
+        let event = convert(session, body, self.now_ms()).map_err(|e| {
+            self.run.collector.rejected(1);
+            CollectorError::Session(e)
+        })?;
+        self.put(tenant, vec![event]).await?;
+        Ok(())
     }
 }
 

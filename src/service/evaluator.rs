@@ -214,8 +214,8 @@ impl Evaluator {
     /// Drops every cached bin of one tenant (`DELETE /1.0/metric/cache`).
     pub async fn clear_cache(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let cache = Arc::clone(&self.cache);
-        let svc = tenant.clone();
-        super::on_store(move || cache.clear_tenant(&svc)).await
+        let tenant = tenant.clone();
+        super::on_store(move || cache.clear_tenant(&tenant)).await
     }
 
     pub fn new(
@@ -348,17 +348,17 @@ impl Evaluator {
         first: i64,
         n: usize,
     ) -> Result<Vec<Option<BinValue>>, EvalError> {
-        let (inv, cache, svc) = (
+        let (inv, cache, tenant) = (
             Arc::clone(&self.invalidator),
             Arc::clone(&self.cache),
             tenant.clone(),
         );
         let (event_type, source) = (leaf.event_type.clone(), leaf.source.clone());
         tokio::task::spawn_blocking(move || {
-            inv.flush_type(&svc, &event_type)?;
+            inv.flush_type(&tenant, &event_type)?;
             let step = tier.step();
             let bins = cache.get(
-                &svc,
+                &tenant,
                 &event_type,
                 &source,
                 step,
@@ -512,7 +512,7 @@ impl Evaluator {
                 value: *v,
             })
             .collect();
-        let (cache, inv, svc, l) = (
+        let (cache, inv, owned, l) = (
             Arc::clone(&self.cache),
             Arc::clone(&self.invalidator),
             tenant.clone(),
@@ -520,8 +520,8 @@ impl Evaluator {
         );
         let stop = first + n as i64 * step;
         tokio::task::spawn_blocking(move || {
-            inv.cache_unless_dirty(&svc, &l.event_type, generation, first, stop, || {
-                cache.put(&svc, &l.event_type, &l.source, step, &bins)
+            inv.cache_unless_dirty(&owned, &l.event_type, generation, first, stop, || {
+                cache.put(&owned, &l.event_type, &l.source, step, &bins)
             })
         })
         .await
@@ -550,11 +550,11 @@ impl Evaluator {
         let chunks = (0..parts).map(|p| {
             let lo = p * per;
             let len = per.min(n.saturating_sub(lo));
-            let (store, svc, leaf) = (Arc::clone(&self.store), tenant.clone(), Arc::clone(leaf));
+            let (store, tenant, leaf) = (Arc::clone(&self.store), tenant.clone(), Arc::clone(leaf));
             let chunk_first = first + lo as i64 * tier.step();
             let budget = budget.clone();
             tokio::task::spawn_blocking(move || {
-                scan_bins(&*store, &svc, &leaf, tier, chunk_first, len, &budget)
+                scan_bins(&*store, &tenant, &leaf, tier, chunk_first, len, &budget)
             })
         });
         let mut out = Vec::with_capacity(n);
@@ -605,7 +605,7 @@ impl Budget {
 /// Computes `n` bins of `leaf` from the events they cover (blocking).
 fn scan_bins(
     store: &dyn EventStore,
-    svc: &Tenant,
+    tenant: &Tenant,
     leaf: &LeafPlan,
     tier: Tier,
     first: i64,
@@ -624,7 +624,7 @@ fn scan_bins(
         start: first,
         stop,
     };
-    store.select(svc, &selection, &mut |found| {
+    store.select(tenant, &selection, &mut |found| {
         match found {
             // The bins before this are complete, and what they kept goes
             // back to the budget.

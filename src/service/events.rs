@@ -2,12 +2,14 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Map, Value};
 
 use crate::model::{Tenant, time};
 use crate::plan::{EventPlan, PlanError, compile_event};
 use crate::storage::{EventStore, Order, StoreError};
+use crate::telemetry::results::Run;
 
 /// The largest (and default) number of events one request returns.
 pub use crate::limits::MAX_EVENT_LIMIT;
@@ -107,28 +109,31 @@ pub fn event_json(plan: &EventPlan, time: i64, data: &Value, id: Option<Value>) 
 #[derive(Clone)]
 pub struct Events {
     store: Arc<dyn EventStore>,
+    run: Arc<Run>,
 }
 
 impl Events {
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Events { store }
+    pub fn new(store: Arc<dyn EventStore>, run: Arc<Run>) -> Self {
+        Events { store, run }
     }
 
-    /// The newest `limit` matching events in `[start, stop)`, in `order`.
+    /// One event/get request: the newest `limit` matching events in
+    /// `[start, stop)`, in `order` (counted in the evaluator's `event_requests`).
     pub async fn query(
         &self,
         tenant: &Tenant,
         q: EventQuery,
         order: Order,
     ) -> Result<Vec<Value>, EventQueryError> {
+        self.run.evaluator.event_requests.fetch_add(1, Relaxed);
         query_events(&self.store, tenant, q, order).await
     }
 
     /// The tenant's event types, sorted.
     pub async fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError> {
         let store = Arc::clone(&self.store);
-        let svc = tenant.clone();
-        super::on_store(move || store.types(&svc)).await
+        let tenant = tenant.clone();
+        super::on_store(move || store.types(&tenant)).await
     }
 }
 
@@ -140,14 +145,14 @@ pub async fn query_events(
     order: Order,
 ) -> Result<Vec<Value>, EventQueryError> {
     let store = Arc::clone(store);
-    let svc = tenant.clone();
+    let tenant = tenant.clone();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         if q.limit == 0 {
             return Ok(out);
         }
         store.scan(
-            &svc,
+            &tenant,
             &q.plan.event_type,
             q.start,
             q.stop,

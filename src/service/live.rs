@@ -1,21 +1,24 @@
 //! Live event streams: one shared poll per (tenant, expression, delay).
 //!
 //! A poller wakes every poll interval and broadcasts the matching events of
-//! the window `[last, now - delay)`; subscribers started with their own
-//! history query and fill any gap between it and the first window they see.
+//! the window `[last, now - delay)`; a stream ([`LiveStreams::follow`]) starts
+//! with its own history query and fills any gap between it and the first
+//! window it sees.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::events::{EventQuery, query_events};
+use super::events::{EventQuery, EventQueryError, query_events};
 use crate::model::{Clock, Tenant};
 use crate::plan::EventPlan;
 use crate::storage::{EventStore, Order};
 use crate::sync::lock;
+use crate::telemetry::results::Run;
 
 /// One window of a live stream: events of `[start, stop)`, oldest first.
 #[derive(Debug, Clone)]
@@ -30,23 +33,55 @@ type Key = (Tenant, String, i64);
 pub struct LiveStreams {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
+    run: Arc<Run>,
     poll: Duration,
     streams: Mutex<HashMap<Key, broadcast::Sender<Window>>>,
 }
 
 impl LiveStreams {
-    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, poll: Duration) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        run: Arc<Run>,
+        poll: Duration,
+    ) -> Arc<Self> {
         Arc::new(LiveStreams {
             store,
             clock,
+            run,
             poll,
             streams: Mutex::default(),
         })
     }
 
+    /// One live event/get request (counted in the evaluator's
+    /// `event_requests`): the matching events of `[start, stop)` oldest first
+    /// (the history, `stop` being now − `delay`), and the stream of what
+    /// follows, shared with every other stream of the same expression and delay.
+    pub async fn follow(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        query: EventQuery,
+        delay: i64,
+    ) -> Result<(Vec<Value>, LiveStream), EventQueryError> {
+        self.run.evaluator.event_requests.fetch_add(1, Relaxed);
+        let plan = query.plan.clone();
+        let seen = query.stop;
+        let windows = self.subscribe(tenant, &plan, delay, seen);
+        let history = query_events(&self.store, tenant, query, Order::Ascending).await?;
+        let stream = LiveStream {
+            store: Arc::clone(&self.store),
+            tenant: tenant.clone(),
+            plan,
+            seen,
+            windows,
+        };
+        Ok((history, stream))
+    }
+
     /// Subscribes to the shared poll of `plan` with `delay`; starts it if needed.
     /// The first window starts at `from` or later.
-    pub fn subscribe(
+    fn subscribe(
         self: &Arc<Self>,
         tenant: &Tenant,
         plan: &EventPlan,
@@ -114,5 +149,57 @@ impl LiveStreams {
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+}
+
+/// What follows a live stream's history.
+pub struct LiveStream {
+    store: Arc<dyn EventStore>,
+    tenant: Tenant,
+    plan: EventPlan,
+    /// Every event before this time has been given.
+    seen: i64,
+    windows: broadcast::Receiver<Window>,
+}
+
+impl LiveStream {
+    /// The stream's next events, oldest first: any gap between what was
+    /// given and the next shared window (read from the store), then that
+    /// window's events not given yet. `None` once the shared poll has ended.
+    pub async fn next(&mut self) -> Option<Vec<Value>> {
+        let w = loop {
+            match self.windows.recv().await {
+                Ok(w) => break w,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        };
+        let mut out = Vec::new();
+        if w.start > self.seen {
+            let gap = EventQuery {
+                plan: self.plan.clone(),
+                start: self.seen,
+                stop: w.start,
+                limit: usize::MAX,
+            };
+            match query_events(&self.store, &self.tenant, gap, Order::Ascending).await {
+                Ok(events) => out = events,
+                Err(e) => tracing::warn!(error = %e, "live event gap query failed"),
+            }
+        }
+        let seen = self.seen;
+        out.extend(
+            w.events
+                .iter()
+                .filter(|e| {
+                    e.get("time")
+                        .and_then(Value::as_str)
+                        .and_then(crate::model::time::parse_iso)
+                        .is_none_or(|t| t >= seen)
+                })
+                .cloned(),
+        );
+        self.seen = seen.max(w.stop);
+        Some(out)
     }
 }

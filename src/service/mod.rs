@@ -10,9 +10,9 @@ pub mod wiring;
 
 /// The storage contract's types that services hand to transport.
 pub use crate::storage::{Order, StoreError};
-pub use collector::{Collector, CollectorError};
+pub use collector::{Collector, CollectorError, SessionLog};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};
-pub use events::{EventQuery, EventQueryError, Events, query_events};
+pub use events::{EventQuery, EventQueryError, Events};
 pub use invalidation::Invalidator;
 pub use wiring::{Services, Settings};
 

@@ -55,10 +55,11 @@ impl Services {
         let live = LiveStreams::new(
             Arc::clone(&store),
             Arc::clone(&clock),
+            Arc::clone(&run),
             settings.live_poll_interval,
         );
         Services {
-            events: Events::new(store),
+            events: Events::new(store, Arc::clone(&run)),
             clock,
             run,
             collector,

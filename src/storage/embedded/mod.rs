@@ -225,8 +225,8 @@ impl EmbeddedStore {
     fn load_indexes(&self) -> Result<(), StoreError> {
         for item in self.types.iter() {
             let key = item.key().map_err(engine)?;
-            let (svc, t) = split_type_key(&key)?;
-            self.known_types.entry(svc).or_default().insert(t);
+            let (tenant, t) = split_type_key(&key)?;
+            self.known_types.entry(tenant).or_default().insert(t);
         }
         for item in self.deleted.iter() {
             let key = item.key().map_err(engine)?;
@@ -393,8 +393,8 @@ fn run_id() -> u64 {
 /// `tenant 0x00 type` → (tenant, type)
 fn split_type_key(key: &[u8]) -> Result<(String, String), StoreError> {
     let text = std::str::from_utf8(key).map_err(|_| corrupt("type key"))?;
-    let (svc, t) = text.split_once('\0').ok_or_else(|| corrupt("type key"))?;
-    Ok((svc.to_owned(), t.to_owned()))
+    let (tenant, t) = text.split_once('\0').ok_or_else(|| corrupt("type key"))?;
+    Ok((tenant.to_owned(), t.to_owned()))
 }
 
 /// `tenant 0x00 type 0x00 rest` → (prefix, rest bytes)

@@ -96,6 +96,15 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("invalid size {s:?}"))
 }
 
+/// A size, or `0`.
+fn parse_size_or_zero(s: &str) -> Result<usize, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(s)
+    }
+}
+
 /// A listener address, or `off`.
 #[derive(Debug, Clone, Copy)]
 pub struct OptionalAddr(pub Option<SocketAddr>);
@@ -162,4 +171,35 @@ pub struct ServeArgs {
     /// events and cached metrics), e.g. `256MiB`.
     #[arg(long, env = "CUBED_BLOCK_CACHE", default_value = "256MiB", value_parser = parse_size)]
     pub block_cache: usize,
+    /// Free space that puts and metric cache writes leave on the disk of the
+    /// data directory: a put that would leave less is refused with `507 disk
+    /// full` (nothing stored) and accepted again as soon as space is freed;
+    /// `0` turns the check off.
+    #[arg(long, env = "CUBED_MIN_FREE_DISK", default_value = "256MiB", value_parser = parse_size_or_zero)]
+    pub min_free_disk: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn size_defaults_are_the_documented_limits() {
+        let cli = Cli::try_parse_from(["cubed", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.max_body, cubed::limits::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(
+            args.max_ws_message,
+            cubed::limits::DEFAULT_MAX_WS_MESSAGE_BYTES
+        );
+        assert_eq!(
+            args.min_free_disk,
+            cubed::limits::DEFAULT_MIN_FREE_DISK_BYTES
+        );
+        assert_eq!(parse_size_or_zero("0"), Ok(0));
+        assert!(parse_size("0").is_err());
+    }
 }

@@ -42,6 +42,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default largest WebSocket message (`--max-ws-message`); the socket is
 /// closed with 1009 beyond it.
 pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Default free space that puts and metric cache writes leave on the disk
+/// (`--min-free-disk`); `507 disk full` when a put would leave less.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: usize = 256 * 1024 * 1024;
 /// Longest tenant name in `Fiware-Service`.
 pub const MAX_TENANT_BYTES: usize = 50;
 /// Longest level of a `Fiware-ServicePath` (subservice), and most levels

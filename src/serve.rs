@@ -25,6 +25,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         args.block_cache as u64,
     )
     .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
+    store.set_min_free_disk(args.min_free_disk as u64);
     let store = Arc::new(store);
     if args.reset_cache {
         cubed::storage::MetricCache::clear(&*store)

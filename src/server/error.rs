@@ -93,6 +93,18 @@ impl From<StoreError> for ApiError {
             StoreError::TooLarge(m) => {
                 ApiError::with_message(StatusCode::PAYLOAD_TOO_LARGE, "too large", m)
             }
+            e @ StoreError::DiskFull { .. } => {
+                tracing::warn!(error = %e, "write refused");
+                ApiError::with_message(StatusCode::INSUFFICIENT_STORAGE, "disk full", e.to_string())
+            }
+            e @ StoreError::Failed(_) => {
+                tracing::error!(error = %e, "write refused");
+                ApiError::with_message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store failed",
+                    e.to_string(),
+                )
+            }
             other => ApiError::internal(other),
         }
     }

@@ -519,13 +519,19 @@ impl Evaluator {
             Arc::clone(leaf),
         );
         let stop = first + n as i64 * step;
-        tokio::task::spawn_blocking(move || {
+        let cached = tokio::task::spawn_blocking(move || {
             inv.cache_unless_dirty(&owned, &l.event_type, generation, first, stop, || {
                 cache.put(&owned, &l.event_type, &l.source, step, &bins)
             })
         })
         .await
-        .map_err(|e| EvalError::Internal(e.to_string()))??;
+        .map_err(|e| EvalError::Internal(e.to_string()))?;
+        // The values are right whether or not they could be cached (a full
+        // disk refuses cache writes): the query is answered either way, and
+        // the bins are computed again next time.
+        if let Err(e) = cached {
+            tracing::warn!(error = %e, source = %leaf.source, "computed bins not cached");
+        }
         let listeners = lock(&self.listeners).clone();
         for l in listeners {
             l(tenant, &leaf.source, ms);

@@ -35,6 +35,21 @@ pub enum StoreError {
     /// report as a client error naming the limit.
     #[error("too large to store: {0}")]
     TooLarge(String),
+    /// The disk holding the store has less free space than the reserve
+    /// (`--min-free-disk`) would leave after this write: nothing was
+    /// written. Writes succeed again once space is freed (no restart).
+    /// Report as 507.
+    #[error(
+        "the disk is full: {available} bytes free, the reserve is {reserve} bytes (--min-free-disk); nothing was written"
+    )]
+    DiskFull { available: u64, reserve: u64 },
+    /// An earlier write failed in the engine (the disk filled up past the
+    /// reserve, or an IO error), and the engine refuses writes from then on
+    /// so as not to lose what it acknowledged: reads still work, writes need
+    /// a restart of Cubed (which recovers everything acknowledged). Report as
+    /// 503.
+    #[error("the store refuses writes after an engine failure ({0}); restart Cubed")]
+    Failed(String),
     /// The batch was written (and is visible to reads) but the sync that
     /// `--durability sync` promises failed; `outcome` says what was written,
     /// so that its cached bins are still invalidated. Report as 500.

@@ -101,6 +101,7 @@ impl MetricCache for EmbeddedStore {
             return Ok(());
         }
         let adding = charge * bins.len() as u64;
+        self.check_space(2 * adding)?;
         let mut usage_map = lock(&self.cache_usage);
         let entry = usage_map.entry(prefix.clone()).or_default();
         // Worked on a copy, kept only if the batch commits.

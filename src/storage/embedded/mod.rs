@@ -19,6 +19,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -77,8 +78,32 @@ impl Replaced {
     }
 }
 
-fn engine(e: impl std::fmt::Display) -> StoreError {
+/// An engine error as the contract's: a full disk (`ENOSPC`) and the
+/// engine's refusal after a failed write (fjall's `Poisoned`) are
+/// [`StoreError::Failed`], since fjall refuses every write after either;
+/// anything else is [`StoreError::Engine`].
+fn engine(e: impl std::error::Error + 'static) -> StoreError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        let full = c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull);
+        let poisoned = matches!(
+            c.downcast_ref::<fjall::Error>(),
+            Some(fjall::Error::Poisoned)
+        );
+        if full || poisoned {
+            return StoreError::Failed(e.to_string());
+        }
+        cause = c.source();
+    }
     StoreError::Engine(e.to_string())
+}
+
+/// Bytes free for unprivileged writers on the filesystem holding `dir`.
+fn available_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Bytes used and insertion counter of one type's metric cache.
@@ -116,12 +141,40 @@ pub struct EmbeddedStore {
     /// Per type prefix: cache usage. Also serialises cache writes of a type.
     cache_usage: Mutex<HashMap<Vec<u8>, CacheUsage>>,
     sources: DashMap<Vec<u8>, HashSet<String>>,
+    /// The data directory (its filesystem's free space is checked before writes).
+    dir: std::path::PathBuf,
+    /// Bytes that puts and cache writes leave free on the disk (`--min-free-disk`).
+    min_free_disk: AtomicU64,
 }
 
 /// The engine's block cache unless configured (fjall's own default is 32 MiB).
 pub const DEFAULT_BLOCK_CACHE: u64 = 256 * 1024 * 1024;
 
 impl EmbeddedStore {
+    /// Sets the bytes that puts and metric cache writes leave free on the
+    /// disk holding the store (`--min-free-disk`; 0, the default, checks
+    /// nothing). A write that would leave less is refused with
+    /// [`StoreError::DiskFull`] before anything is written, so the engine
+    /// itself never runs out of space (fjall refuses all writes after a
+    /// failed one) and writes resume as soon as space is freed.
+    pub fn set_min_free_disk(&self, bytes: u64) {
+        self.min_free_disk.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Refuses a write of about `writing` bytes that would leave less than
+    /// the reserve free.
+    fn check_space(&self, writing: u64) -> Result<(), StoreError> {
+        let reserve = self.min_free_disk.load(Ordering::Relaxed);
+        if reserve == 0 {
+            return Ok(());
+        }
+        let available = available_bytes(&self.dir).map_err(engine)?;
+        if available < reserve.saturating_add(writing) {
+            return Err(StoreError::DiskFull { available, reserve });
+        }
+        Ok(())
+    }
+
     /// Opens (or creates) the store in `dir`, with the default block cache.
     pub fn open(dir: &Path, durability: Durability, cache_cap: u64) -> Result<Self, StoreError> {
         Self::open_with_block_cache(dir, durability, cache_cap, DEFAULT_BLOCK_CACHE)
@@ -172,6 +225,8 @@ impl EmbeddedStore {
             cache_cap,
             cache_usage: Mutex::new(HashMap::new()),
             sources: DashMap::new(),
+            dir: dir.to_path_buf(),
+            min_free_disk: AtomicU64::new(0),
         };
         store.load_indexes()?;
         store.recover_dirty()?;
@@ -475,6 +530,13 @@ impl EventStore for EmbeddedStore {
             let times = outcome.written.entry((*event_type).to_owned()).or_default();
             times.extend(idxs.iter().map(|&i| events[i].time));
         }
+        // Written twice (the journal, then a table when the memtable is
+        // flushed), plus the id index and the dirty marks.
+        let writing: usize = blocks
+            .iter()
+            .map(|(p, v)| 2 * (p.len() + v.len() + 64))
+            .sum();
+        self.check_space(writing as u64)?;
         let mut new_types: Vec<String> = Vec::new();
         {
             let mut seq = lock(&self.writer);

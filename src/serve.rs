@@ -6,6 +6,7 @@ use cubed::model::SystemClock;
 use cubed::server::{self, App, Limits, Listeners, Options};
 use cubed::service::Services;
 use cubed::storage::embedded::EmbeddedStore;
+use cubed::storage::embedded::reopen::Reopening;
 
 use crate::cli::ServeArgs;
 
@@ -18,14 +19,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = EmbeddedStore::open_with_block_cache(
-        &args.data_dir,
-        args.durability,
-        args.cache_per_type as u64,
-        args.block_cache as u64,
-    )
+    let (dir, durability) = (args.data_dir.clone(), args.durability);
+    let (cache_cap, block_cache) = (args.cache_per_type as u64, args.block_cache as u64);
+    let min_free_disk = args.min_free_disk as u64;
+    // Reopened in place if the engine fails (see storage::embedded::reopen).
+    let store = Reopening::new(Box::new(move || {
+        let store = EmbeddedStore::open_with_block_cache(&dir, durability, cache_cap, block_cache)?;
+        store.set_min_free_disk(min_free_disk);
+        Ok(store)
+    }))
     .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
-    store.set_min_free_disk(args.min_free_disk as u64);
     let store = Arc::new(store);
     if args.reset_cache {
         cubed::storage::MetricCache::clear(&*store)

@@ -52,7 +52,11 @@ struct Server(Option<spawn::Spawned>);
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let reserve = RESERVE.to_string();
+        Server::start_with_reserve(data, RESERVE)
+    }
+
+    fn start_with_reserve(data: &Path, reserve: u64) -> Server {
+        let reserve = reserve.to_string();
         Server(Some(spawn::spawn(
             &spawn::cubed_bin(),
             data,
@@ -205,5 +209,58 @@ fn a_full_disk_refuses_puts_cleanly_and_writes_resume_when_space_is_freed() {
         server.count("sum(fill(i))"),
         (0..acknowledged as u64).sum::<u64>()
     );
+    server.stop();
+}
+
+/// Without the reserve the engine itself runs out of space, fails the write
+/// and refuses writes from then on; the store reopens itself, so writes
+/// resume once space is freed, still without a restart of Cubed.
+#[test]
+fn without_the_reserve_the_engine_fails_and_the_store_reopens_itself() {
+    let fs = Tmpfs::mount(96);
+    let data = fs.0.join("data");
+    let server = Server::start_with_reserve(&data, 0);
+    let filler = fs.0.join("filler");
+    let fill = available(&fs.0) - 3 * MIB;
+    std::fs::write(&filler, vec![0u8; fill as usize]).expect("write the filler");
+
+    let mut acknowledged = 0;
+    let failed = loop {
+        assert!(acknowledged < 100_000, "the disk never filled");
+        match server.put(acknowledged) {
+            (200, _) => acknowledged += BATCH,
+            (503, body) => break body,
+            (status, body) => panic!("a put on a full disk answered {status} {body}"),
+        }
+    };
+    assert_eq!(failed["error"], "store failed", "{failed}");
+    // Reads go on while the disk is still full.
+    assert_eq!(server.count("sum(fill)"), acknowledged as u64);
+
+    // Space comes back: within a few attempts (a reopen is tried at most
+    // once a second) puts are accepted again.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match server.put(acknowledged) {
+            (200, _) => {
+                acknowledged += BATCH;
+                break;
+            }
+            (503, _) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            (status, body) => panic!("after space was freed a put answered {status} {body}"),
+        }
+    }
+    // Every acknowledged event, none of the failed ones.
+    assert_eq!(server.count("sum(fill)"), acknowledged as u64);
+    assert_eq!(
+        server.count("sum(fill(i))"),
+        (0..acknowledged as u64).sum::<u64>()
+    );
+    server.stop();
+    let server = Server::start(&data);
+    assert_eq!(server.count("sum(fill)"), acknowledged as u64);
     server.stop();
 }

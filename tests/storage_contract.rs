@@ -783,6 +783,20 @@ mod embedded_backend {
         }
     }
 
+    /// The same, behind `Reopening` (as `cubed serve` opens it).
+    pub fn fresh_reopening() -> Fresh<cubed::storage::embedded::reopen::Reopening> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let store = cubed::storage::embedded::reopen::Reopening::new(Box::new(move || {
+            EmbeddedStore::open(&path, Durability::Process, 16 * 1024)
+        }))
+        .expect("open");
+        Fresh {
+            store: Arc::new(store),
+            _guard: Box::new(dir),
+        }
+    }
+
     #[test]
     fn events_survive_reopening() {
         use cubed::model::{NewEvent, Tenant};
@@ -889,3 +903,5 @@ mod embedded_backend {
 }
 
 contract_suite!(embedded, embedded_backend::fresh);
+// What `cubed serve` runs: the embedded store behind its reopening wrapper.
+contract_suite!(embedded_reopening, embedded_backend::fresh_reopening);

@@ -43,12 +43,12 @@ pub enum StoreError {
         "the disk is full: {available} bytes free, the reserve is {reserve} bytes (--min-free-disk); nothing was written"
     )]
     DiskFull { available: u64, reserve: u64 },
-    /// An earlier write failed in the engine (the disk filled up past the
-    /// reserve, or an IO error), and the engine refuses writes from then on
-    /// so as not to lose what it acknowledged: reads still work, writes need
-    /// a restart of Cubed (which recovers everything acknowledged). Report as
-    /// 503.
-    #[error("the store refuses writes after an engine failure ({0}); restart Cubed")]
+    /// The engine failed a write (the disk filled up past the reserve, an
+    /// IO error) and refuses writes from then on so as not to lose what it
+    /// acknowledged; nothing of this call was acknowledged. Reads still
+    /// work. The embedded store reopens itself (`embedded::reopen`), so a
+    /// later write succeeds once the cause is gone. Report as 503.
+    #[error("the store failed a write and is being reopened ({0}); retry")]
     Failed(String),
     /// The batch was written (and is visible to reads) but the sync that
     /// `--durability sync` promises failed; `outcome` says what was written,

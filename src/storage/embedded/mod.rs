@@ -29,6 +29,7 @@ pub mod blocks;
 mod cache;
 pub mod columns;
 pub mod keys;
+pub mod reopen;
 mod select;
 
 use super::{DirtyMark, EventStore, Order, PutOutcome, Selected, Selection, StoreError};

@@ -171,6 +171,15 @@ pub struct ServeArgs {
     /// events and cached metrics), e.g. `256MiB`.
     #[arg(long, env = "CUBED_BLOCK_CACHE", default_value = "256MiB", value_parser = parse_size)]
     pub block_cache: usize,
+    /// Most bytes of answers queued for one evaluator WebSocket: a client
+    /// that stops reading is disconnected once its answers pass this.
+    #[arg(long, env = "CUBED_MAX_WS_QUEUE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_ws_queue: usize,
+    /// Most requests being answered at once on one evaluator WebSocket
+    /// (live event streams included); beyond it a request gets
+    /// `{"error": "too many requests"}`.
+    #[arg(long, env = "CUBED_MAX_WS_IN_FLIGHT", default_value_t = cubed::limits::DEFAULT_MAX_WS_IN_FLIGHT)]
+    pub max_ws_in_flight: usize,
     /// Free space that puts and metric cache writes leave on the disk of the
     /// data directory: a put that would leave less is refused with `507 disk
     /// full` (nothing stored) and accepted again as soon as space is freed;
@@ -195,6 +204,7 @@ mod tests {
             args.max_ws_message,
             cubed::limits::DEFAULT_MAX_WS_MESSAGE_BYTES
         );
+        assert_eq!(args.max_ws_queue, cubed::limits::DEFAULT_MAX_WS_QUEUE_BYTES);
         assert_eq!(
             args.min_free_disk,
             cubed::limits::DEFAULT_MIN_FREE_DISK_BYTES

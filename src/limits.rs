@@ -42,6 +42,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default largest WebSocket message (`--max-ws-message`); the socket is
 /// closed with 1009 beyond it.
 pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Default most bytes of answers queued for one evaluator WebSocket
+/// (`--max-ws-queue`); a client that stops reading is disconnected there.
+pub const DEFAULT_MAX_WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default most requests in flight on one evaluator WebSocket
+/// (`--max-ws-in-flight`), live event streams included.
+pub const DEFAULT_MAX_WS_IN_FLIGHT: usize = 256;
 /// Default free space that puts and metric cache writes leave on the disk
 /// (`--min-free-disk`); `507 disk full` when a put would leave less.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: usize = 256 * 1024 * 1024;

@@ -130,6 +130,7 @@ fn limits_and_errors_are_clear() {
     let limits = cubed::server::Limits {
         max_body_bytes: 1000,
         max_ws_message_bytes: 1000,
+        ..Default::default()
     };
     let s = TestServer::start_with(std::sync::Arc::new(cubed::model::SystemClock), limits);
     let big = format!(

@@ -78,6 +78,7 @@ fn websocket_messages_over_the_limit_close_the_socket() {
     let limits = cubed::server::Limits {
         max_body_bytes: 1 << 20,
         max_ws_message_bytes: 1000,
+        ..Default::default()
     };
     let s = TestServer::start_with(std::sync::Arc::new(cubed::model::SystemClock), limits);
     let url = format!("ws://{}/1.0/event/put", s.collector);

@@ -170,3 +170,95 @@ fn types_over_websocket() {
         assert_eq!(next(&mut ws).await, json!(["alpha", "beta"]));
     });
 }
+
+/// A server whose evaluator sockets have the given queue cap and in-flight cap.
+fn start_with_socket_limits(max_ws_queue_bytes: usize, max_ws_in_flight: usize) -> TestServer {
+    let limits = cubed::server::Limits {
+        max_ws_queue_bytes,
+        max_ws_in_flight,
+        ..Default::default()
+    };
+    TestServer::start_with(Arc::new(cubed::model::SystemClock), limits)
+}
+
+/// A client that asks for far more than the queue cap and never reads is
+/// disconnected: the server drops its answers instead of buffering them,
+/// and goes on answering others.
+#[test]
+fn a_client_that_stops_reading_is_disconnected() {
+    let s = start_with_socket_limits(256 * 1024, 1000);
+    s.put(&json!([{"type": "req", "time": "2012-04-16T16:00:10Z"}]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/metric/get").await;
+        // 100 requests of 10,000 bins each: about 60 MB of answers.
+        let requests = 100;
+        for i in 0..requests {
+            send(
+                &mut ws,
+                json!({"expression": "sum(req)", "start": "2012-04-16T00:00:00Z",
+                "step": 1e4, "limit": 10_000, "stop": "2012-04-17T04:00:00Z", "id": i}),
+            )
+            .await;
+        }
+        // Not reading while the server works.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // What reached the socket before it was closed, then its end.
+        let mut received = 0usize;
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+                Ok(Some(Ok(Message::Text(_)))) => received += 1,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break true,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => break false,
+            }
+        };
+        assert!(
+            ended,
+            "the socket of a client that stopped reading stayed open"
+        );
+        let all = requests * 10_001;
+        assert!(
+            received < all / 2,
+            "{received} of {all} answers were buffered for a client that did not read"
+        );
+        // Others are served as before.
+        let mut other = connect(&s, "/1.0/metric/get").await;
+        send(
+            &mut other,
+            json!({"expression": "sum(req)", "start": "2012-04-16T16:00:00Z",
+            "stop": "2012-04-16T16:01:00Z", "step": 6e4, "id": "after"}),
+        )
+        .await;
+        let bin = next(&mut other).await;
+        assert_eq!(bin["value"], json!(1), "{bin}");
+    });
+}
+
+/// Requests beyond the in-flight cap of a socket are refused one by one,
+/// each answered with its id; those in flight go on.
+#[test]
+fn requests_beyond_the_in_flight_cap_are_refused() {
+    let s = start_with_socket_limits(16 << 20, 2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/event/get").await;
+        // Live streams (no stop) stay in flight.
+        for i in 0..5 {
+            send(&mut ws, json!({"expression": "req(x)", "id": i})).await;
+        }
+        let mut refused = Vec::new();
+        for _ in 0..3 {
+            let a = next(&mut ws).await;
+            assert_eq!(a["error"], json!("too many requests"), "{a}");
+            assert!(
+                a["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("--max-ws-in-flight")),
+                "{a}"
+            );
+            refused.push(a["id"].clone());
+        }
+        assert_eq!(refused, vec![json!(2), json!(3), json!(4)]);
+    });
+}

@@ -17,6 +17,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest WebSocket message (the connection is closed with 1009 beyond it).
     pub max_ws_message_bytes: usize,
+    /// Most bytes of answers queued for one evaluator WebSocket whose
+    /// client does not read them; beyond it the socket is closed.
+    pub max_ws_queue_bytes: usize,
+    /// Most requests being answered at once on one evaluator WebSocket
+    /// (live event streams included); beyond it a request is refused.
+    pub max_ws_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +30,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: crate::limits::DEFAULT_MAX_BODY_BYTES,
             max_ws_message_bytes: crate::limits::DEFAULT_MAX_WS_MESSAGE_BYTES,
+            max_ws_queue_bytes: crate::limits::DEFAULT_MAX_WS_QUEUE_BYTES,
+            max_ws_in_flight: crate::limits::DEFAULT_MAX_WS_IN_FLIGHT,
         }
     }
 }

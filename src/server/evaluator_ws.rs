@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use warp::ws::{Message, WebSocket};
 
@@ -46,29 +47,63 @@ fn with_id(mut body: Value, id: Option<&Value>) -> Value {
     body
 }
 
-/// Where one request's answers go: the socket's writer, counting the bytes
+/// One socket's queue of answers for its writer, bounded in bytes: when a
+/// client stops reading and the queue would pass its cap, the socket is
+/// closed (its requests stopped) instead of buffering without end.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<String>,
+    /// Bytes queued and not yet written to the socket.
+    queued: Arc<AtomicUsize>,
+    cap: usize,
+    /// Set when the cap was crossed: everything stops.
+    overflowed: Arc<AtomicBool>,
+    overflow: Arc<Notify>,
+}
+
+impl Outbox {
+    fn push(&self, text: String) -> bool {
+        if self.overflowed.load(Relaxed) {
+            return false;
+        }
+        let len = text.len();
+        if self.queued.fetch_add(len, Relaxed) + len > self.cap {
+            self.overflowed.store(true, Relaxed);
+            self.overflow.notify_one();
+            return false;
+        }
+        self.tx.send(text).is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.overflowed.load(Relaxed) || self.tx.is_closed()
+    }
+}
+
+/// Where one request's answers go: the socket's outbox, counting the bytes
 /// (and whether an error was among them) for the request's transaction,
 /// which is recorded by `finish` (or on drop).
 pub struct Answers {
-    tx: mpsc::UnboundedSender<String>,
+    out: Outbox,
     bytes: u64,
     error: bool,
     on_done: Option<Box<dyn FnOnce(u64, bool) + Send>>,
 }
 
 impl Answers {
-    /// Queues one message; false once the socket is gone.
+    /// Queues one message; false once the socket is gone (or was closed
+    /// because its client stopped reading).
     pub fn send(&mut self, v: Value) -> bool {
         if v.get("error").is_some() {
             self.error = true;
         }
         let text = v.to_string();
         self.bytes += text.len() as u64;
-        self.tx.send(text).is_ok()
+        self.out.push(text)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.out.is_closed()
     }
 
     /// The request is answered: count its transaction.
@@ -97,16 +132,26 @@ pub async fn serve(
 ) {
     let _open = app.run.websocket.open();
     let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let out = Outbox {
+        tx,
+        queued: Arc::default(),
+        cap: app.limits.max_ws_queue_bytes,
+        overflowed: Arc::default(),
+        overflow: Arc::default(),
+    };
     let writer_app = Arc::clone(&app);
+    let queued = Arc::clone(&out.queued);
     // The close frame after a failed receive, sent after the answers.
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<Message>();
     let mut close_tx = Some(close_tx);
     let writer = tokio::spawn(async move {
         while let Some(text) = out_rx.recv().await {
+            let len = text.len();
             if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
+            queued.fetch_sub(len, Relaxed);
             writer_app.run.websocket.messages_sent.fetch_add(1, Relaxed);
         }
         if let Ok(frame) = close_rx.await {
@@ -114,15 +159,23 @@ pub async fn serve(
         }
         let _ = sink.close().await;
     });
+    let max_in_flight = app.limits.max_ws_in_flight;
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-    while let Some(msg) = stream.next().await {
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            _ = out.overflow.notified() => break,
+        };
         let started = Instant::now();
         let msg = match msg {
             Ok(m) if m.is_close() => break,
             Ok(m) if m.is_text() => m,
             Ok(_) => continue,
             Err(e) => {
-                let _ = out.send(json!({ "error": e.to_string() }).to_string());
+                let _ = out.push(json!({ "error": e.to_string() }).to_string());
                 if let Some(close) = close_tx.take() {
                     let _ = close.send(super::common::close_after(&e));
                 }
@@ -138,7 +191,7 @@ pub async fn serve(
             })
         };
         let mut answers = Answers {
-            tx: out.clone(),
+            out: out.clone(),
             bytes: 0,
             error: false,
             on_done: Some(on_done),
@@ -159,6 +212,16 @@ pub async fn serve(
             }
         };
         tasks.retain(|t| !t.is_finished());
+        if tasks.len() >= max_in_flight {
+            app.run.websocket.messages_rejected.fetch_add(1, Relaxed);
+            let id = request_id(&request).ok().flatten();
+            let refused = json!({
+                "error": "too many requests",
+                "message": format!("at most {max_in_flight} requests in flight on one socket (--max-ws-in-flight); wait for answers"),
+            });
+            answers.send(with_id(refused, id));
+            continue;
+        }
         let (app, tenant) = (Arc::clone(&app), tenant.clone());
         tasks.push(tokio::spawn(async move {
             let out = &mut answers;
@@ -168,6 +231,15 @@ pub async fn serve(
                 Endpoint::Types => types_request(&app, &tenant, out).await,
             }
         }));
+    }
+    if out.overflowed.load(Relaxed) {
+        // The client stopped reading: drop what is queued and the socket
+        // (the writer may be waiting on it forever).
+        tracing::info!(
+            cap = out.cap,
+            "websocket closed: its client stopped reading answers"
+        );
+        writer.abort();
     }
     for t in tasks {
         t.abort();

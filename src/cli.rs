@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// `{"error": "too many requests"}`.
     #[arg(long, env = "CUBED_MAX_WS_IN_FLIGHT", default_value_t = cubed::limits::DEFAULT_MAX_WS_IN_FLIGHT)]
     pub max_ws_in_flight: usize,
+    /// Most live event streams at once, server-wide (distinct tenant,
+    /// expression and delay; subscribers to the same one share its poll).
+    #[arg(long, env = "CUBED_MAX_LIVE_STREAMS", default_value_t = cubed::limits::DEFAULT_MAX_LIVE_STREAMS)]
+    pub max_live_streams: usize,
     /// Free space that puts and metric cache writes leave on the disk of the
     /// data directory: a put that would leave less is refused with `507 disk
     /// full` (nothing stored) and accepted again as soon as space is freed;

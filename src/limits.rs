@@ -48,6 +48,9 @@ pub const DEFAULT_MAX_WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Default most requests in flight on one evaluator WebSocket
 /// (`--max-ws-in-flight`), live event streams included.
 pub const DEFAULT_MAX_WS_IN_FLIGHT: usize = 256;
+/// Default most live event streams at once, server-wide: distinct
+/// (tenant, expression, delay), each one shared poll (`--max-live-streams`).
+pub const DEFAULT_MAX_LIVE_STREAMS: usize = 1000;
 /// Default free space that puts and metric cache writes leave on the disk
 /// (`--min-free-disk`); `507 disk full` when a put would leave less.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: usize = 256 * 1024 * 1024;

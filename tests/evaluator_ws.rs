@@ -262,3 +262,54 @@ fn requests_beyond_the_in_flight_cap_are_refused() {
         assert_eq!(refused, vec![json!(2), json!(3), json!(4)]);
     });
 }
+
+/// Live event streams are capped server-wide: a stream of a new
+/// expression beyond the cap is refused, one that shares a running poll
+/// is not, and the cap frees up when streams end.
+#[test]
+fn live_streams_beyond_the_cap_are_refused() {
+    let s = TestServer::start_with_options(
+        Arc::new(cubed::model::SystemClock),
+        Options {
+            max_live_streams: 2,
+            self_events: false,
+            ..Options::default()
+        },
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/event/get").await;
+        // One at a time (each request is answered by its own task).
+        for (expression, id) in [("aa(x)", 1), ("bb(x)", 2), ("aa(x)", 3), ("cc(x)", 4)] {
+            send(&mut ws, json!({"expression": expression, "id": id})).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        let refused = next(&mut ws).await;
+        assert_eq!(
+            refused["error"],
+            json!("too many live streams"),
+            "{refused}"
+        );
+        assert_eq!(
+            refused["id"],
+            json!(4),
+            "only the third distinct stream: {refused}"
+        );
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--max-live-streams")),
+            "{refused}"
+        );
+        // Nothing else was refused.
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await;
+        assert!(quiet.is_err(), "another answer: {quiet:?}");
+        drop(ws);
+        // Once those streams are gone, a new one is taken.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut ws = connect(&s, "/1.0/event/get").await;
+        send(&mut ws, json!({"expression": "dd(x)", "id": 5})).await;
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await;
+        assert!(quiet.is_err(), "the stream was refused: {quiet:?}");
+    });
+}

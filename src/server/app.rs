@@ -45,6 +45,8 @@ pub struct Options {
     pub invalidation_interval: std::time::Duration,
     /// How often live event streams poll the store.
     pub live_poll_interval: std::time::Duration,
+    /// Most live event streams (distinct tenant, expression and delay) at once.
+    pub max_live_streams: usize,
     /// Store `cube_request` and `cube_compute` events, as Cube did.
     pub self_events: bool,
     /// Gather Orion-style transaction metrics (`/admin/metrics`, `/metrics`).
@@ -61,6 +63,7 @@ impl Options {
         Settings {
             max_query_memory: self.max_query_memory,
             live_poll_interval: self.live_poll_interval,
+            max_live_streams: self.max_live_streams,
         }
     }
 }
@@ -71,6 +74,7 @@ impl Default for Options {
             limits: Limits::default(),
             invalidation_interval: std::time::Duration::from_secs(1),
             live_poll_interval: std::time::Duration::from_secs(1),
+            max_live_streams: crate::limits::DEFAULT_MAX_LIVE_STREAMS,
             self_events: true,
             metrics: true,
             results_interval: std::time::Duration::from_secs(10),

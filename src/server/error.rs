@@ -221,6 +221,13 @@ impl From<EventQueryError> for ApiError {
                 let message = e.message().unwrap_or_default();
                 ApiError::with_message(StatusCode::BAD_REQUEST, &e.to_string(), message)
             }
+            EventQueryError::TooManyStreams(max) => ApiError::with_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many live streams",
+                format!(
+                    "at most {max} live event streams at once (--max-live-streams); retry later or share an expression"
+                ),
+            ),
             EventQueryError::Store(s) => s.into(),
             EventQueryError::Internal(m) => ApiError::internal(m),
         }

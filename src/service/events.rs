@@ -34,6 +34,9 @@ pub enum EventQueryError {
     Stop,
     #[error("invalid limit")]
     Limit,
+    /// As many live streams as allowed are running (`--max-live-streams`).
+    #[error("too many live streams")]
+    TooManyStreams(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -35,6 +35,8 @@ pub struct LiveStreams {
     clock: Arc<dyn Clock>,
     run: Arc<Run>,
     poll: Duration,
+    /// Most shared polls at once (`--max-live-streams`).
+    max_polls: usize,
     streams: Mutex<HashMap<Key, broadcast::Sender<Window>>>,
 }
 
@@ -44,12 +46,14 @@ impl LiveStreams {
         clock: Arc<dyn Clock>,
         run: Arc<Run>,
         poll: Duration,
+        max_polls: usize,
     ) -> Arc<Self> {
         Arc::new(LiveStreams {
             store,
             clock,
             run,
             poll,
+            max_polls,
             streams: Mutex::default(),
         })
     }
@@ -67,7 +71,9 @@ impl LiveStreams {
         self.run.evaluator.event_requests.fetch_add(1, Relaxed);
         let plan = query.plan.clone();
         let seen = query.stop;
-        let windows = self.subscribe(tenant, &plan, delay, seen);
+        let windows = self
+            .subscribe(tenant, &plan, delay, seen)
+            .ok_or(EventQueryError::TooManyStreams(self.max_polls))?;
         let history = query_events(&self.store, tenant, query, Order::Ascending).await?;
         let stream = LiveStream {
             store: Arc::clone(&self.store),
@@ -79,28 +85,34 @@ impl LiveStreams {
         Ok((history, stream))
     }
 
-    /// Subscribes to the shared poll of `plan` with `delay`; starts it if needed.
-    /// The first window starts at `from` or later.
+    /// Subscribes to the shared poll of `plan` with `delay`; starts it if
+    /// needed (`None` when as many polls as allowed are running). The first
+    /// window starts at `from` or later.
     fn subscribe(
         self: &Arc<Self>,
         tenant: &Tenant,
         plan: &EventPlan,
         delay: i64,
         from: i64,
-    ) -> broadcast::Receiver<Window> {
+    ) -> Option<broadcast::Receiver<Window>> {
         let key = (tenant.clone(), plan.canonical.clone(), delay);
         let mut streams = lock(&self.streams);
         if let Some(tx) = streams.get(&key)
             && tx.receiver_count() > 0
         {
-            return tx.subscribe();
+            return Some(tx.subscribe());
+        }
+        // Polls whose last subscriber left end at their next tick.
+        streams.retain(|_, tx| tx.receiver_count() > 0);
+        if streams.len() >= self.max_polls {
+            return None;
         }
         let (tx, rx) = broadcast::channel(64);
         streams.insert(key.clone(), tx.clone());
         let me = Arc::clone(self);
         let plan = plan.clone();
         tokio::spawn(async move { me.poll_loop(key, plan, tx, from).await });
-        rx
+        Some(rx)
     }
 
     async fn poll_loop(

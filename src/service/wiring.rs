@@ -17,6 +17,8 @@ pub struct Settings {
     pub max_query_memory: usize,
     /// How often live event streams poll the store.
     pub live_poll_interval: Duration,
+    /// Most live event streams (distinct tenant, expression and delay) at once.
+    pub max_live_streams: usize,
 }
 
 pub struct Services {
@@ -57,6 +59,7 @@ impl Services {
             Arc::clone(&clock),
             Arc::clone(&run),
             settings.live_poll_interval,
+            settings.max_live_streams,
         );
         Services {
             events: Events::new(store, Arc::clone(&run)),

@@ -171,6 +171,11 @@ pub struct ServeArgs {
     /// events and cached metrics), e.g. `256MiB`.
     #[arg(long, env = "CUBED_BLOCK_CACHE", default_value = "256MiB", value_parser = parse_size)]
     pub block_cache: usize,
+    /// Longest a request body may take to arrive, in ms (`408 request
+    /// timeout` beyond it): a client that sends a body slowly or stops
+    /// holds a connection no longer.
+    #[arg(long, env = "CUBED_BODY_TIMEOUT_MS", default_value_t = cubed::limits::DEFAULT_BODY_TIMEOUT_MS)]
+    pub body_timeout_ms: u64,
     /// Most bytes of answers queued for one evaluator WebSocket: a client
     /// that stops reading is disconnected once its answers pass this.
     #[arg(long, env = "CUBED_MAX_WS_QUEUE", default_value = "16MiB", value_parser = parse_size)]

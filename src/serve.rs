@@ -55,6 +55,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let limits = Limits {
         max_body_bytes: args.max_body,
         max_ws_message_bytes: args.max_ws_message,
+        body_timeout: std::time::Duration::from_millis(args.body_timeout_ms.max(1)),
         max_ws_queue_bytes: args.max_ws_queue,
         max_ws_in_flight: args.max_ws_in_flight.max(1),
     };

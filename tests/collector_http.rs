@@ -334,3 +334,34 @@ fn collectd_write_http_json() {
         (400, json!("invalid collectd body"))
     );
 }
+
+/// A body that does not arrive in time is answered `408` (and the
+/// connection is not held): a client that starts a put and stalls.
+#[test]
+fn a_stalled_body_gets_408() {
+    use std::io::{Read, Write};
+    let limits = cubed::server::Limits {
+        body_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let s = TestServer::start_with(std::sync::Arc::new(cubed::model::SystemClock), limits);
+    let mut sock = std::net::TcpStream::connect(&s.collector).expect("connect");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    sock.write_all(
+        b"POST /1.0/event/put HTTP/1.1\r\nHost: cubed\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"type\":",
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("--body-timeout") {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer to a stalled body: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"request timeout\""), "{answer}");
+}

@@ -17,6 +17,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest WebSocket message (the connection is closed with 1009 beyond it).
     pub max_ws_message_bytes: usize,
+    /// Longest a request body may take to arrive (408 beyond it).
+    pub body_timeout: std::time::Duration,
     /// Most bytes of answers queued for one evaluator WebSocket whose
     /// client does not read them; beyond it the socket is closed.
     pub max_ws_queue_bytes: usize,
@@ -30,6 +32,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: crate::limits::DEFAULT_MAX_BODY_BYTES,
             max_ws_message_bytes: crate::limits::DEFAULT_MAX_WS_MESSAGE_BYTES,
+            body_timeout: std::time::Duration::from_millis(crate::limits::DEFAULT_BODY_TIMEOUT_MS),
             max_ws_queue_bytes: crate::limits::DEFAULT_MAX_WS_QUEUE_BYTES,
             max_ws_in_flight: crate::limits::DEFAULT_MAX_WS_IN_FLIGHT,
         }

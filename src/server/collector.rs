@@ -56,7 +56,13 @@ where
     B: bytes::Buf,
 {
     let tenant = tenant(header)?;
-    let body = read_body(len, body, app.limits.max_body_bytes).await?;
+    let body = read_body(
+        len,
+        body,
+        app.limits.max_body_bytes,
+        app.limits.body_timeout,
+    )
+    .await?;
     Ok((tenant, body))
 }
 

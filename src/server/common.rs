@@ -57,6 +57,7 @@ pub async fn read_body<S, B>(
     content_length: Option<u64>,
     body: S,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<bytes::Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
@@ -65,23 +66,28 @@ where
     if content_length.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
-    let mut buf = BytesMut::with_capacity(content_length.map_or(8192, |n| n as usize));
-    let mut body = std::pin::pin!(body);
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| {
-            ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", e.to_string())
-        })?;
-        if buf.len() + chunk.remaining() > limit {
-            return Err(ApiError::payload_too_large(limit));
+    let read = async {
+        let mut buf = BytesMut::with_capacity(content_length.map_or(8192, |n| n as usize));
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|e| {
+                ApiError::with_message(StatusCode::BAD_REQUEST, "invalid body", e.to_string())
+            })?;
+            if buf.len() + chunk.remaining() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                let n = piece.len();
+                buf.extend_from_slice(piece);
+                chunk.advance(n);
+            }
         }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            let n = piece.len();
-            buf.extend_from_slice(piece);
-            chunk.advance(n);
-        }
-    }
-    Ok(buf.freeze())
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::body_timeout(timeout)))
 }
 
 /// Runs a synchronous storage call on a blocking thread; its error, or a

@@ -47,6 +47,18 @@ impl ApiError {
         )
     }
 
+    /// A body that did not arrive in time (`--body-timeout`).
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        ApiError::with_message(
+            StatusCode::REQUEST_TIMEOUT,
+            "request timeout",
+            format!(
+                "the request body did not arrive within {} ms (--body-timeout)",
+                timeout.as_millis()
+            ),
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
         ApiError::with_message(

@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// events and cached metrics), e.g. `256MiB`.
     #[arg(long, env = "CUBED_BLOCK_CACHE", default_value = "256MiB", value_parser = parse_size)]
     pub block_cache: usize,
+    /// Longest one metric request may take, in ms (`503 query timeout`
+    /// beyond it, over HTTP and WebSocket alike).
+    #[arg(long, env = "CUBED_QUERY_TIMEOUT_MS", default_value_t = cubed::limits::DEFAULT_QUERY_TIMEOUT_MS)]
+    pub query_timeout_ms: u64,
     /// Longest a request body may take to arrive, in ms (`408 request
     /// timeout` beyond it): a client that sends a body slowly or stops
     /// holds a connection no longer.

@@ -42,6 +42,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default largest WebSocket message (`--max-ws-message`); the socket is
 /// closed with 1009 beyond it.
 pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Default longest time one metric request may take, in ms
+/// (`--query-timeout-ms`); `503 query timeout` beyond it.
+pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 120_000;
 /// Default longest time a request body may take to arrive, in ms
 /// (`--body-timeout-ms`); `408 request timeout` beyond it.
 pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;

@@ -69,6 +69,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         results_interval: std::time::Duration::from_millis(args.results_interval_ms.max(100)),
         max_query_memory: args.max_query_memory,
         max_live_streams: args.max_live_streams.max(1),
+        query_timeout: std::time::Duration::from_millis(args.query_timeout_ms.max(1)),
         ..Options::default()
     };
     let services = Services::new(

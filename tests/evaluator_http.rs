@@ -284,3 +284,34 @@ fn deleting_the_cache_recomputes_from_events() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(metric(&s, "sum(test)", 300_000), before);
 }
+
+/// A metric request that does not finish within `--query-timeout-ms` is
+/// answered `503 query timeout`, over HTTP and over WebSocket (with its id).
+#[test]
+fn a_query_past_its_timeout_is_refused() {
+    let s = TestServer::start_with_options(
+        std::sync::Arc::new(cubed::model::SystemClock),
+        cubed::server::Options {
+            query_timeout: std::time::Duration::from_millis(1),
+            self_events: false,
+            ..Default::default()
+        },
+    );
+    let events: Vec<Value> = (0..20_000)
+        .map(|i| json!({"type": "req", "time": 1_334_592_000_000_i64 + i * 5_000, "data": {"ms": i % 97}}))
+        .collect();
+    s.put(&Value::from(events));
+    let url = s.evaluator_url(&format!(
+        "/1.0/metric?expression={}&start=2012-04-16T16:00:00Z&step=1e4&limit=10000",
+        enc("median(req(ms))")
+    ));
+    let (status, body) = get(&url, None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], json!("query timeout"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--query-timeout-ms")),
+        "{body}"
+    );
+}

@@ -25,7 +25,7 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 35] = [
+    let limits: [(&str, i128); 36] = [
         ("MAX_TYPE_BYTES", MAX_TYPE_BYTES as i128),
         ("MAX_ID_BYTES", MAX_ID_BYTES as i128),
         ("MAX_FIELD_NAME_BYTES", MAX_FIELD_NAME_BYTES as i128),
@@ -45,6 +45,7 @@ fn the_readme_states_every_limit() {
         ),
         ("DEFAULT_MAX_WS_IN_FLIGHT", DEFAULT_MAX_WS_IN_FLIGHT as i128),
         ("DEFAULT_BODY_TIMEOUT_MS", DEFAULT_BODY_TIMEOUT_MS as i128),
+        ("DEFAULT_QUERY_TIMEOUT_MS", DEFAULT_QUERY_TIMEOUT_MS as i128),
         ("DEFAULT_MAX_LIVE_STREAMS", DEFAULT_MAX_LIVE_STREAMS as i128),
         (
             "DEFAULT_MIN_FREE_DISK_BYTES",

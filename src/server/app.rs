@@ -58,6 +58,8 @@ pub struct Options {
     pub results_interval: std::time::Duration,
     /// Most bytes of values one metric request may hold.
     pub max_query_memory: usize,
+    /// Longest one metric request may take (503 `query timeout` beyond).
+    pub query_timeout: std::time::Duration,
 }
 
 impl Options {
@@ -65,6 +67,7 @@ impl Options {
     pub fn services(&self) -> Settings {
         Settings {
             max_query_memory: self.max_query_memory,
+            query_timeout: self.query_timeout,
             live_poll_interval: self.live_poll_interval,
             max_live_streams: self.max_live_streams,
         }
@@ -82,6 +85,9 @@ impl Default for Options {
             metrics: true,
             results_interval: std::time::Duration::from_secs(10),
             max_query_memory: crate::limits::MAX_QUERY_MEMORY_BYTES,
+            query_timeout: std::time::Duration::from_millis(
+                crate::limits::DEFAULT_QUERY_TIMEOUT_MS,
+            ),
         }
     }
 }

@@ -266,6 +266,14 @@ impl From<EvalError> for ApiError {
             EvalError::TooLarge(m) => {
                 ApiError::with_message(StatusCode::UNPROCESSABLE_ENTITY, "query too large", m)
             }
+            EvalError::Timeout(t) => ApiError::with_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query timeout",
+                format!(
+                    "the query did not finish within {} ms (--query-timeout-ms); ask for fewer bins or a coarser step",
+                    t.as_millis()
+                ),
+            ),
             other => ApiError::internal(other),
         }
     }

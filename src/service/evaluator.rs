@@ -42,6 +42,10 @@ pub enum EvalError {
     /// The request would hold more than its memory budget.
     #[error("{0}")]
     TooLarge(String),
+    /// The request did not finish within the query timeout; what it was
+    /// computing was dropped.
+    #[error("the query did not finish within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
 }
 
 impl From<StoreError> for EvalError {
@@ -205,6 +209,8 @@ pub struct Evaluator {
     run: Arc<crate::telemetry::results::Run>,
     /// Bytes of values one request may hold.
     query_memory: usize,
+    /// Longest one request may take (`--query-timeout-ms`).
+    query_timeout: std::time::Duration,
 }
 
 /// One value per bin: `None` undefined; `Some(NaN)` shows as null.
@@ -224,6 +230,7 @@ impl Evaluator {
         invalidator: Arc<Invalidator>,
         run: Arc<crate::telemetry::results::Run>,
         query_memory: usize,
+        query_timeout: std::time::Duration,
     ) -> Self {
         Evaluator {
             store,
@@ -233,6 +240,7 @@ impl Evaluator {
             listeners: Mutex::default(),
             run,
             query_memory,
+            query_timeout,
         }
     }
 
@@ -241,7 +249,9 @@ impl Evaluator {
     }
 
     /// Evaluates `q`, calling `emit(bin index, value)` once per bin: bins
-    /// whose leaves were all cached first, then the rest.
+    /// whose leaves were all cached first, then the rest. A request that
+    /// has not finished within the query timeout ends with
+    /// [`EvalError::Timeout`] (bins emitted before stay emitted).
     pub async fn evaluate(
         &self,
         tenant: &Tenant,
@@ -251,7 +261,9 @@ impl Evaluator {
         let started = std::time::Instant::now();
         let stats = &self.run.evaluator;
         stats.metric_requests.fetch_add(1, Relaxed);
-        let r = self.evaluate_inner(tenant, q, emit).await;
+        let r = tokio::time::timeout(self.query_timeout, self.evaluate_inner(tenant, q, emit))
+            .await
+            .unwrap_or(Err(EvalError::Timeout(self.query_timeout)));
         stats.metric_latency.record(started.elapsed());
         match &r {
             Ok(()) => stats.bins_returned.fetch_add(q.n as u64, Relaxed),

@@ -15,6 +15,8 @@ use crate::telemetry::results::Run;
 pub struct Settings {
     /// Most bytes of values one metric request may hold.
     pub max_query_memory: usize,
+    /// Longest one metric request may take.
+    pub query_timeout: Duration,
     /// How often live event streams poll the store.
     pub live_poll_interval: Duration,
     /// Most live event streams (distinct tenant, expression and delay) at once.
@@ -53,6 +55,7 @@ impl Services {
             Arc::clone(&invalidator),
             Arc::clone(&run),
             settings.max_query_memory,
+            settings.query_timeout,
         );
         let live = LiveStreams::new(
             Arc::clone(&store),

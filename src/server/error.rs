@@ -266,6 +266,9 @@ impl From<EvalError> for ApiError {
             EvalError::TooLarge(m) => {
                 ApiError::with_message(StatusCode::UNPROCESSABLE_ENTITY, "query too large", m)
             }
+            EvalError::StoreFailed(m) => {
+                ApiError::with_message(StatusCode::SERVICE_UNAVAILABLE, "store failed", m)
+            }
             EvalError::Timeout(t) => ApiError::with_message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "query timeout",

@@ -37,20 +37,27 @@ const PYRAMID_CHUNK: usize = 1024;
 pub enum EvalError {
     #[error("storage error: {0}")]
     Store(String),
+    /// The store failed a write and is being reopened (see
+    /// [`StoreError::Failed`]): retry.
+    #[error("{0}")]
+    StoreFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// The request would hold more than its memory budget.
     #[error("{0}")]
     TooLarge(String),
-    /// The request did not finish within the query timeout; what it was
-    /// computing was dropped.
+    /// The request did not finish within the query timeout; its result
+    /// was not waited for.
     #[error("the query did not finish within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
 }
 
 impl From<StoreError> for EvalError {
     fn from(e: StoreError) -> Self {
-        EvalError::Store(e.to_string())
+        match e {
+            StoreError::Failed(_) => EvalError::StoreFailed(e.to_string()),
+            e => EvalError::Store(e.to_string()),
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -59,18 +59,36 @@ pub struct Outbox {
     /// Set when the cap was crossed: everything stops.
     overflowed: Arc<AtomicBool>,
     overflow: Arc<Notify>,
+    /// When the socket opened, and when (ms after that) the writer last sent.
+    opened: Instant,
+    last_sent_ms: Arc<AtomicU64>,
 }
 
+/// How long a writer with more than the cap queued may go without
+/// sending anything before its client counts as not reading.
+const STALLED: Duration = Duration::from_secs(2);
+
 impl Outbox {
+    /// Queues one answer. Past the cap the client is disconnected when its
+    /// writer has sent nothing for [`STALLED`] (a client that reads, but
+    /// more slowly than cached answers are produced, is not), and at four
+    /// times the cap in any case.
     fn push(&self, text: String) -> bool {
         if self.overflowed.load(Relaxed) {
             return false;
         }
         let len = text.len();
-        if self.queued.fetch_add(len, Relaxed) + len > self.cap {
-            self.overflowed.store(true, Relaxed);
-            self.overflow.notify_one();
-            return false;
+        let queued = self.queued.fetch_add(len, Relaxed) + len;
+        if queued > self.cap {
+            let idle = self
+                .opened
+                .elapsed()
+                .saturating_sub(Duration::from_millis(self.last_sent_ms.load(Relaxed)));
+            if idle > STALLED || queued > self.cap.saturating_mul(4) {
+                self.overflowed.store(true, Relaxed);
+                self.overflow.notify_one();
+                return false;
+            }
         }
         self.tx.send(text).is_ok()
     }
@@ -139,9 +157,12 @@ pub async fn serve(
         cap: app.limits.max_ws_queue_bytes,
         overflowed: Arc::default(),
         overflow: Arc::default(),
+        opened: Instant::now(),
+        last_sent_ms: Arc::default(),
     };
     let writer_app = Arc::clone(&app);
     let queued = Arc::clone(&out.queued);
+    let (opened, last_sent_ms) = (out.opened, Arc::clone(&out.last_sent_ms));
     // The close frame after a failed receive, sent after the answers.
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<Message>();
     let mut close_tx = Some(close_tx);
@@ -152,6 +173,8 @@ pub async fn serve(
                 break;
             }
             queued.fetch_sub(len, Relaxed);
+            let sent_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+            last_sent_ms.store(sent_ms, Relaxed);
             writer_app.run.websocket.messages_sent.fetch_add(1, Relaxed);
         }
         if let Ok(frame) = close_rx.await {
@@ -246,7 +269,14 @@ pub async fn serve(
     }
     drop(out);
     drop(close_tx);
-    let _ = writer.await;
+    // What is queued goes out, unless the client has stopped reading.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 /// A request's `id`, echoed in each of its answers: absent, or a string or

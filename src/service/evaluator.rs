@@ -358,7 +358,8 @@ impl Evaluator {
     }
 
     /// Flushes the type's pending invalidations and reads the valid cached
-    /// bins: `Some(value)` where cached (value itself may be undefined).
+    /// bins: `Some(value)` where cached (value itself may be undefined);
+    /// nothing when the invalidations could not be written.
     async fn cached(
         &self,
         tenant: &Tenant,
@@ -374,7 +375,13 @@ impl Evaluator {
         );
         let (event_type, source) = (leaf.event_type.clone(), leaf.source.clone());
         tokio::task::spawn_blocking(move || {
-            inv.flush_type(&tenant, &event_type)?;
+            // Cached bins are trusted only once the type's invalidations are
+            // written; if they cannot be (the store failed a write and is
+            // being reopened), everything is computed from the events.
+            if let Err(e) = inv.flush_type(&tenant, &event_type) {
+                tracing::warn!(error = %e, "invalidations not written; the cache is not read");
+                return Ok(vec![None; n]);
+            }
             let step = tier.step();
             let bins = cache.get(
                 &tenant,

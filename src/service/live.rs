@@ -196,7 +196,12 @@ impl LiveStream {
             };
             match query_events(&self.store, &self.tenant, gap, Order::Ascending).await {
                 Ok(events) => out = events,
-                Err(e) => tracing::warn!(error = %e, "live event gap query failed"),
+                Err(e) => {
+                    // Nothing given, nothing marked seen: the next window's
+                    // gap query covers this one.
+                    tracing::warn!(error = %e, "live event gap query failed");
+                    return Some(Vec::new());
+                }
             }
         }
         let seen = self.seen;

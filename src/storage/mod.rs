@@ -45,10 +45,13 @@ pub enum StoreError {
     DiskFull { available: u64, reserve: u64 },
     /// The engine failed a write (the disk filled up past the reserve, an
     /// IO error) and refuses writes from then on so as not to lose what it
-    /// acknowledged; nothing of this call was acknowledged. Reads still
-    /// work. The embedded store reopens itself (`embedded::reopen`), so a
-    /// later write succeeds once the cause is gone. Report as 503.
-    #[error("the store failed a write and is being reopened ({0}); retry")]
+    /// acknowledged. This call was not acknowledged; like a write in flight
+    /// at a crash, it may or may not be found later. Reads still work. The
+    /// embedded store reopens itself once the disk has room
+    /// (`embedded::reopen`), so a later write succeeds. Report as 503.
+    #[error(
+        "the store failed a write ({0}); it is reopened once the disk has room: retry (with ids, a retry stores an event once)"
+    )]
     Failed(String),
     /// The batch was written (and is visible to reads) but the sync that
     /// `--durability sync` promises failed; `outcome` says what was written,

@@ -162,6 +162,13 @@ impl EmbeddedStore {
         self.min_free_disk.store(bytes, Ordering::Relaxed);
     }
 
+    /// Whether the disk has room to reopen the store after a failure: the
+    /// reserve, and at least 64 MiB (opening writes a journal and recovers).
+    pub(crate) fn has_room_to_reopen(&self) -> bool {
+        let need = self.min_free_disk.load(Ordering::Relaxed).max(64 << 20);
+        available_bytes(&self.dir).is_ok_and(|a| a >= need)
+    }
+
     /// Refuses a write of about `writing` bytes that would leave less than
     /// the reserve free.
     fn check_space(&self, writing: u64) -> Result<(), StoreError> {

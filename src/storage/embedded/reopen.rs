@@ -4,13 +4,19 @@
 //! error), fjall refuses every later write ("poisoned") so as not to lose
 //! what it acknowledged; its advice is to restart and let recovery replay
 //! the journal. [`Reopening`] does that restart for the store alone: the
-//! write that failed answers [`StoreError::Failed`], the failed instance is
-//! closed once the calls using it are done, and the store is opened again
-//! from disk — the journal replayed, dirty marks recovered, exactly as at
-//! start-up — so writes resume as soon as the cause is gone, without
-//! restarting Cubed. Reads keep working on the failed instance meanwhile.
+//! write that failed answers [`StoreError::Failed`]; once the disk has room
+//! again and no call is using the failed instance, it is closed and the
+//! store opened again from disk (the journal replayed, dirty marks
+//! recovered, exactly as at start-up), so writes resume without restarting
+//! Cubed. Until then the failed instance serves reads and refuses writes.
+//!
+//! A write that failed may still be in the journal (its tail can reach the
+//! disk when the failed instance is closed): like a put in flight at a
+//! crash, it was not acknowledged, and it may or may not be there after the
+//! reopen. Clients that retry with ids store it once.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,15 +30,17 @@ use crate::sync::lock;
 /// Opens the store (again).
 pub type Opener = Box<dyn Fn() -> Result<EmbeddedStore, StoreError> + Send + Sync>;
 
-/// How long a reopen waits for calls still using the failed instance.
-const DRAIN: Duration = Duration::from_secs(10);
-/// Fewest time between two reopen attempts.
+/// Fewest time between the end of one reopen attempt and the next.
 const RETRY: Duration = Duration::from_secs(1);
 
 pub struct Reopening {
-    /// The open instance; `None` while none could be opened.
+    /// The open instance; `None` only after a reopen attempt could not open one.
     current: RwLock<Option<Arc<EmbeddedStore>>>,
     open: Opener,
+    /// The current instance failed a write: it serves reads (its writes fail
+    /// at once) until it is replaced.
+    failed: AtomicBool,
+    /// When the last reopen attempt ended.
     last_attempt: Mutex<Option<Instant>>,
 }
 
@@ -43,97 +51,90 @@ impl Reopening {
         Ok(Reopening {
             current: RwLock::new(Some(Arc::new(store))),
             open,
+            failed: AtomicBool::new(false),
             last_attempt: Mutex::new(None),
         })
     }
 
-    /// The instance to use, reopening first if there is none.
-    fn store(&self) -> Result<Arc<EmbeddedStore>, StoreError> {
-        if let Some(s) = self
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Ok(Arc::clone(s));
-        }
-        self.reopen(None);
+    fn current(&self) -> Option<Arc<EmbeddedStore>> {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(Arc::clone)
+    }
+
+    /// The instance to use (trying to open one if there is none).
+    fn store(&self) -> Result<Arc<EmbeddedStore>, StoreError> {
+        if let Some(s) = self.current() {
+            return Ok(s);
+        }
+        self.try_reopen();
+        self.current()
             .ok_or_else(|| StoreError::Failed("the store could not be reopened yet".into()))
     }
 
-    fn read<T>(
+    /// One call on the current instance; a failed write marks it failed.
+    /// After the call (its instance released), a failed instance is
+    /// replaced if it can be.
+    fn call<T>(
         &self,
         call: impl FnOnce(&EmbeddedStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        call(&*self.store()?)
-    }
-
-    /// A write: when the engine has failed, the instance is reopened for
-    /// the next call (this one's error stands: nothing was acknowledged).
-    fn write<T>(
-        &self,
-        call: impl FnOnce(&EmbeddedStore) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let store = self.store()?;
-        let r = call(&store);
-        if let Err(StoreError::Failed(reason)) = &r {
-            tracing::error!(%reason, "storage engine failed; reopening the store");
-            self.reopen(Some(store));
+        let r = {
+            let store = self.store()?;
+            call(&store)
+        };
+        if let Err(StoreError::Failed(reason)) = &r
+            && !self.failed.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(%reason, "storage engine failed a write; the store will be reopened");
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            self.try_reopen();
         }
         r
     }
 
-    /// Closes `failed` (if it is still the current instance) once no call
-    /// uses it, and opens the store again. At most one attempt per second.
-    fn reopen(&self, failed: Option<Arc<EmbeddedStore>>) {
+    /// Replaces a failed instance: only when no call is using it (the
+    /// engine's files stay locked while it is alive; nobody waits for
+    /// that) and only when the disk has room again (until then the failed
+    /// instance keeps serving reads). At most one attempt a second.
+    fn try_reopen(&self) {
         {
-            let mut last = lock(&self.last_attempt);
+            let last = lock(&self.last_attempt);
             if last.is_some_and(|t| t.elapsed() < RETRY) {
                 return;
             }
-            *last = Some(Instant::now());
         }
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-        match (&*current, &failed) {
-            (Some(c), Some(f)) if !Arc::ptr_eq(c, f) => return, // reopened already
-            (Some(_), None) => return,
-            _ => {}
-        }
-        drop(failed);
-        if let Some(old) = current.take() {
-            // New calls wait on the lock; calls in flight finish first (the
-            // engine's files stay locked while an instance is alive).
-            let deadline = Instant::now() + DRAIN;
-            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+        let ready = match current.as_ref() {
+            Some(s) => {
+                self.failed.load(Ordering::Relaxed)
+                    && Arc::strong_count(s) == 1
+                    && s.has_room_to_reopen()
             }
-            if Arc::strong_count(&old) > 1 {
-                tracing::warn!("store still in use; reopening later");
-                *current = Some(old);
-                return;
-            }
-            drop(old);
-        }
-        match (self.open)() {
-            Ok(store) => {
-                tracing::info!("store reopened");
-                *current = Some(Arc::new(store));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reopening the store failed; retrying on the next call")
+            None => true,
+        };
+        if ready {
+            drop(current.take());
+            match (self.open)() {
+                Ok(store) => {
+                    tracing::info!("store reopened");
+                    *current = Some(Arc::new(store));
+                    self.failed.store(false, Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "reopening the store failed; retrying"),
             }
         }
+        drop(current);
+        *lock(&self.last_attempt) = Some(Instant::now());
     }
 }
 
 impl EventStore for Reopening {
     fn put(&self, tenant: &Tenant, events: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError> {
-        self.write(|s| EventStore::put(s, tenant, events))
+        self.call(|s| EventStore::put(s, tenant, events))
     }
 
     fn scan(
@@ -145,7 +146,7 @@ impl EventStore for Reopening {
         order: crate::storage::Order,
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        self.read(|s| s.scan(tenant, event_type, start, stop, order, visit))
+        self.call(|s| s.scan(tenant, event_type, start, stop, order, visit))
     }
 
     fn scan_data(
@@ -156,7 +157,7 @@ impl EventStore for Reopening {
         stop: i64,
         visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        self.read(|s| s.scan_data(tenant, event_type, start, stop, visit))
+        self.call(|s| s.scan_data(tenant, event_type, start, stop, visit))
     }
 
     fn select(
@@ -165,15 +166,15 @@ impl EventStore for Reopening {
         selection: &Selection<'_>,
         visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        self.read(|s| s.select(tenant, selection, visit))
+        self.call(|s| s.select(tenant, selection, visit))
     }
 
     fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError> {
-        self.read(|s| s.types(tenant))
+        self.call(|s| s.types(tenant))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.write(|s| s.flush())
+        self.call(|s| s.flush())
     }
 }
 
@@ -187,7 +188,7 @@ impl MetricCache for Reopening {
         start: i64,
         stop: i64,
     ) -> Result<Vec<CachedBin>, StoreError> {
-        self.read(|s| MetricCache::get(s, tenant, event_type, source, tier, start, stop))
+        self.call(|s| MetricCache::get(s, tenant, event_type, source, tier, start, stop))
     }
 
     fn put(
@@ -198,15 +199,15 @@ impl MetricCache for Reopening {
         tier: i64,
         bins: &[CachedBin],
     ) -> Result<(), StoreError> {
-        self.write(|s| MetricCache::put(s, tenant, event_type, source, tier, bins))
+        self.call(|s| MetricCache::put(s, tenant, event_type, source, tier, bins))
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        self.write(MetricCache::clear)
+        self.call(MetricCache::clear)
     }
 
     fn clear_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        self.write(|s| s.clear_tenant(tenant))
+        self.call(|s| s.clear_tenant(tenant))
     }
 
     fn invalidate(
@@ -217,6 +218,6 @@ impl MetricCache for Reopening {
         times: &[i64],
         marks: &[DirtyMark],
     ) -> Result<(), StoreError> {
-        self.write(|s| s.invalidate(tenant, event_type, tiers, times, marks))
+        self.call(|s| s.invalidate(tenant, event_type, tiers, times, marks))
     }
 }

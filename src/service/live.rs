@@ -158,10 +158,6 @@ impl LiveStreams {
             streams.remove(&key);
         }
     }
-
-    pub fn now(&self) -> i64 {
-        self.clock.now_ms()
-    }
 }
 
 /// What follows a live stream's history.

@@ -43,6 +43,58 @@ pub enum Command {
     },
     /// Send a dump file to a running collector, with a progress bar.
     Import(ImportArgs),
+    /// Manage API keys (in the data directory's `keys.json`; works while a
+    /// server runs, which picks changes up within a second).
+    Keys(KeysArgs),
+}
+
+/// When the server requires keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthFlag {
+    /// Once any key exists (`cubed keys create`); a server on an address
+    /// other than loopback refuses to start without one.
+    Auto,
+    /// Always (with no key yet, every request is refused until one is made).
+    On,
+    /// Never: anyone who can reach the ports may read, write and delete.
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The data directory whose keys to manage.
+    #[arg(long, env = "CUBED_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key; prints the key (shown only this once) on stdout, its
+    /// record on stderr.
+    Create {
+        /// The service (tenant) the key is for; `default-service` for the
+        /// default one (requests without `Fiware-Service`).
+        #[arg(long)]
+        service: String,
+        /// `read` (metrics, events, types, status), `write` (puts) or
+        /// `admin` (everything, including cache clearing, resets, results
+        /// and keys).
+        #[arg(long)]
+        role: String,
+    },
+    /// List keys (never the keys themselves): id, service, role, created, revoked.
+    List {
+        /// Only this service's keys.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Revoke a key by its id (it stays listed, as revoked).
+    Revoke {
+        /// The key's id (the 16 hex digits after `cubed_`).
+        id: String,
+    },
 }
 
 /// What `cubed import` reads.
@@ -67,6 +119,9 @@ pub struct ImportArgs {
     /// The tenant (`Fiware-Service`) to import into; default: the default tenant.
     #[arg(long, env = "CUBED_IMPORT_SERVICE")]
     pub service: Option<String>,
+    /// An API key with the `write` role (sent as `Authorization: Bearer`).
+    #[arg(long, env = "CUBED_KEY", hide_env_values = true)]
+    pub key: Option<String>,
     /// Items (units or bundles) per request.
     #[arg(long, env = "CUBED_IMPORT_BATCH", default_value_t = 1000)]
     pub batch: usize,
@@ -199,6 +254,15 @@ pub struct ServeArgs {
     /// `0` turns the check off.
     #[arg(long, env = "CUBED_MIN_FREE_DISK", default_value = "256MiB", value_parser = parse_size_or_zero)]
     pub min_free_disk: usize,
+    /// When API keys are required: `auto` (once any key exists; on an
+    /// address other than loopback the server will not start without one),
+    /// `on`, or `off` (open to anyone who can reach the ports).
+    #[arg(long, env = "CUBED_AUTH", value_enum, default_value_t = AuthFlag::Auto)]
+    pub auth: AuthFlag,
+    /// With keys in force, accept UDP datagrams that carry a write key in a
+    /// `"key"` field (without this flag they are dropped then).
+    #[arg(long, env = "CUBED_UDP_KEYED")]
+    pub udp_keyed: bool,
 }
 
 #[cfg(test)]

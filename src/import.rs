@@ -43,6 +43,9 @@ pub fn run(args: &ImportArgs) -> Result<String, String> {
     let (mut items, mut events) = (0usize, 0u64);
     let mut send = |b: Batch, done_bytes: u64| -> Result<(), String> {
         let mut req = agent.post(&url).header("content-type", "application/json");
+        if let Some(key) = &args.key {
+            req = req.header("authorization", &format!("Bearer {key}"));
+        }
         if let Some(s) = &args.service {
             req = req.header("fiware-service", s);
         }

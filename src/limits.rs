@@ -120,3 +120,11 @@ pub const MAX_QUERY_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
 /// Largest encoded block: offsets inside a block are `u32`.
 pub const MAX_BLOCK_BYTES: usize = u32::MAX as usize;
+
+// ---- Keys.
+
+/// How often a server re-reads its keys (a key made or revoked with `cubed
+/// keys` takes effect within this).
+pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Largest body of `POST /admin/keys`, in bytes.
+pub const MAX_KEY_REQUEST_BYTES: usize = 4096;

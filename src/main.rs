@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
 mod import;
+mod keys;
 mod serve;
 
 fn main() -> ExitCode {
@@ -34,6 +35,13 @@ fn main() -> ExitCode {
                 println!("{summary}");
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        cli::Command::Keys(keys) => match keys::run(keys) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE

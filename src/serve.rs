@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use cubed::model::SystemClock;
 use cubed::server::{self, App, Limits, Listeners, Options};
-use cubed::service::Services;
+use cubed::service::{Auth, AuthMode, Services};
 use cubed::storage::embedded::EmbeddedStore;
+use cubed::storage::embedded::credentials::KeyFile;
 use cubed::storage::embedded::reopen::Reopening;
 
-use crate::cli::ServeArgs;
+use crate::cli::{AuthFlag, ServeArgs};
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,6 +36,50 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("resetting the metric cache: {e}"))?;
         tracing::info!("metric cache reset");
     }
+    let mode = match args.auth {
+        AuthFlag::Auto => AuthMode::Auto,
+        AuthFlag::On => AuthMode::On,
+        AuthFlag::Off => AuthMode::Off,
+    };
+    let auth = match mode {
+        AuthMode::Off => Auth::off(),
+        mode => Auth::new(Arc::new(KeyFile::in_dir(&args.data_dir)), mode)
+            .map_err(|e| format!("reading the API keys: {e}"))?,
+    };
+    let exposed: Vec<String> = [
+        Some(args.collector_addr),
+        Some(args.evaluator_addr),
+        args.udp_addr.0,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| !a.ip().is_loopback())
+    .map(|a| a.to_string())
+    .collect();
+    if !exposed.is_empty() {
+        match mode {
+            AuthMode::Auto if !auth.enabled() => {
+                return Err(format!(
+                    "refusing to listen on {} without API keys: anyone who can reach it could read, write and delete every service's data. Create a key first (`cubed keys create --data-dir {} --service S --role admin`), or pass --auth off to serve openly on purpose",
+                    exposed.join(", "),
+                    args.data_dir.display()
+                ));
+            }
+            AuthMode::Off => tracing::warn!(
+                addresses = %exposed.join(", "),
+                "--auth off: serving without keys on addresses other than loopback"
+            ),
+            _ => {}
+        }
+    }
+    let udp_addr = if auth.enabled() && !args.udp_keyed && args.udp_addr.0.is_some() {
+        tracing::info!(
+            "UDP collector off: API keys are in force (--udp-keyed takes datagrams carrying a key)"
+        );
+        None
+    } else {
+        args.udp_addr.0
+    };
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -43,7 +88,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listeners = Listeners {
         collector: bind(args.collector_addr).await?,
         evaluator: bind(args.evaluator_addr).await?,
-        udp: match args.udp_addr.0 {
+        udp: match udp_addr {
             Some(addr) => Some(
                 tokio::net::UdpSocket::bind(addr)
                     .await
@@ -70,14 +115,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_query_memory: args.max_query_memory,
         max_live_streams: args.max_live_streams.max(1),
         query_timeout: std::time::Duration::from_millis(args.query_timeout_ms.max(1)),
+        udp_keyed: args.udp_keyed,
         ..Options::default()
     };
-    let services = Services::new(
+    let mut services = Services::new(
         store.clone(),
         store,
         Arc::new(SystemClock),
         options.services(),
     );
+    let keys_in_force = auth.enabled();
+    services.auth = Arc::new(auth);
     let app = App::new(services, options);
     let addr = |l: &tokio::net::TcpListener| {
         l.local_addr()
@@ -94,6 +142,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         udp = %udp,
         data_dir = %args.data_dir.display(),
         durability = ?args.durability,
+        auth = ?mode,
+        keys_in_force,
         "cubed serving"
     );
     server::run(listeners, app, shutdown_signal()).await;

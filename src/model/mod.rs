@@ -1,5 +1,6 @@
 //! Domain types shared by every layer — pure: no IO, no async.
 
+pub mod access;
 pub mod clock;
 pub mod event;
 pub mod js;

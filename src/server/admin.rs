@@ -15,9 +15,10 @@ use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
 use super::App;
-use super::common::{respond, with_app};
+use super::common::{access, respond, upgrade_reply, with_app};
 use super::error::{ApiError, json_response};
-use crate::service::{EventQuery, Order};
+use crate::model::access::Role;
+use crate::service::{Access, AuthError, EventQuery, Order};
 use crate::telemetry::opmetrics::{self, Transaction};
 use crate::telemetry::results::{self, RESULTS_TYPE, system_tenant, valid_name};
 
@@ -26,9 +27,19 @@ use crate::telemetry::results::{self, RESULTS_TYPE, system_tenant, valid_name};
 pub struct TxHeaders {
     pub tenant: Option<String>,
     pub path: Option<String>,
+    /// The WebSocket subprotocols the client offered.
+    pub protocols: Option<String>,
 }
 
 impl TxHeaders {
+    /// Counted under `tenant` (a key's service) whatever the header said.
+    pub fn for_tenant(self, tenant: &crate::model::Tenant) -> Self {
+        TxHeaders {
+            tenant: (!tenant.key().is_empty()).then(|| tenant.key().to_owned()),
+            ..self
+        }
+    }
+
     /// Counts one transaction of this request or socket.
     pub fn record(
         &self,
@@ -58,7 +69,26 @@ pub fn tx_headers() -> impl Filter<Extract = (TxHeaders,), Error = std::convert:
     warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| TxHeaders {
         tenant: super::common::text_of(&headers, "fiware-service"),
         path: super::common::text_of(&headers, "fiware-servicepath"),
+        protocols: super::common::text_of(&headers, "sec-websocket-protocol"),
     })
+}
+
+/// The `/admin/metrics` tree key of the service a restricted request may
+/// see, or `None` when it may see every service (keys not in force).
+fn visible_service(access: &Access) -> Option<String> {
+    if !access.restricted() {
+        return None;
+    }
+    let header = (!access.tenant.key().is_empty()).then(|| access.tenant.key());
+    opmetrics::service_key(header)
+}
+
+/// Refuses a request whose key may not do what needs `needed`.
+fn require(access: &Access, needed: Role) -> Result<(), ApiError> {
+    match access.role {
+        Some(role) if !role.allows(needed) => Err(ApiError::from(AuthError::Role { role, needed })),
+        _ => Ok(()),
+    }
 }
 
 pub fn routes(
@@ -66,44 +96,68 @@ pub fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let admin_get = warp::path!("admin" / "metrics")
         .and(warp::get())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_app(Arc::clone(&app)))
-        .map(|q: HashMap<String, String>, app: Arc<App>| {
-            respond((|| {
-                let reset = match q.get("reset").map(String::as_str) {
-                    None | Some("false") => false,
-                    Some("true") => true,
-                    Some(_) => {
-                        return Err(ApiError::with_message(
-                            StatusCode::BAD_REQUEST,
-                            "invalid reset",
-                            "reset is true or false",
-                        ));
+        .map(
+            |access: Result<Access, ApiError>, q: HashMap<String, String>, app: Arc<App>| {
+                respond((|| {
+                    let access = access?;
+                    let reset = match q.get("reset").map(String::as_str) {
+                        None | Some("false") => false,
+                        Some("true") => true,
+                        Some(_) => {
+                            return Err(ApiError::with_message(
+                                StatusCode::BAD_REQUEST,
+                                "invalid reset",
+                                "reset is true or false",
+                            ));
+                        }
+                    };
+                    if reset {
+                        require(&access, Role::Admin)?;
                     }
-                };
-                let table = app.opmetrics.read(reset);
-                Ok(json_response(StatusCode::OK, &opmetrics::tree(&table)))
-            })())
-        });
+                    let table = match visible_service(&access) {
+                        Some(service) => app.opmetrics.read_service(&service, reset),
+                        None => app.opmetrics.read(reset),
+                    };
+                    Ok(json_response(StatusCode::OK, &opmetrics::tree(&table)))
+                })())
+            },
+        );
 
     let admin_delete = warp::path!("admin" / "metrics")
         .and(warp::delete())
+        .and(access(Arc::clone(&app), Role::Admin))
         .and(with_app(Arc::clone(&app)))
-        .map(|app: Arc<App>| {
-            app.opmetrics.reset();
-            let mut r =
-                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
-            r.headers_mut()
-                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-            r
+        .map(|access: Result<Access, ApiError>, app: Arc<App>| {
+            respond(access.map(|access| {
+                match visible_service(&access) {
+                    Some(service) => {
+                        app.opmetrics.read_service(&service, true);
+                    }
+                    None => app.opmetrics.reset(),
+                }
+                let mut r =
+                    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+                r.headers_mut()
+                    .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+                r
+            }))
         });
 
     let prometheus = warp::path!("metrics")
         .and(warp::get())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(with_app(Arc::clone(&app)))
-        .map(|app: Arc<App>| {
-            respond(
-                match crate::telemetry::prometheus::exposition(&app.opmetrics, &app.run) {
+        .map(|access: Result<Access, ApiError>, app: Arc<App>| {
+            respond(access.and_then(|access| {
+                let only = visible_service(&access);
+                match crate::telemetry::prometheus::exposition(
+                    &app.opmetrics,
+                    &app.run,
+                    only.as_deref(),
+                ) {
                     Ok(text) => {
                         let mut r = text.into_response();
                         r.headers_mut().insert(
@@ -113,32 +167,54 @@ pub fn routes(
                         Ok(r)
                     }
                     Err(e) => Err(ApiError::internal(e)),
-                },
-            )
+                }
+            }))
         });
 
     let status_ws = warp::path!("1.0" / "status")
         .and(warp::ws())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(tx_headers())
         .and(with_app(Arc::clone(&app)))
-        .map(|ws: warp::ws::Ws, tx: TxHeaders, app: Arc<App>| {
-            ws.max_message_size(app.limits.max_ws_message_bytes)
-                .on_upgrade(move |socket| status_socket(socket, app, tx))
-                .into_response()
-        });
+        .map(
+            |ws: warp::ws::Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| {
+                match access {
+                    Ok(access) => {
+                        let tx = tx.for_tenant(&access.tenant);
+                        let offered = tx.protocols.clone();
+                        let reply = ws
+                            .max_message_size(app.limits.max_ws_message_bytes)
+                            .on_upgrade(move |socket| status_socket(socket, app, tx));
+                        upgrade_reply(reply, offered.as_deref())
+                    }
+                    Err(e) => e.into_response(),
+                }
+            },
+        );
 
     let status = warp::path!("1.0" / "status")
         .and(warp::get())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(with_app(Arc::clone(&app)))
-        .map(|app: Arc<App>| json_response(StatusCode::OK, &app.run.status(app.clock.now_ms())));
+        .map(|access: Result<Access, ApiError>, app: Arc<App>| {
+            respond(
+                access.map(|_| json_response(StatusCode::OK, &app.run.status(app.clock.now_ms()))),
+            )
+        });
 
     let results = warp::path!("1.0" / "results")
         .and(warp::get())
+        .and(access(Arc::clone(&app), Role::Admin))
         .and(warp::query::<HashMap<String, String>>())
-        .and(with_app(app))
-        .then(|q: HashMap<String, String>, app: Arc<App>| async move {
-            respond(results_query(&app, &q).await)
-        });
+        .and(with_app(Arc::clone(&app)))
+        .then(
+            |access: Result<Access, ApiError>, q: HashMap<String, String>, app: Arc<App>| async move {
+                respond(match access {
+                    Ok(_) => results_query(&app, &q).await,
+                    Err(e) => Err(e),
+                })
+            },
+        );
 
     admin_get
         .or(admin_delete)
@@ -150,6 +226,8 @@ pub fn routes(
         .or(status)
         .unify()
         .or(results)
+        .unify()
+        .or(super::keys::routes(app))
         .unify()
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::model::Clock;
 use crate::service::live::LiveStreams;
-use crate::service::{Collector, Evaluator, Events, Invalidator, Services, Settings};
+use crate::service::{Auth, Collector, Evaluator, Events, Invalidator, Services, Settings};
 use crate::telemetry::opmetrics::OpMetrics;
 use crate::telemetry::results::Run;
 use crate::telemetry::self_events::SelfEvents;
@@ -60,6 +60,9 @@ pub struct Options {
     pub max_query_memory: usize,
     /// Longest one metric request may take (503 `query timeout` beyond).
     pub query_timeout: std::time::Duration,
+    /// With keys in force, take UDP datagrams that carry a write key in a
+    /// `"key"` field (without it, UDP datagrams are dropped then).
+    pub udp_keyed: bool,
 }
 
 impl Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             query_timeout: std::time::Duration::from_millis(
                 crate::limits::DEFAULT_QUERY_TIMEOUT_MS,
             ),
+            udp_keyed: false,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct App {
     pub invalidator: Arc<Invalidator>,
     pub evaluator: Evaluator,
     pub live: Arc<LiveStreams>,
+    /// Keys and roles.
+    pub auth: Arc<Auth>,
     pub self_events: Arc<SelfEvents>,
     pub options: Options,
     pub limits: Limits,
@@ -120,6 +126,7 @@ impl App {
             evaluator,
             events,
             live,
+            auth,
         } = services;
         let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
         let monitor = Arc::clone(&self_events);
@@ -133,6 +140,7 @@ impl App {
             invalidator,
             evaluator,
             live,
+            auth,
             self_events,
             limits: options.limits,
             opmetrics: Arc::new(OpMetrics::new(options.metrics)),

@@ -11,10 +11,12 @@ use warp::{Filter, Reply};
 
 use super::App;
 use super::admin::TxHeaders;
-use super::common::{preflight, read_body, recover, respond, tenant, tenant_header, with_app};
+use super::common::{access, preflight, read_body, recover, respond, upgrade_reply, with_app};
 use super::error::{ApiError, json_response};
 use crate::ingest::cube_json::MessageError;
 use crate::model::Tenant;
+use crate::model::access::Role;
+use crate::service::Access;
 use crate::service::SessionLog;
 use crate::service::collector::{Incoming, Refusal};
 use crate::telemetry::opmetrics::Transaction;
@@ -24,13 +26,14 @@ use std::time::Instant;
 /// Most WebSocket messages stored in one put.
 const WS_BATCH: usize = 1000;
 
-/// What every POST of the collector takes: the `Fiware-Service` header, the declared
-/// length and the body stream, and the shared state.
+/// What every POST of the collector takes: who the request is (a key with
+/// the `write` role when keys are in force), the declared length and the
+/// body stream, and the shared state.
 fn posted(
     app: Arc<App>,
 ) -> impl Filter<
     Extract = (
-        Option<String>,
+        Result<Access, ApiError>,
         Option<u64>,
         impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Send,
         Arc<App>,
@@ -38,7 +41,7 @@ fn posted(
     Error = warp::Rejection,
 > + Clone {
     warp::post()
-        .and(tenant_header())
+        .and(access(Arc::clone(&app), Role::Write))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(with_app(app))
@@ -47,7 +50,7 @@ fn posted(
 /// The tenant and the body of a POST (the body bounded by the limit).
 async fn receive<S, B>(
     app: &App,
-    header: Option<String>,
+    access: Result<Access, ApiError>,
     len: Option<u64>,
     body: S,
 ) -> Result<(Tenant, bytes::Bytes), ApiError>
@@ -55,7 +58,7 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
-    let tenant = tenant(header)?;
+    let tenant = access?.tenant;
     let body = read_body(
         len,
         body,
@@ -69,7 +72,7 @@ where
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    let log = super::request_log(Arc::clone(&app.self_events));
+    let log = super::request_log(Arc::clone(&app));
     // Path before method: an unknown path is 404, a known one with the wrong method 405.
     let put = warp::path!("1.0" / "event" / "put")
         .or(warp::path!("1.0" / "event"))
@@ -88,15 +91,20 @@ pub fn routes(
 
     let ws_put = warp::path!("1.0" / "event" / "put")
         .and(warp::ws())
+        .and(access(Arc::clone(&app), Role::Write))
         .and(super::admin::tx_headers())
         .and(with_app(Arc::clone(&app)))
         .map(
-            |ws: Ws, tx: TxHeaders, app: Arc<App>| match tenant(tx.tenant.clone()) {
-                Ok(tenant) => ws
-                    .max_message_size(app.limits.max_ws_message_bytes)
-                    .max_frame_size(app.limits.max_ws_message_bytes)
-                    .on_upgrade(move |socket| ws_put(socket, app, tenant, tx))
-                    .into_response(),
+            |ws: Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| match access {
+                Ok(access) => {
+                    let tx = tx.for_tenant(&access.tenant);
+                    let offered = tx.protocols.clone();
+                    let reply = ws
+                        .max_message_size(app.limits.max_ws_message_bytes)
+                        .max_frame_size(app.limits.max_ws_message_bytes)
+                        .on_upgrade(move |socket| ws_put(socket, app, access.tenant, tx));
+                    upgrade_reply(reply, offered.as_deref())
+                }
                 Err(e) => e.into_response(),
             },
         );
@@ -159,7 +167,7 @@ async fn session_api<S, B>(
     app: &App,
     session: &str,
     kind: &str,
-    header: Option<String>,
+    access: Result<Access, ApiError>,
     len: Option<u64>,
     body: S,
 ) -> Result<warp::reply::Response, ApiError>
@@ -179,7 +187,7 @@ where
             .to_owned();
         ApiError::session_api(e.status, message)
     };
-    let (tenant, body) = receive(app, header, len, body)
+    let (tenant, body) = receive(app, access, len, body)
         .await
         .map_err(as_session_error)?;
     app.collector

@@ -16,6 +16,8 @@ use warp::{Filter, Rejection, Reply};
 use super::App;
 use super::error::{ApiError, json_response};
 use crate::model::Tenant;
+use crate::model::access::Role;
+use crate::service::Access;
 
 /// Extracts the shared state.
 pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
@@ -49,6 +51,76 @@ pub fn text_of(headers: &warp::http::HeaderMap, name: &str) -> Option<String> {
 
 pub fn tenant(header: Option<String>) -> Result<Tenant, ApiError> {
     Ok(Tenant::from_header(header.as_deref())?)
+}
+
+/// The key a request presents: `Authorization` (Bearer, or Basic with the
+/// key as the password), else a `cubed-key.KEY` WebSocket subprotocol,
+/// else, for GET requests (WebSocket upgrades are GETs), the sign-in
+/// cookie. The cookie never authorizes a request that changes anything, so
+/// a page elsewhere cannot make a browser change data with it.
+pub fn presented_key(
+    method: &warp::http::Method,
+    headers: &warp::http::HeaderMap,
+) -> Option<String> {
+    use crate::model::access;
+    if let Some(v) = text_of(headers, "authorization") {
+        // A malformed header presents an unusable key (401), not none.
+        return Some(access::key_from_authorization(&v).unwrap_or_default());
+    }
+    if let Some(key) =
+        text_of(headers, "sec-websocket-protocol").and_then(|v| access::key_from_subprotocols(&v))
+    {
+        return Some(key);
+    }
+    if method == warp::http::Method::GET {
+        return headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(access::key_from_cookie);
+    }
+    None
+}
+
+/// A WebSocket upgrade's answer, with the subprotocol the server selects
+/// when the client offered any: `cubed` if offered, else the offered
+/// `cubed-key.` one (a browser fails a connection whose answer selects
+/// none of the protocols it offered).
+pub fn upgrade_reply(reply: impl Reply, offered: Option<&str>) -> warp::reply::Response {
+    use crate::model::access::{SUBPROTOCOL, SUBPROTOCOL_KEY_PREFIX};
+    let mut r = reply.into_response();
+    let Some(offered) = offered else { return r };
+    let mut protocols = offered.split(',').map(str::trim);
+    let chosen = if protocols.clone().any(|p| p == SUBPROTOCOL) {
+        Some(SUBPROTOCOL.to_owned())
+    } else {
+        protocols
+            .find(|p| p.starts_with(SUBPROTOCOL_KEY_PREFIX))
+            .map(str::to_owned)
+    };
+    if let Some(value) = chosen.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        r.headers_mut()
+            .insert(warp::http::header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    r
+}
+
+/// Who the request is, for what needs `needed`: its tenant (from the key
+/// when keys are in force, from `Fiware-Service` when not), or the answer
+/// refusing it (401, 403, or 400 for an invalid `Fiware-Service`).
+pub fn access(
+    app: Arc<App>,
+    needed: Role,
+) -> impl Filter<Extract = (Result<Access, ApiError>,), Error = Infallible> + Clone {
+    warp::method().and(warp::header::headers_cloned()).map(
+        move |method: warp::http::Method, headers: warp::http::HeaderMap| {
+            let key = presented_key(&method, &headers);
+            let header = text_of(&headers, "fiware-service");
+            app.auth
+                .check(key.as_deref(), header.as_deref(), needed)
+                .map_err(ApiError::from)
+        },
+    )
 }
 
 /// Reads a request body, refusing (413) more than `limit` bytes — by its

@@ -10,7 +10,7 @@ use warp::reply::Reply;
 
 use crate::ingest::emetrics::EmetricsError;
 use crate::model::{BatchError, EventError, TenantError};
-use crate::service::StoreError;
+use crate::service::{AuthError, StoreError};
 use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
 
 /// An answer that is not a success.
@@ -18,6 +18,8 @@ use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryErro
 pub struct ApiError {
     pub status: StatusCode,
     pub body: Value,
+    /// A 401's challenge (`WWW-Authenticate`).
+    pub challenge: bool,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
         ApiError {
             status,
             body: json!({ "error": error }),
+            challenge: false,
         }
     }
 
@@ -32,6 +35,7 @@ impl ApiError {
         ApiError {
             status,
             body: json!({ "error": error, "message": message.into() }),
+            challenge: false,
         }
     }
 
@@ -84,7 +88,36 @@ pub fn json_response(status: StatusCode, body: &Value) -> warp::reply::Response 
 
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
-        json_response(self.status, &self.body)
+        let mut r = json_response(self.status, &self.body);
+        if self.challenge {
+            r.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cubed\", Basic realm=\"cubed\""),
+            );
+        }
+        r
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Tenant(t) => t.into(),
+            AuthError::Missing | AuthError::Unknown => {
+                let error = if matches!(e, AuthError::Missing) {
+                    "unauthorized"
+                } else {
+                    "invalid key"
+                };
+                ApiError {
+                    challenge: true,
+                    ..ApiError::with_message(StatusCode::UNAUTHORIZED, error, e.to_string())
+                }
+            }
+            AuthError::OtherService { .. } | AuthError::Role { .. } => {
+                ApiError::with_message(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+        }
     }
 }
 
@@ -194,6 +227,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             body: json!({ "error": error, "message": message, "errors": errors }),
+            challenge: false,
         }
     }
 
@@ -202,6 +236,7 @@ impl ApiError {
         ApiError {
             status,
             body: json!({ "success": false, "error": error.into() }),
+            challenge: false,
         }
     }
 }

@@ -9,11 +9,12 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use super::App;
-use super::common::{preflight, recover, respond, tenant, tenant_header, with_app};
+use super::common::{access, preflight, recover, respond, upgrade_reply, with_app};
 use super::error::{ApiError, json_response};
 use super::evaluator_ws::{self, Endpoint};
 use super::wire::metric_json;
-use crate::service::{EventQuery, MetricQuery, Order};
+use crate::model::access::Role;
+use crate::service::{Access, EventQuery, MetricQuery, Order};
 use warp::Reply;
 use warp::reply::Response;
 
@@ -24,38 +25,44 @@ fn ws_route(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     path.and(warp::ws())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(super::admin::tx_headers())
         .and(with_app(app))
         .map(
-            move |ws: warp::ws::Ws, tx: super::admin::TxHeaders, app: Arc<App>| match tenant(
-                tx.tenant.clone(),
-            ) {
-                Ok(tenant) => ws
-                    .max_message_size(app.limits.max_ws_message_bytes)
-                    .max_frame_size(app.limits.max_ws_message_bytes)
-                    .on_upgrade(move |socket| {
-                        evaluator_ws::serve(socket, app, tenant, endpoint, tx)
-                    })
-                    .into_response(),
+            move |ws: warp::ws::Ws,
+                  access: Result<Access, ApiError>,
+                  tx: super::admin::TxHeaders,
+                  app: Arc<App>| match access {
+                Ok(access) => {
+                    let tx = tx.for_tenant(&access.tenant);
+                    let offered = tx.protocols.clone();
+                    let reply = ws
+                        .max_message_size(app.limits.max_ws_message_bytes)
+                        .max_frame_size(app.limits.max_ws_message_bytes)
+                        .on_upgrade(move |socket| {
+                            evaluator_ws::serve(socket, app, access.tenant, endpoint, tx)
+                        });
+                    upgrade_reply(reply, offered.as_deref())
+                }
                 Err(e) => e.into_response(),
             },
         )
 }
 
 /// `GET /1.0/types`: the tenant's event types.
-async fn types(header: Option<String>, app: Arc<App>) -> Result<Response, ApiError> {
-    let tenant = tenant(header)?;
+async fn types(access: Result<Access, ApiError>, app: Arc<App>) -> Result<Response, ApiError> {
+    let tenant = access?.tenant;
     let types = app.events.types(&tenant).await?;
     Ok(json_response(StatusCode::OK, &Value::from(types)))
 }
 
 /// `GET /1.0/event`: the newest matching events of a range, oldest first.
 async fn events(
-    header: Option<String>,
+    access: Result<Access, ApiError>,
     q: HashMap<String, String>,
     app: Arc<App>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(header)?;
+    let tenant = access?.tenant;
     let p = |k: &str| q.get(k).map(String::as_str);
     let query = EventQuery::parse(
         p("expression"),
@@ -70,11 +77,11 @@ async fn events(
 
 /// `GET /1.0/metric`: one value per step of the range, in order.
 async fn metric(
-    header: Option<String>,
+    access: Result<Access, ApiError>,
     q: HashMap<String, String>,
     app: Arc<App>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(header)?;
+    let tenant = access?.tenant;
     let p = |k: &str| q.get(k).map(String::as_str);
     let query = MetricQuery::parse(
         p("expression"),
@@ -97,8 +104,11 @@ async fn metric(
 }
 
 /// `DELETE /1.0/metric/cache`: drops the tenant's cached bins.
-async fn clear_cache(header: Option<String>, app: Arc<App>) -> Result<Response, ApiError> {
-    let tenant = tenant(header)?;
+async fn clear_cache(
+    access: Result<Access, ApiError>,
+    app: Arc<App>,
+) -> Result<Response, ApiError> {
+    let tenant = access?.tenant;
     app.evaluator.clear_cache(&tenant).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
 }
@@ -120,25 +130,25 @@ fn get_path(name: &'static str) -> impl Filter<Extract = (), Error = warp::Rejec
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    let log = super::request_log(Arc::clone(&app.self_events));
+    let log = super::request_log(Arc::clone(&app));
     let query = || warp::query::<HashMap<String, String>>();
     let types = get_path("types")
-        .and(tenant_header())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(with_app(Arc::clone(&app)))
         .then(|header, app| async move { respond(types(header, app).await) });
     let events = get_path("event")
-        .and(tenant_header())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(query())
         .and(with_app(Arc::clone(&app)))
         .then(|header, q, app| async move { respond(events(header, q, app).await) });
     let metrics = get_path("metric")
-        .and(tenant_header())
+        .and(access(Arc::clone(&app), Role::Read))
         .and(query())
         .and(with_app(Arc::clone(&app)))
         .then(|header, q, app| async move { respond(metric(header, q, app).await) });
     let clear_cache = warp::path!("1.0" / "metric" / "cache")
         .and(warp::delete())
-        .and(tenant_header())
+        .and(access(Arc::clone(&app), Role::Admin))
         .and(with_app(Arc::clone(&app)))
         .then(|header, app| async move { respond(clear_cache(header, app).await) });
 

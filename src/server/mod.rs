@@ -9,6 +9,7 @@ pub mod common;
 pub mod error;
 pub mod evaluator;
 pub mod evaluator_ws;
+pub mod keys;
 pub mod tasks;
 pub mod udp;
 pub mod web;
@@ -21,8 +22,6 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 pub use app::{App, Limits, Options};
-
-use crate::telemetry::self_events::SelfEvents;
 
 /// Already-bound sockets (tests bind port 0).
 pub struct Listeners {
@@ -66,6 +65,7 @@ pub async fn run(
         stopped(rx.clone()),
     ));
     let results = tokio::spawn(tasks::write_results(Arc::clone(&app), stopped(rx.clone())));
+    let keys = tokio::spawn(tasks::reload_keys(Arc::clone(&app), stopped(rx.clone())));
     tracing::info!(session_id = %app.run.id, "session started");
     shutdown.await;
     tracing::info!("shutting down");
@@ -77,6 +77,7 @@ pub async fn run(
     }
     let _ = flusher.await;
     let _ = results.await;
+    let _ = keys.await;
     match app.collector.flush().await {
         Ok(()) => tracing::info!("store flushed"),
         Err(e) => tracing::error!(error = %e, "flushing the store failed"),
@@ -101,23 +102,27 @@ where
 {
     use warp::Filter;
     use warp::http::header::CONTENT_LENGTH;
-    warp::header::headers_cloned()
+    warp::method()
+        .and(warp::header::headers_cloned())
         .and(warp::any().map(std::time::Instant::now))
         .and(routes)
         .map(
-            move |headers: warp::http::HeaderMap, started: std::time::Instant, reply: R| {
+            move |method: warp::http::Method,
+                  headers: warp::http::HeaderMap,
+                  started: std::time::Instant,
+                  reply: R| {
                 let resp = reply.into_response();
                 let status = resp.status();
                 if app.opmetrics.enabled() && status != warp::http::StatusCode::SWITCHING_PROTOCOLS
                 {
-                    let text = |name: &str| match headers.get(name) {
-                        None => Ok(None),
-                        Some(v) => v.to_str().map(|s| Some(s.to_owned())),
-                    };
                     // Headers that are not text name no valid tenant: left out.
-                    if let (Ok(tenant), Ok(path)) =
-                        (text("fiware-service"), text("fiware-servicepath"))
-                    {
+                    if let (Ok(tenant), Ok(path)) = (
+                        counted_tenant(&app, &method, &headers),
+                        headers
+                            .get("fiware-servicepath")
+                            .map(|v| v.to_str().map(str::to_owned))
+                            .transpose(),
+                    ) {
                         let request_bytes = headers
                             .get(CONTENT_LENGTH)
                             .and_then(|v| v.to_str().ok())
@@ -125,7 +130,12 @@ where
                             .unwrap_or(0);
                         let response_bytes =
                             http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
-                        admin::TxHeaders { tenant, path }.record(
+                        admin::TxHeaders {
+                            tenant,
+                            path,
+                            protocols: None,
+                        }
+                        .record(
                             &app,
                             request_bytes,
                             response_bytes,
@@ -139,21 +149,41 @@ where
         )
 }
 
-/// Records a `cube_request` event for every request a listener answers.
+/// The `Fiware-Service` a request is counted under: its valid key's service
+/// when keys are in force (whatever header it sent), else its header
+/// (`Err` if the header is not text).
+fn counted_tenant(
+    app: &App,
+    method: &warp::http::Method,
+    headers: &warp::http::HeaderMap,
+) -> Result<Option<String>, warp::http::header::ToStrError> {
+    if app.auth.enabled()
+        && let Some(record) =
+            common::presented_key(method, headers).and_then(|k| app.auth.record(&k))
+    {
+        return Ok((!record.service.is_empty()).then_some(record.service));
+    }
+    headers
+        .get("fiware-service")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+}
+
+/// Records a `cube_request` event for every request a listener answers,
+/// under the tenant it is counted under (see `counted_tenant`).
 pub fn request_log(
-    monitor: Arc<SelfEvents>,
+    app: Arc<App>,
 ) -> warp::log::Log<impl Fn(warp::log::Info<'_>) + Clone + Send + Sync> {
     warp::log::custom(move |info: warp::log::Info<'_>| {
-        if !monitor.enabled() {
+        if !app.self_events.enabled() {
             return;
         }
-        let tenant = info
-            .request_headers()
-            .get("fiware-service")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::model::Tenant::from_header(Some(v)).ok())
+        let tenant = counted_tenant(&app, info.method(), info.request_headers())
+            .ok()
+            .and_then(|t| crate::model::Tenant::from_header(t.as_deref()).ok())
             .unwrap_or_else(crate::model::Tenant::default_tenant);
         let ip = info.remote_addr().map(|a| a.ip().to_string());
-        monitor.request(&tenant, ip, info.path(), info.method().as_str());
+        app.self_events
+            .request(&tenant, ip, info.path(), info.method().as_str());
     })
 }

@@ -53,3 +53,20 @@ async fn store_self_events(app: &App) {
         }
     }
 }
+
+/// Re-reads the keys every second, so that keys created or revoked with
+/// `cubed keys` (another process) take effect within a second.
+pub async fn reload_keys(app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(crate::limits::KEY_RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = app.auth.reload_async().await {
+            tracing::error!(error = %e, "reading the keys failed; the keys read before stay in force");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Services: what the server does, independent of HTTP. Async at the edges
 //! (storage calls cross into blocking threads here), no routing, no wire formats.
 
+pub mod auth;
 pub mod collector;
 pub mod evaluator;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod wiring;
 
 /// The storage contract's types that services hand to transport.
 pub use crate::storage::{Order, StoreError};
+pub use auth::{Access, Auth, AuthError, AuthMode};
 pub use collector::{Collector, CollectorError, SessionLog};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};
 pub use events::{EventQuery, EventQueryError, Events};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::live::LiveStreams;
-use super::{Collector, Evaluator, Events, Invalidator};
+use super::{Auth, Collector, Evaluator, Events, Invalidator};
 use crate::model::Clock;
 use crate::storage::{EventStore, MetricCache};
 use crate::telemetry::results::Run;
@@ -33,6 +33,8 @@ pub struct Services {
     /// event/get and the list of types.
     pub events: Events,
     pub live: Arc<LiveStreams>,
+    /// Keys and roles ([`Auth::off`] unless set: the server is open).
+    pub auth: Arc<Auth>,
 }
 
 impl Services {
@@ -72,6 +74,7 @@ impl Services {
             invalidator,
             evaluator,
             live,
+            auth: Arc::new(Auth::off()),
         }
     }
 }

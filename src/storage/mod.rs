@@ -270,3 +270,20 @@ pub trait MetricCache: Send + Sync + 'static {
         marks: &[DirtyMark],
     ) -> Result<(), StoreError>;
 }
+
+/// Where API keys are kept (their hashes, never the keys). Part of the
+/// contract so that every backend keeps keys where its processes all see
+/// them: the embedded backend in a file beside its data
+/// ([`embedded::credentials::KeyFile`], so that `cubed keys` works while a
+/// server runs), a database backend in a collection.
+pub trait KeyStore: Send + Sync + 'static {
+    /// Every record, revoked ones included, in creation order.
+    fn keys(&self) -> Result<Vec<crate::model::access::KeyRecord>, StoreError>;
+    /// Adds a record (its id must be new: `TooLarge` is not the answer for
+    /// a taken id, `Engine` is). Durable when it returns.
+    fn add_key(&self, record: crate::model::access::KeyRecord) -> Result<(), StoreError>;
+    /// Marks the record with this id revoked at `now_ms`; `false` if there
+    /// is no such record (or it was revoked already). Durable when it
+    /// returns.
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+}

@@ -227,6 +227,21 @@ impl OpMetrics {
     pub fn reset(&self) {
         self.read(true);
     }
+
+    /// A copy of one service's rows (`service` a tree key, as
+    /// [`service_key`] gives); with `reset`, only those rows are emptied.
+    pub fn read_service(&self, service: &str, reset: bool) -> Table {
+        let mut table = lock(&self.table);
+        let ours: Table = table
+            .iter()
+            .filter(|((s, _), _)| s == service)
+            .map(|(k, c)| (k.clone(), *c))
+            .collect();
+        if reset {
+            table.retain(|(s, _), _| s != service);
+        }
+        ours
+    }
 }
 
 /// Orion's tree: `{"services": {S: {"subservs": {P: {...}}, "sum": {...}}}, "sum": {...}}`.

@@ -63,10 +63,18 @@ const TRANSACTION_METRICS: [(&str, &str, &str); 9] = [
     ),
 ];
 
-/// The text exposition of this moment.
-pub fn exposition(opmetrics: &OpMetrics, run: &Run) -> Result<String, std::fmt::Error> {
+/// The text exposition of this moment: every service's transactions, or
+/// with `only` (a tree key) one service's.
+pub fn exposition(
+    opmetrics: &OpMetrics,
+    run: &Run,
+    only: Option<&str>,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    let table = opmetrics.read(false);
+    let table = match only {
+        Some(service) => opmetrics.read_service(service, false),
+        None => opmetrics.read(false),
+    };
     for (i, (_, name, help)) in TRANSACTION_METRICS.iter().enumerate() {
         let family = Labeled::default();
         for ((tenant, subservice), counters) in &table {

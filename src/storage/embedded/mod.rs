@@ -28,6 +28,7 @@ use serde_json::Value;
 pub mod blocks;
 mod cache;
 pub mod columns;
+pub mod credentials;
 pub mod keys;
 pub mod reopen;
 mod select;

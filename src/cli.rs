@@ -259,6 +259,11 @@ pub struct ServeArgs {
     /// `on`, or `off` (open to anyone who can reach the ports).
     #[arg(long, env = "CUBED_AUTH", value_enum, default_value_t = AuthFlag::Auto)]
     pub auth: AuthFlag,
+    /// Browser origins (comma-separated, e.g. `https://dash.example.com`; `*`
+    /// for any) allowed to change data and open WebSockets besides a page's
+    /// own origin; other origins may only GET.
+    #[arg(long, env = "CUBED_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
     /// With keys in force, accept UDP datagrams that carry a write key in a
     /// `"key"` field (without this flag they are dropped then).
     #[arg(long, env = "CUBED_UDP_KEYED")]

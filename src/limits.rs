@@ -123,8 +123,11 @@ pub const MAX_BLOCK_BYTES: usize = u32::MAX as usize;
 
 // ---- Keys.
 
-/// How often a server re-reads its keys (a key made or revoked with `cubed
-/// keys` takes effect within this).
-pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a server re-reads its keys, in ms (a key made or revoked with
+/// `cubed keys` takes effect within this).
+pub const KEY_RELOAD_INTERVAL_MS: u64 = 1000;
+/// Largest key file (`keys.json`, about 30,000 keys); a larger one is
+/// refused as corrupt rather than read into memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest body of `POST /admin/keys`, in bytes.
 pub const MAX_KEY_REQUEST_BYTES: usize = 4096;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use cubed::model::SystemClock;
+use cubed::server::origin::OriginPolicy;
 use cubed::server::{self, App, Limits, Listeners, Options};
 use cubed::service::{Auth, AuthMode, Services};
 use cubed::storage::embedded::EmbeddedStore;
@@ -126,7 +127,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let keys_in_force = auth.enabled();
     services.auth = Arc::new(auth);
-    let app = App::new(services, options);
+    let origins = OriginPolicy {
+        allowed: args
+            .cors_origin
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        exposed: !exposed.is_empty(),
+    };
+    let app = App::with_origins(services, options, origins);
     let addr = |l: &tokio::net::TcpListener| {
         l.local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string())

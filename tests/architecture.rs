@@ -34,7 +34,9 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Modules that may use any other: the library's own utilities and the
 /// binary's composition root.
-const FREE: &[&str] = &["limits", "sync", "lib", "main", "cli", "serve", "import"];
+const FREE: &[&str] = &[
+    "limits", "sync", "lib", "main", "cli", "serve", "import", "keys",
+];
 
 /// Layers that do no IO and no async.
 const PURE: &[&str] = &["model", "expr", "plan", "metric", "ingest", "telemetry"];

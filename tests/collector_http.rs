@@ -276,12 +276,123 @@ fn cors_headers_and_preflight() {
             .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
+    // A browser's preflight, answered by warp's CORS filter.
     let resp = common::agent()
         .options(&s.collector_url("/1.0/event/put"))
+        .header("origin", "http://localhost:8000")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, authorization",
+        )
         .call()
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
-    assert!(resp.headers().get("access-control-allow-methods").is_some());
+    assert_eq!(resp.status().as_u16(), 200);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    assert!(header("access-control-allow-methods").contains("post"));
+    assert!(header("access-control-allow-headers").contains("authorization"));
+    assert_eq!(
+        header("access-control-allow-origin"),
+        "http://localhost:8000"
+    );
+    assert!(header("access-control-allow-credentials").is_empty());
+    // A header nobody allowed: refused as JSON.
+    let resp = common::agent()
+        .options(&s.collector_url("/1.0/event/put"))
+        .header("origin", "http://localhost:8000")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-secret")
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+}
+
+/// A page elsewhere cannot write to (or open a WebSocket on) a Cubed on
+/// this machine, even with a simple `text/plain` POST that needs no
+/// preflight; its own pages and clients without `Origin` can; anyone may GET.
+#[test]
+fn foreign_origins_cannot_write_or_open_websockets() {
+    let s = TestServer::start();
+    let body = json!([{"type": "req", "time": 1000}]).to_string();
+    let post = |origin: Option<&str>, content_type: &str| {
+        let mut req = common::agent()
+            .post(&s.collector_url("/1.0/event/put"))
+            .header("content-type", content_type);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let mut resp = req.send(&body).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, text)
+    };
+    for origin in ["http://evil.example", "null", "http://localhost:8000"] {
+        let (status, text) = post(Some(origin), "text/plain");
+        assert_eq!(status, 403, "{origin}: {text}");
+        assert!(text.contains("forbidden origin"), "{text}");
+    }
+    let (_, types) = common::get(&s.evaluator_url("/1.0/types"), None);
+    assert_eq!(types, json!([]), "nothing was stored");
+    // A page served by the collector's own (loopback) origin, and a client
+    // that sends no Origin, may put.
+    let own = format!("http://{}", s.collector);
+    assert_eq!(post(Some(&own), "application/json").0, 200);
+    assert_eq!(post(None, "application/x-www-form-urlencoded").0, 200);
+    // A DNS-rebinding page: its Origin names the Host it sent to, but that
+    // is not loopback while the server listens on loopback only.
+    let resp = common::agent()
+        .post(&s.collector_url("/1.0/event/put"))
+        .header("host", "rebound.example:1080")
+        .header("origin", "http://rebound.example:1080")
+        .send(&body)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    // GETs from any origin are answered, the origin echoed.
+    let resp = common::agent()
+        .get(&s.evaluator_url("/1.0/types"))
+        .header("origin", "http://evil.example")
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // WebSocket handshakes from a foreign origin are refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        for (url, origin, ok) in [
+            (
+                format!("ws://{}/1.0/event/get", s.evaluator),
+                "http://evil.example".to_owned(),
+                false,
+            ),
+            (
+                format!("ws://{}/1.0/event/put", s.collector),
+                "http://evil.example".to_owned(),
+                false,
+            ),
+            (
+                format!("ws://{}/1.0/event/get", s.evaluator),
+                format!("http://{}", s.evaluator),
+                true,
+            ),
+        ] {
+            let mut req = url.as_str().into_client_request().unwrap();
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+            match tokio_tungstenite::connect_async(req).await {
+                Ok(_) => assert!(ok, "{url} from {origin} must be refused"),
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    assert!(!ok, "{url} from {origin}: {resp:?}");
+                    assert_eq!(resp.status().as_u16(), 403);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
 }
 
 #[test]

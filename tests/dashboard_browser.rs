@@ -369,3 +369,115 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
     let shot = screenshot(&tab, "live");
     assert!(shot.exists(), "the screenshot was written");
 }
+
+/// With keys in force the dashboard asks for a key, shows only that
+/// service's types and charts (over the cookie that `POST /1.0/auth` sets),
+/// and switches between the services signed in with.
+#[test]
+fn dashboard_signs_in_and_switches_services() {
+    use cubed::model::Tenant;
+    use cubed::model::access::Role;
+    use cubed::service::auth::create_key;
+    use cubed::storage::embedded::credentials::KeyFile;
+
+    let keys = tempfile::tempdir().expect("keys dir");
+    let file = KeyFile::in_dir(keys.path());
+    let now = chrono::Utc::now().timestamp_millis();
+    let tenant = |s: &str| Tenant::from_header(Some(s)).expect("tenant");
+    let key = |s: &str, role| create_key(&file, &tenant(s), role, now).expect("key").1;
+    let (acme, other) = (key("acme", Role::Read), key("other", Role::Read));
+    let writers = [
+        (key("acme", Role::Write), "acme_req"),
+        (key("other", Role::Write), "other_req"),
+    ];
+    let server = TestServer::start_with_keys(keys.path());
+    for (writer, t) in writers {
+        let mut resp = common::agent()
+            .post(&server.collector_url("/1.0/event/put"))
+            .header("authorization", &format!("Bearer {writer}"))
+            .send(&json!([{"type": t, "time": now - 30_000}]).to_string())
+            .expect("put");
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "{:?}",
+            resp.body_mut().read_to_string()
+        );
+    }
+    // Keys are required: without one the API answers 401.
+    assert_eq!(get(&server.evaluator_url("/1.0/types"), None).0, 401);
+
+    let browser = launch();
+    let tab = browser.new_tab().expect("tab");
+    tab.navigate_to(&server.evaluator_url("/"))
+        .expect("navigate")
+        .wait_until_navigated()
+        .expect("loads");
+    wait_for(
+        &tab,
+        "the sign-in form",
+        "!document.getElementById('account').hidden && !document.getElementById('signin-form').hidden",
+        Duration::from_secs(20),
+        |v| v == &json!(true),
+    );
+    // The service's own types (`cube_request` events are each service's too).
+    let types = "[...document.querySelectorAll('#types li button:first-child')].map(b => b.textContent).filter(t => !t.startsWith('cube_'))";
+    // (Set, not typed: typing 91 characters key by key takes seconds.)
+    let sign_in = |key: &str| {
+        eval(
+            &tab,
+            &format!(
+                "(() => {{ document.getElementById('signin-key').value = {k}; \
+                 document.getElementById('signin-form').requestSubmit(); return true; }})()",
+                k = json!(key)
+            ),
+        )
+    };
+    sign_in(&acme);
+    wait_for(&tab, "acme's types", types, Duration::from_secs(20), |v| {
+        v == &json!(["acme_req"])
+    });
+    assert_eq!(
+        eval(&tab, "document.getElementById('service').value"),
+        json!("acme")
+    );
+    // A chart works over the cookie (its WebSocket carries it).
+    eval(&tab, "window.cubed.addChart('sum(acme_req)')");
+    wait_for(
+        &tab,
+        "the chart's answer",
+        "window.cubed.state.charts.length === 1 && window.cubed.state.charts[0].confirmed",
+        Duration::from_secs(20),
+        |v| v == &json!(true),
+    );
+    // Another key: pick "another key…", sign in, see the other service.
+    eval(
+        &tab,
+        "(() => { const s = document.getElementById('service'); s.value = ''; s.onchange(); return true; })()",
+    );
+    sign_in(&other);
+    wait_for(&tab, "other's types", types, Duration::from_secs(20), |v| {
+        v == &json!(["other_req"])
+    });
+    let options = eval(
+        &tab,
+        "[...document.getElementById('service').options].map(o => o.value).filter(v => v)",
+    );
+    assert_eq!(options, json!(["acme", "other"]));
+    // Back to acme by choosing it.
+    eval(
+        &tab,
+        "(() => { const s = document.getElementById('service'); s.value = 'acme'; s.onchange(); return true; })()",
+    );
+    wait_for(
+        &tab,
+        "acme's types again",
+        types,
+        Duration::from_secs(20),
+        |v| v == &json!(["acme_req"]),
+    );
+    screenshot(&tab, "signed-in");
+    // The key is never put in the page's URL.
+    let url = eval(&tab, "location.href");
+    assert!(!url.to_string().contains("cubed_"), "{url}");
+}

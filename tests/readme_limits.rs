@@ -25,7 +25,10 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 36] = [
+    let limits: [(&str, i128); 39] = [
+        ("KEY_RELOAD_INTERVAL_MS", KEY_RELOAD_INTERVAL_MS as i128),
+        ("MAX_KEY_FILE_BYTES", MAX_KEY_FILE_BYTES as i128),
+        ("MAX_KEY_REQUEST_BYTES", MAX_KEY_REQUEST_BYTES as i128),
         ("MAX_TYPE_BYTES", MAX_TYPE_BYTES as i128),
         ("MAX_ID_BYTES", MAX_ID_BYTES as i128),
         ("MAX_FIELD_NAME_BYTES", MAX_FIELD_NAME_BYTES as i128),

@@ -905,3 +905,77 @@ mod embedded_backend {
 contract_suite!(embedded, embedded_backend::fresh);
 // What `cubed serve` runs: the embedded store behind its reopening wrapper.
 contract_suite!(embedded_reopening, embedded_backend::fresh_reopening);
+
+/// The key store contract (`KeyStore`): run against each backend's key
+/// store, given a factory that opens the same store again.
+mod key_store {
+    use std::sync::Arc;
+
+    use cubed::model::access::KeyRecord;
+    use cubed::storage::KeyStore;
+
+    fn record(id: &str, service: &str) -> KeyRecord {
+        KeyRecord {
+            id: id.to_owned(),
+            service: service.to_owned(),
+            role: "read".to_owned(),
+            sha256: format!("{id:0>64}"),
+            created_ms: 1,
+            revoked_ms: None,
+        }
+    }
+
+    pub fn suite(open: impl Fn() -> Arc<dyn KeyStore>) {
+        let store = open();
+        assert!(store.keys().unwrap().is_empty(), "a new store has no keys");
+        store.add_key(record("a1", "acme")).unwrap();
+        store.add_key(record("b2", "other")).unwrap();
+        assert!(
+            store.add_key(record("a1", "other")).is_err(),
+            "ids are unique"
+        );
+        let ids: Vec<String> = store.keys().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a1", "b2"], "in creation order");
+        assert!(store.revoke_key("a1", 7).unwrap());
+        assert!(!store.revoke_key("a1", 8).unwrap(), "revoked once");
+        assert!(!store.revoke_key("zz", 8).unwrap(), "no such key");
+        // Durable: what another opening (another process) reads.
+        let again = open();
+        let keys = again.keys().unwrap();
+        assert_eq!(keys[0].revoked_ms, Some(7), "revoked keys stay listed");
+        assert_eq!(keys[1], record("b2", "other"));
+        // Writers racing (the server and `cubed keys`) lose nothing.
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = open();
+                std::thread::spawn(move || {
+                    for i in 0..20 {
+                        s.add_key(record(&format!("t{t}k{i}"), "acme")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(open().keys().unwrap().len(), 2 + 8 * 20);
+    }
+}
+
+#[test]
+fn embedded_key_store() {
+    use cubed::storage::embedded::credentials::KeyFile;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    key_store::suite(move || Arc::new(KeyFile::in_dir(&path)));
+    // The file holds hashes only, readable by its owner alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("keys.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A damaged file is an error, never an empty (open) key set.
+    std::fs::write(dir.path().join("keys.json"), b"{not json").unwrap();
+    assert!(cubed::storage::KeyStore::keys(&KeyFile::in_dir(dir.path())).is_err());
+}

@@ -2,6 +2,9 @@
 // WebSocket to /1.0/metric/get, drawn with uPlot; a type browser
 // (/1.0/types/get) and a live event tail (WebSocket /1.0/event/get without
 // `stop`). The page state (step, window, mode, charts, tail) lives in the URL.
+// With API keys in force the page signs in (POST /1.0/auth turns a key into
+// an HttpOnly cookie that its GETs and WebSockets carry) and switches
+// between the services of the keys signed in with in this tab.
 "use strict";
 
 (() => {
@@ -124,6 +127,13 @@
     close() {
       this.closedByUs = true;
       this.ws.close();
+    }
+    /** Connects again at once (after signing in, or switching services). */
+    reconnect() {
+      this.delay = 500;
+      this.queue = [];
+      if (this.ws.readyState === WebSocket.CLOSED) this.connect();
+      else this.ws.close();
     }
   }
 
@@ -402,6 +412,116 @@
     }
   }
 
+  // ---- keys: sign in, switch services, sign out -------------------------------
+  // The keys signed in with are kept in this tab's sessionStorage only (gone
+  // when the tab closes), so that the user can switch services; the server
+  // is told which one to use by POST /1.0/auth, which sets the cookie.
+
+  const KEYS = "cubed.keys";
+
+  function savedKeys() {
+    try {
+      const list = JSON.parse(sessionStorage.getItem(KEYS));
+      return Array.isArray(list) ? list : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  async function signIn(key) {
+    const r = await fetch("/1.0/auth", { method: "POST", headers: { Authorization: "Bearer " + key } });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.message || body.error || "HTTP " + r.status);
+    const list = savedKeys().filter((k) => k.service !== body.service);
+    list.push({ service: body.service, role: body.role, key });
+    sessionStorage.setItem(KEYS, JSON.stringify(list));
+    return body;
+  }
+
+  function showAccount(who) {
+    $("account").hidden = false;
+    const signedIn = who !== null;
+    $("signin-form").hidden = signedIn;
+    $("signout").hidden = !signedIn;
+    $("service-label").hidden = !signedIn;
+    $("role").textContent = signedIn ? who.role : "";
+    const select = $("service");
+    select.textContent = "";
+    for (const k of savedKeys()) {
+      const o = document.createElement("option");
+      o.value = k.service;
+      o.textContent = k.service;
+      select.appendChild(o);
+    }
+    if (signedIn && !savedKeys().some((k) => k.service === who.service)) {
+      // Signed in by a cookie from another tab: this tab holds no key for it.
+      const o = document.createElement("option");
+      o.value = who.service;
+      o.textContent = who.service;
+      select.appendChild(o);
+    }
+    const add = document.createElement("option");
+    add.value = "";
+    add.textContent = "another key…";
+    select.appendChild(add);
+    if (signedIn) select.value = who.service;
+  }
+
+  /** Everything shown was another service's (or nobody's): ask again. */
+  function reloadAll() {
+    pending.clear();
+    for (const c of state.charts) {
+      c.data.clear();
+      createPlot(c);
+    }
+    metrics.reconnect(); // its onOpen asks for every chart again
+    loadTypes();
+    if (state.tail) startTail(state.tail);
+  }
+
+  async function useKey(key) {
+    $("signin-error").hidden = true;
+    try {
+      showAccount(await signIn(key));
+      reloadAll();
+    } catch (e) {
+      $("signin-error").textContent = "sign-in failed: " + e.message;
+      $("signin-error").hidden = false;
+    }
+  }
+
+  async function initAccount() {
+    let r;
+    try {
+      r = await fetch("/1.0/auth");
+    } catch (_) {
+      return;
+    }
+    const body = await r.json().catch(() => ({}));
+    if (r.ok && body.auth === false) return; // keys are not in force
+    showAccount(r.ok ? body : null);
+    $("signin-form").onsubmit = (e) => {
+      e.preventDefault();
+      const key = $("signin-key").value.trim();
+      $("signin-key").value = "";
+      if (key) useKey(key);
+    };
+    $("service").onchange = () => {
+      const k = savedKeys().find((x) => x.service === $("service").value);
+      if (k) useKey(k.key);
+      else {
+        $("signin-form").hidden = false;
+        $("signin-key").focus();
+      }
+    };
+    $("signout").onclick = async () => {
+      sessionStorage.removeItem(KEYS);
+      await fetch("/1.0/auth", { method: "DELETE" }).catch(() => {});
+      showAccount(null);
+      reloadAll();
+    };
+  }
+
   // ---- live event tail ----------------------------------------------------
 
   let tailSocket = null;
@@ -505,10 +625,11 @@
       startTail(state.tail);
     }
     loadTypes();
+    initAccount();
     setInterval(() => refreshAll(false), REFRESH_MS);
   }
 
   // For tests and the console: the charts and what they draw.
-  window.cubed = { state, addChart, refreshAll };
+  window.cubed = { state, addChart, refreshAll, savedKeys };
   init();
 })();

@@ -10,7 +10,7 @@ use std::time::Instant;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use warp::http::StatusCode;
-use warp::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, HeaderValue};
+use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
@@ -138,11 +138,7 @@ pub fn routes(
                     }
                     None => app.opmetrics.reset(),
                 }
-                let mut r =
-                    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
-                r.headers_mut()
-                    .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-                r
+                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
             }))
         });
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::origin::OriginPolicy;
 use crate::model::Clock;
 use crate::service::live::LiveStreams;
 use crate::service::{Auth, Collector, Evaluator, Events, Invalidator, Services, Settings};
@@ -114,10 +115,17 @@ pub struct App {
     pub run: Arc<Run>,
     /// Transactions per tenant and subservice.
     pub opmetrics: Arc<OpMetrics>,
+    /// Which browser origins may change data or open WebSockets.
+    pub origins: OriginPolicy,
 }
 
 impl App {
+    /// Allowing browsers only their own origins (see [`OriginPolicy`]).
     pub fn new(services: Services, options: Options) -> Arc<Self> {
+        App::with_origins(services, options, OriginPolicy::default())
+    }
+
+    pub fn with_origins(services: Services, options: Options, origins: OriginPolicy) -> Arc<Self> {
         let Services {
             clock,
             run,
@@ -146,6 +154,7 @@ impl App {
             opmetrics: Arc::new(OpMetrics::new(options.metrics)),
             run,
             options,
+            origins,
         })
     }
 }

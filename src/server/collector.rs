@@ -11,7 +11,7 @@ use warp::{Filter, Reply};
 
 use super::App;
 use super::admin::TxHeaders;
-use super::common::{access, preflight, read_body, recover, respond, upgrade_reply, with_app};
+use super::common::{access, read_body, recover, respond, upgrade_reply, with_app};
 use super::error::{ApiError, json_response};
 use crate::ingest::cube_json::MessageError;
 use crate::model::Tenant;
@@ -143,7 +143,9 @@ pub fn routes(
             )
         });
 
-    ws_put
+    super::origin::forbidden_origin(Arc::clone(&app))
+        .or(ws_put)
+        .unify()
         .or(sessions)
         .unify()
         .or(emetrics)
@@ -154,8 +156,8 @@ pub fn routes(
         .unify()
         .or(super::admin::routes(Arc::clone(&app)))
         .unify()
-        .or(preflight())
-        .unify()
+        .with(super::origin::cors())
+        .map(Reply::into_response)
         .recover(recover)
         .unify()
         .with(log)

@@ -7,10 +7,7 @@ use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use warp::http::StatusCode;
-use warp::http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, HeaderValue,
-};
+use warp::http::header::HeaderValue;
 use warp::{Filter, Rejection, Reply};
 
 use super::App;
@@ -182,36 +179,6 @@ pub fn respond(result: Result<warp::reply::Response, ApiError>) -> warp::reply::
     result.unwrap_or_else(Reply::into_response)
 }
 
-/// Answers CORS preflight requests (Cube did not; we do).
-pub fn preflight() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    // Matched by hand so that other methods on unknown paths get 404, not 405.
-    warp::method()
-        .and_then(|m: warp::http::Method| async move {
-            if m == warp::http::Method::OPTIONS {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
-        .untuple_one()
-        .map(|| {
-            let mut r =
-                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
-            let h = r.headers_mut();
-            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-            h.insert(
-                ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
-            );
-            h.insert(
-                ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("Content-Type, Fiware-Service, Fiware-ServicePath"),
-            );
-            h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-            r
-        })
-}
-
 /// Unmatched requests: JSON 404 / 405 / 400 instead of warp's plain text.
 pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
     let (status, error) = if err.is_not_found() {
@@ -225,6 +192,11 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
         (StatusCode::BAD_REQUEST, e.to_string())
     } else if err.find::<warp::reject::InvalidQuery>().is_some() {
         (StatusCode::BAD_REQUEST, "invalid query string".to_owned())
+    } else if let Some(e) = err.find::<warp::filters::cors::CorsForbidden>() {
+        return Ok(
+            ApiError::with_message(StatusCode::FORBIDDEN, "cors forbidden", e.to_string())
+                .into_response(),
+        );
     } else {
         (StatusCode::BAD_REQUEST, format!("{err:?}"))
     };

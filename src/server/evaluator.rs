@@ -9,7 +9,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use super::App;
-use super::common::{access, preflight, recover, respond, upgrade_reply, with_app};
+use super::common::{access, recover, respond, upgrade_reply, with_app};
 use super::error::{ApiError, json_response};
 use super::evaluator_ws::{self, Endpoint};
 use super::wire::metric_json;
@@ -170,7 +170,10 @@ pub fn routes(
     ))
     .unify();
 
-    ws.or(types)
+    super::origin::forbidden_origin(Arc::clone(&app))
+        .or(ws)
+        .unify()
+        .or(types)
         .unify()
         .or(events)
         .unify()
@@ -182,8 +185,8 @@ pub fn routes(
         .unify()
         .or(super::admin::routes(Arc::clone(&app)))
         .unify()
-        .or(preflight())
-        .unify()
+        .with(super::origin::cors())
+        .map(Reply::into_response)
         .recover(recover)
         .unify()
         .with(log)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod evaluator;
 pub mod evaluator_ws;
 pub mod keys;
+pub mod origin;
 pub mod tasks;
 pub mod udp;
 pub mod web;

@@ -58,7 +58,9 @@ async fn store_self_events(app: &App) {
 /// `cubed keys` (another process) take effect within a second.
 pub async fn reload_keys(app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut tick = tokio::time::interval(crate::limits::KEY_RELOAD_INTERVAL);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+        crate::limits::KEY_RELOAD_INTERVAL_MS,
+    ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -99,8 +99,11 @@ impl Auth {
         Ok(())
     }
 
+    /// Holds `records`. Once any record was seen, keys stay in force (in
+    /// `auto` mode) for the life of the process, even if the records vanish
+    /// (a deleted key file must not open the server).
     fn hold(&self, records: Vec<KeyRecord>) {
-        let any = !records.is_empty();
+        let any = !records.is_empty() || self.held().1;
         let live = records
             .into_iter()
             .filter(|r| r.revoked_ms.is_none())

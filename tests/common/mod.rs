@@ -39,6 +39,23 @@ impl TestServer {
     }
 
     pub fn start_with_options(clock: Arc<dyn Clock>, options: Options) -> Self {
+        Self::start_inner(clock, options, None)
+    }
+
+    /// A server requiring the keys in `keys_dir`'s key file (`--auth auto`).
+    pub fn start_with_keys(keys_dir: &std::path::Path) -> Self {
+        Self::start_inner(
+            Arc::new(cubed::model::SystemClock),
+            Options::default(),
+            Some(keys_dir.to_owned()),
+        )
+    }
+
+    fn start_inner(
+        clock: Arc<dyn Clock>,
+        options: Options,
+        keys: Option<std::path::PathBuf>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_owned();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -77,7 +94,14 @@ impl TestServer {
                         .expect("addr"),
                 );
                 addr_tx.send(addrs).expect("send addrs");
-                let services = Services::new(store.clone(), store, clock, options.services());
+                let mut services = Services::new(store.clone(), store, clock, options.services());
+                if let Some(keys) = keys {
+                    let file = cubed::storage::embedded::credentials::KeyFile::in_dir(&keys);
+                    services.auth = Arc::new(
+                        cubed::service::Auth::new(Arc::new(file), cubed::service::AuthMode::Auto)
+                            .expect("keys"),
+                    );
+                }
                 let app = App::new(services, options);
                 server::run(listeners, app, async {
                     let _ = stop_rx.await;

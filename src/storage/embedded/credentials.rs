@@ -23,9 +23,7 @@ struct Document {
     keys: Vec<KeyRecord>,
 }
 
-/// Most bytes the file may have (about 30,000 keys); a larger one is refused
-/// as corrupt rather than read into memory.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+use crate::limits::MAX_KEY_FILE_BYTES as MAX_FILE_BYTES;
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Engine(format!("{what} {}: {e}", path.display()))

@@ -142,6 +142,7 @@ fn errors_of(tree: &Value, service: &str) -> u64 {
 fn keys_bind_each_request_to_one_service_and_role() {
     let dir = tempfile::tempdir().expect("tempdir");
     let admin = create_key(dir.path(), "acme", "admin");
+    let operator = create_key(dir.path(), "default-service", "admin");
     let writer = create_key(dir.path(), "acme", "write");
     let reader = create_key(dir.path(), "acme", "read");
     let other_reader = create_key(dir.path(), "other", "read");
@@ -275,7 +276,23 @@ fn keys_bind_each_request_to_one_service_and_role() {
         .status
     };
     assert_eq!(results(&reader), 403);
-    assert_eq!(results(&admin), 200);
+    // Module results are server-wide: the operator's (an admin key of the
+    // default service) only.
+    assert_eq!(results(&admin), 403);
+    assert_eq!(results(&operator), 200);
+    let status = |key: &str| {
+        call(
+            "GET",
+            &e("/1.0/status"),
+            &[("authorization", &bearer(key))],
+            None,
+        )
+        .status
+    };
+    assert_eq!(
+        (status(&reader), status(&admin), status(&operator)),
+        (403, 403, 200)
+    );
 
     // /admin/metrics shows a key's own service only; 401s and 403s are
     // counted as errors there (a 403 under the key's service).
@@ -307,6 +324,7 @@ fn keys_bind_each_request_to_one_service_and_role() {
     let text = prometheus.body.as_str().unwrap_or_default().to_owned();
     assert!(text.contains("service=\"acme\""), "{text}");
     assert!(!text.contains("service=\"other\""), "{text}");
+    assert!(!text.contains("cubed_module_result"), "server-wide: {text}");
     let a = call(
         "DELETE",
         &e("/admin/metrics"),
@@ -409,6 +427,25 @@ fn keys_bind_each_request_to_one_service_and_role() {
         "a cookie never authorizes a write: {}",
         a.body
     );
+    let a = call(
+        "POST",
+        &e("/1.0/auth"),
+        &[("authorization", &bearer(&admin))],
+        None,
+    );
+    let admin_cookie = a.set_cookie.expect("set-cookie");
+    let admin_pair = admin_cookie.split(';').next().expect("pair");
+    let a = call(
+        "GET",
+        &e("/admin/metrics?reset=true"),
+        &[("cookie", admin_pair)],
+        None,
+    );
+    assert_eq!(
+        a.status, 401,
+        "a GET that resets is not done on a cookie: {}",
+        a.body
+    );
 
     // WebSockets: the key as a subprotocol; the server selects `cubed`.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -453,6 +490,56 @@ fn keys_bind_each_request_to_one_service_and_role() {
             }
             other => panic!("a reader cannot open a put socket: {other:?}"),
         }
+        // A write cookie does not open a put socket either.
+        let mut req = put_url.as_str().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("cookie", write_pair.parse().expect("header"));
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401)
+            }
+            other => panic!("a cookie cannot open a put socket: {other:?}"),
+        }
+    });
+
+    // A socket opened with a key is closed (1008) once the key is revoked.
+    let doomed = create_key(dir.path(), "acme", "write");
+    eventually("the new writer to be accepted", || {
+        put(&doomed, "req", None).status == 200
+    });
+    let socket = rt.block_on(async {
+        let url = format!("ws://{}/1.0/event/put", server.collector);
+        let mut req = url.as_str().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("authorization", bearer(&doomed).parse().expect("header"));
+        tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect")
+            .0
+    });
+    let out = Command::new(bin())
+        .args(["keys", "--data-dir"])
+        .arg(dir.path())
+        .args(["revoke", id_of(&doomed)])
+        .output()
+        .expect("revoke");
+    assert!(out.status.success(), "{out:?}");
+    rt.block_on(async {
+        let mut socket = socket;
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                        return frame.map(|f| u16::from(f.code));
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .expect("the socket of a revoked key is closed");
+        assert_eq!(closed, Some(1008));
     });
 
     // `cubed keys` while the server runs: a revoked key stops working, a new
@@ -486,7 +573,7 @@ fn keys_bind_each_request_to_one_service_and_role() {
         "keys are never listed: {listing}"
     );
     let keyfile = std::fs::read_to_string(dir.path().join("keys.json")).expect("keys.json");
-    for key in [&admin, &writer, &reader, &fresh] {
+    for key in [&admin, &writer, &reader, &fresh, &operator] {
         assert!(!keyfile.contains(key.as_str()), "only hashes are stored");
     }
     server.terminate();

@@ -630,6 +630,6 @@
   }
 
   // For tests and the console: the charts and what they draw.
-  window.cubed = { state, addChart, refreshAll, savedKeys };
+  window.cubed = { state, addChart, refreshAll };
   init();
 })();

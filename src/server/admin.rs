@@ -83,6 +83,20 @@ fn visible_service(access: &Access) -> Option<String> {
     opmetrics::service_key(header)
 }
 
+/// Refuses what is server-wide (every module's figures) to all but the
+/// operator (see `Access::operator`).
+fn operator(access: Access) -> Result<Access, ApiError> {
+    if access.operator() {
+        Ok(access)
+    } else {
+        Err(ApiError::with_message(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "server-wide figures are for admin keys of the default service (the operator's)",
+        ))
+    }
+}
+
 /// Refuses a request whose key may not do what needs `needed`.
 fn require(access: &Access, needed: Role) -> Result<(), ApiError> {
     match access.role {
@@ -116,6 +130,10 @@ pub fn routes(
                     };
                     if reset {
                         require(&access, Role::Admin)?;
+                        if access.from_cookie {
+                            // A GET that changes something: not on a cookie.
+                            return Err(ApiError::from(AuthError::Missing));
+                        }
                     }
                     let table = match visible_service(&access) {
                         Some(service) => app.opmetrics.read_service(&service, reset),
@@ -153,6 +171,7 @@ pub fn routes(
                     &app.opmetrics,
                     &app.run,
                     only.as_deref(),
+                    access.operator(),
                 ) {
                     Ok(text) => {
                         let mut r = text.into_response();
@@ -174,13 +193,15 @@ pub fn routes(
         .and(with_app(Arc::clone(&app)))
         .map(
             |ws: warp::ws::Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| {
-                match access {
+                match access.and_then(operator) {
                     Ok(access) => {
                         let tx = tx.for_tenant(&access.tenant);
                         let offered = tx.protocols.clone();
                         let reply = ws
                             .max_message_size(app.limits.max_ws_message_bytes)
-                            .on_upgrade(move |socket| status_socket(socket, app, tx));
+                            .on_upgrade(move |socket| {
+                                status_socket(socket, app, tx, access.key_id)
+                            });
                         upgrade_reply(reply, offered.as_deref())
                     }
                     Err(e) => e.into_response(),
@@ -194,7 +215,9 @@ pub fn routes(
         .and(with_app(Arc::clone(&app)))
         .map(|access: Result<Access, ApiError>, app: Arc<App>| {
             respond(
-                access.map(|_| json_response(StatusCode::OK, &app.run.status(app.clock.now_ms()))),
+                access
+                    .and_then(operator)
+                    .map(|_| json_response(StatusCode::OK, &app.run.status(app.clock.now_ms()))),
             )
         });
 
@@ -205,7 +228,7 @@ pub fn routes(
         .and(with_app(Arc::clone(&app)))
         .then(
             |access: Result<Access, ApiError>, q: HashMap<String, String>, app: Arc<App>| async move {
-                respond(match access {
+                respond(match access.and_then(operator) {
                     Ok(_) => results_query(&app, &q).await,
                     Err(e) => Err(e),
                 })
@@ -274,12 +297,30 @@ async fn results_query(
     Ok(json_response(StatusCode::OK, &Value::Array(docs)))
 }
 
-/// WebSocket `/1.0/status`: one answer (the status) per request message.
-async fn status_socket(socket: WebSocket, app: Arc<App>, tx_headers: TxHeaders) {
+/// WebSocket `/1.0/status`: one answer (the status) per request message;
+/// closed (1008) once its key no longer authorizes it.
+async fn status_socket(
+    socket: WebSocket,
+    app: Arc<App>,
+    tx_headers: TxHeaders,
+    key_id: Option<String>,
+) {
     let ws = &app.run.websocket;
     let _open = ws.open();
     let (mut tx, mut rx) = socket.split();
-    while let Some(msg) = rx.next().await {
+    let auth = Arc::clone(&app.auth);
+    let mut revoked = std::pin::pin!(auth.revoked(key_id));
+    loop {
+        let msg = tokio::select! {
+            msg = rx.next() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            _ = &mut revoked => {
+                let _ = tx.send(super::common::close_unauthorized()).await;
+                break;
+            }
+        };
         let started = Instant::now();
         let msg = match msg {
             Ok(m) if m.is_close() => break,

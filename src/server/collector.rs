@@ -102,7 +102,9 @@ pub fn routes(
                     let reply = ws
                         .max_message_size(app.limits.max_ws_message_bytes)
                         .max_frame_size(app.limits.max_ws_message_bytes)
-                        .on_upgrade(move |socket| ws_put(socket, app, access.tenant, tx));
+                        .on_upgrade(move |socket| {
+                            ws_put(socket, app, access.tenant, tx, access.key_id)
+                        });
                     upgrade_reply(reply, offered.as_deref())
                 }
                 Err(e) => e.into_response(),
@@ -220,14 +222,29 @@ async fn send(
 /// One event per text message; nothing is sent back on success, an
 /// `{"error": …}` message on failure. Messages that arrive together are
 /// stored in one put. Each message is one transaction of `/admin/metrics`.
-async fn ws_put(socket: WebSocket, app: Arc<App>, tenant: Tenant, tx_headers: TxHeaders) {
+async fn ws_put(
+    socket: WebSocket,
+    app: Arc<App>,
+    tenant: Tenant,
+    tx_headers: TxHeaders,
+    key_id: Option<String>,
+) {
     let ws_stats = &app.run.websocket;
     let _open = ws_stats.open();
     let (mut tx, mut rx) = socket.split();
     let mut open = true;
     let mut close = None;
+    let auth = Arc::clone(&app.auth);
+    let mut revoked = std::pin::pin!(auth.revoked(key_id));
     while open {
-        let Some(first) = rx.next().await else { break };
+        let first = tokio::select! {
+            first = rx.next() => first,
+            _ = &mut revoked => {
+                close = Some(super::common::close_unauthorized());
+                break;
+            }
+        };
+        let Some(first) = first else { break };
         let started = Instant::now();
         let mut messages = vec![first];
         while messages.len() < WS_BATCH {

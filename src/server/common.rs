@@ -53,51 +53,55 @@ pub fn tenant(header: Option<String>) -> Result<Tenant, ApiError> {
 /// The key a request presents: `Authorization` (Bearer, or Basic with the
 /// key as the password), else a `cubed-key.KEY` WebSocket subprotocol,
 /// else, for GET requests (WebSocket upgrades are GETs), the sign-in
-/// cookie. The cookie never authorizes a request that changes anything, so
-/// a page elsewhere cannot make a browser change data with it.
+/// cookie (`access` takes the cookie only where the `read` role is needed:
+/// it never authorizes a request that changes anything, so a page elsewhere
+/// cannot make a browser change data with it). The flag: from the cookie.
 pub fn presented_key(
     method: &warp::http::Method,
     headers: &warp::http::HeaderMap,
 ) -> Option<String> {
+    presented(method, headers).map(|(key, _)| key)
+}
+
+fn presented(
+    method: &warp::http::Method,
+    headers: &warp::http::HeaderMap,
+) -> Option<(String, bool)> {
     use crate::model::access;
     if let Some(v) = text_of(headers, "authorization") {
         // A malformed header presents an unusable key (401), not none.
-        return Some(access::key_from_authorization(&v).unwrap_or_default());
+        return Some((
+            access::key_from_authorization(&v).unwrap_or_default(),
+            false,
+        ));
     }
     if let Some(key) =
         text_of(headers, "sec-websocket-protocol").and_then(|v| access::key_from_subprotocols(&v))
     {
-        return Some(key);
+        return Some((key, false));
     }
     if method == warp::http::Method::GET {
         return headers
             .get_all("cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(access::key_from_cookie);
+            .find_map(access::key_from_cookie)
+            .map(|key| (key, true));
     }
     None
 }
 
-/// A WebSocket upgrade's answer, with the subprotocol the server selects
-/// when the client offered any: `cubed` if offered, else the offered
-/// `cubed-key.` one (a browser fails a connection whose answer selects
-/// none of the protocols it offered).
+/// A WebSocket upgrade's answer, selecting the subprotocol `cubed` when the
+/// client offered it (a browser that offers a key as `cubed-key.KEY` offers
+/// `cubed` too: the key itself is never echoed back).
 pub fn upgrade_reply(reply: impl Reply, offered: Option<&str>) -> warp::reply::Response {
-    use crate::model::access::{SUBPROTOCOL, SUBPROTOCOL_KEY_PREFIX};
+    use crate::model::access::SUBPROTOCOL;
     let mut r = reply.into_response();
-    let Some(offered) = offered else { return r };
-    let mut protocols = offered.split(',').map(str::trim);
-    let chosen = if protocols.clone().any(|p| p == SUBPROTOCOL) {
-        Some(SUBPROTOCOL.to_owned())
-    } else {
-        protocols
-            .find(|p| p.starts_with(SUBPROTOCOL_KEY_PREFIX))
-            .map(str::to_owned)
-    };
-    if let Some(value) = chosen.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        r.headers_mut()
-            .insert(warp::http::header::SEC_WEBSOCKET_PROTOCOL, value);
+    if offered.is_some_and(|o| o.split(',').any(|p| p.trim() == SUBPROTOCOL)) {
+        r.headers_mut().insert(
+            warp::http::header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
     }
     r
 }
@@ -111,10 +115,19 @@ pub fn access(
 ) -> impl Filter<Extract = (Result<Access, ApiError>,), Error = Infallible> + Clone {
     warp::method().and(warp::header::headers_cloned()).map(
         move |method: warp::http::Method, headers: warp::http::HeaderMap| {
-            let key = presented_key(&method, &headers);
+            let (key, from_cookie) = match presented(&method, &headers) {
+                // The cookie only where reading is all that is needed.
+                Some((_, true)) if needed != Role::Read => (None, false),
+                Some((key, cookie)) => (Some(key), cookie),
+                None => (None, false),
+            };
             let header = text_of(&headers, "fiware-service");
             app.auth
                 .check(key.as_deref(), header.as_deref(), needed)
+                .map(|access| Access {
+                    from_cookie,
+                    ..access
+                })
                 .map_err(ApiError::from)
         },
     )
@@ -201,6 +214,12 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
         (StatusCode::BAD_REQUEST, format!("{err:?}"))
     };
     Ok(json_response(status, &json!({ "error": error })))
+}
+
+/// The close frame of a socket whose key no longer authorizes it (revoked,
+/// or keys came into force after it opened): 1008, policy violation.
+pub fn close_unauthorized() -> warp::ws::Message {
+    warp::ws::Message::close_with(1008u16, "the key was revoked or keys are now required")
 }
 
 /// The close frame after a failed WebSocket receive: 1009 (message too big)

@@ -40,7 +40,7 @@ fn ws_route(
                         .max_message_size(app.limits.max_ws_message_bytes)
                         .max_frame_size(app.limits.max_ws_message_bytes)
                         .on_upgrade(move |socket| {
-                            evaluator_ws::serve(socket, app, access.tenant, endpoint, tx)
+                            evaluator_ws::serve(socket, app, access, endpoint, tx)
                         });
                     upgrade_reply(reply, offered.as_deref())
                 }

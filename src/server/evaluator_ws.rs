@@ -144,10 +144,14 @@ impl Drop for Answers {
 pub async fn serve(
     socket: WebSocket,
     app: Arc<App>,
-    tenant: Tenant,
+    access: crate::service::Access,
     endpoint: Endpoint,
     tx_headers: TxHeaders,
 ) {
+    let tenant: Tenant = access.tenant;
+    // Closed (1008) once its key no longer authorizes it.
+    let auth = Arc::clone(&app.auth);
+    let mut revoked = std::pin::pin!(auth.revoked(access.key_id));
     let _open = app.run.websocket.open();
     let (mut sink, mut stream) = socket.split();
     let (tx, mut out_rx) = mpsc::unbounded_channel::<String>();
@@ -191,6 +195,12 @@ pub async fn serve(
                 None => break,
             },
             _ = out.overflow.notified() => break,
+            _ = &mut revoked => {
+                if let Some(close) = close_tx.take() {
+                    let _ = close.send(super::common::close_unauthorized());
+                }
+                break;
+            }
         };
         let started = Instant::now();
         let msg = match msg {

@@ -117,7 +117,7 @@ where
                 if app.opmetrics.enabled() && status != warp::http::StatusCode::SWITCHING_PROTOCOLS
                 {
                     // Headers that are not text name no valid tenant: left out.
-                    if let (Ok(tenant), Ok(path)) = (
+                    if let (Ok((tenant, _)), Ok(path)) = (
                         counted_tenant(&app, &method, &headers),
                         headers
                             .get("fiware-servicepath")
@@ -150,28 +150,35 @@ where
         )
 }
 
-/// The `Fiware-Service` a request is counted under: its valid key's service
-/// when keys are in force (whatever header it sent), else its header
-/// (`Err` if the header is not text).
+/// The `Fiware-Service` a request is counted under, and whether it
+/// presented a valid key. With keys in force: its key's service (whatever
+/// header it sent); without a valid key, its header's service only if some
+/// key is for that service (else the default service), so that requests
+/// without a key cannot make up services. Without keys: its header (`Err`
+/// if the header is not text).
 fn counted_tenant(
     app: &App,
     method: &warp::http::Method,
     headers: &warp::http::HeaderMap,
-) -> Result<Option<String>, warp::http::header::ToStrError> {
-    if app.auth.enabled()
-        && let Some(record) =
-            common::presented_key(method, headers).and_then(|k| app.auth.record(&k))
-    {
-        return Ok((!record.service.is_empty()).then_some(record.service));
-    }
-    headers
+) -> Result<(Option<String>, bool), warp::http::header::ToStrError> {
+    let header = headers
         .get("fiware-service")
         .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
+        .transpose()?;
+    if !app.auth.enabled() {
+        return Ok((header, true));
+    }
+    if let Some(record) = common::presented_key(method, headers).and_then(|k| app.auth.record(&k)) {
+        return Ok(((!record.service.is_empty()).then_some(record.service), true));
+    }
+    let known = crate::model::Tenant::from_header(header.as_deref())
+        .is_ok_and(|t| app.auth.knows_tenant(&t));
+    Ok((header.filter(|_| known), false))
 }
 
 /// Records a `cube_request` event for every request a listener answers,
-/// under the tenant it is counted under (see `counted_tenant`).
+/// under the tenant it is counted under (see `counted_tenant`); none for a
+/// request without a valid key while keys are in force.
 pub fn request_log(
     app: Arc<App>,
 ) -> warp::log::Log<impl Fn(warp::log::Info<'_>) + Clone + Send + Sync> {
@@ -179,10 +186,15 @@ pub fn request_log(
         if !app.self_events.enabled() {
             return;
         }
-        let tenant = counted_tenant(&app, info.method(), info.request_headers())
-            .ok()
-            .and_then(|t| crate::model::Tenant::from_header(t.as_deref()).ok())
-            .unwrap_or_else(crate::model::Tenant::default_tenant);
+        // A request without a valid key while keys are in force writes
+        // nothing into any service.
+        let tenant = match counted_tenant(&app, info.method(), info.request_headers()) {
+            Ok((_, false)) => return,
+            Ok((t, true)) => crate::model::Tenant::from_header(t.as_deref())
+                .unwrap_or_else(|_| crate::model::Tenant::default_tenant()),
+            Err(_) if app.auth.enabled() => return,
+            Err(_) => crate::model::Tenant::default_tenant(),
+        };
         let ip = info.remote_addr().map(|a| a.ip().to_string());
         app.self_events
             .request(&tenant, ip, info.path(), info.method().as_str());

@@ -53,11 +53,25 @@ pub struct Access {
     pub tenant: Tenant,
     /// The key's role, or `None` when keys are not in force.
     pub role: Option<Role>,
+    /// The key's id (`None` when keys are not in force).
+    pub key_id: Option<String>,
+    /// The key came from the sign-in cookie (set by transport).
+    pub from_cookie: bool,
 }
 
 impl Access {
     pub fn restricted(&self) -> bool {
         self.role.is_some()
+    }
+
+    /// May see what is server-wide (every module's figures): anyone when
+    /// keys are not in force; with keys, an `admin` key of the default
+    /// service (the operator's).
+    pub fn operator(&self) -> bool {
+        match self.role {
+            None => true,
+            Some(role) => role == Role::Admin && self.tenant.key().is_empty(),
+        }
     }
 }
 
@@ -66,6 +80,8 @@ pub struct Auth {
     mode: AuthMode,
     /// Unrevoked records by id, and whether any record (even revoked) exists.
     keys: RwLock<Arc<(HashMap<String, KeyRecord>, bool)>>,
+    /// One reload at a time, so that an older read never replaces a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Auth {
@@ -75,6 +91,7 @@ impl Auth {
             store: None,
             mode: AuthMode::Off,
             keys: RwLock::default(),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -85,6 +102,7 @@ impl Auth {
             store: Some(store),
             mode,
             keys: RwLock::default(),
+            reloading: tokio::sync::Mutex::new(()),
         };
         auth.reload()?;
         Ok(auth)
@@ -144,6 +162,8 @@ impl Auth {
             return Ok(Access {
                 tenant: Tenant::from_header(header)?,
                 role: None,
+                key_id: None,
+                from_cookie: false,
             });
         }
         let key = key.ok_or(AuthError::Missing)?;
@@ -165,7 +185,34 @@ impl Auth {
         Ok(Access {
             tenant,
             role: Some(role),
+            key_id: Some(record.id),
+            from_cookie: false,
         })
+    }
+
+    /// Whether some unrevoked key is for `tenant` (failed attempts are
+    /// counted under a tenant only then, so that they cannot make up names).
+    pub fn knows_tenant(&self, tenant: &Tenant) -> bool {
+        self.held().0.values().any(|r| r.service == tenant.key())
+    }
+
+    /// Resolves once what a socket opened with `key_id` (`None`: opened
+    /// while keys were not in force) no longer authorizes: the key was
+    /// revoked, or keys came into force. Checked every reload interval.
+    pub async fn revoked(&self, key_id: Option<String>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+            crate::limits::KEY_RELOAD_INTERVAL_MS,
+        ));
+        loop {
+            tick.tick().await;
+            if !self.enabled() {
+                continue;
+            }
+            match &key_id {
+                Some(id) if self.held().0.contains_key(id) => {}
+                _ => return,
+            }
+        }
     }
 
     fn store(&self) -> Result<&Arc<dyn KeyStore>, StoreError> {
@@ -226,6 +273,7 @@ impl Auth {
         let Some(store) = self.store.clone() else {
             return Ok(());
         };
+        let _one = self.reloading.lock().await;
         self.hold(super::on_store(move || store.keys()).await?);
         Ok(())
     }

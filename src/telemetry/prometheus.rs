@@ -64,11 +64,13 @@ const TRANSACTION_METRICS: [(&str, &str, &str); 9] = [
 ];
 
 /// The text exposition of this moment: every service's transactions, or
-/// with `only` (a tree key) one service's.
+/// with `only` (a tree key) one service's; the server-wide module results
+/// only with `modules`.
 pub fn exposition(
     opmetrics: &OpMetrics,
     run: &Run,
     only: Option<&str>,
+    with_modules: bool,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     let table = match only {
@@ -88,7 +90,7 @@ pub fn exposition(
     }
     let modules = Labeled::default();
     let session_label = vec![("session_id".to_owned(), run.id.clone())];
-    for (module, metrics) in run.results() {
+    for (module, metrics) in run.results().into_iter().filter(|_| with_modules) {
         for (metric, value) in metrics {
             let labels = vec![
                 ("module".to_owned(), module.to_owned()),

@@ -42,9 +42,24 @@ impl KeyFile {
     }
 
     fn read(&self) -> Result<Document, StoreError> {
+        self.read_doc(self.dir.join("keys.lock").exists())
+    }
+
+    /// With `made_here` (keys were made in this directory once: the lock
+    /// file stays), a missing key file is damage, never "no keys", which
+    /// would open the server.
+    fn read_doc(&self, made_here: bool) -> Result<Document, StoreError> {
         let path = self.path();
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && made_here => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is missing, though keys were made in {} (keys.lock exists; \
+                     restore the file, or delete keys.lock to start without keys)",
+                    path.display(),
+                    self.dir.display()
+                )));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Document::default()),
             Err(e) => return Err(io("reading", &path, e)),
         };
@@ -63,6 +78,7 @@ impl KeyFile {
     fn change<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<T, StoreError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io("creating", &self.dir, e))?;
         let lock_path = self.dir.join("keys.lock");
+        let made_here = lock_path.exists() && self.path().exists();
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -71,7 +87,7 @@ impl KeyFile {
             .map_err(|e| io("opening", &lock_path, e))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io("locking", &lock_path, e.into()))?;
-        let mut doc = self.read()?;
+        let mut doc = self.read_doc(made_here)?;
         doc.version = 1;
         let out = change(&mut doc);
         let text = serde_json::to_vec_pretty(&doc)

@@ -62,8 +62,8 @@ pub enum AuthFlag {
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// The data directory whose keys to manage.
-    #[arg(long, env = "CUBED_DATA_DIR", default_value = "./data")]
+    /// The data directory whose keys to manage (before or after the subcommand).
+    #[arg(long, env = "CUBED_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     #[command(subcommand)]
     pub command: KeysCommand,
@@ -259,6 +259,14 @@ pub struct ServeArgs {
     /// `on`, or `off` (open to anyone who can reach the ports).
     #[arg(long, env = "CUBED_AUTH", value_enum, default_value_t = AuthFlag::Auto)]
     pub auth: AuthFlag,
+    /// Most HTTP connections each listener holds open at once (a new one
+    /// beyond it gets `503 too many connections` and is closed).
+    #[arg(long, env = "CUBED_MAX_CONNECTIONS", default_value_t = cubed::limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers, in ms (the
+    /// connection is closed beyond it).
+    #[arg(long, env = "CUBED_HEADER_TIMEOUT_MS", default_value_t = cubed::limits::DEFAULT_HEADER_TIMEOUT_MS)]
+    pub header_timeout_ms: u64,
     /// Browser origins (comma-separated, e.g. `https://dash.example.com`; `*`
     /// for any) allowed to change data and open WebSockets besides a page's
     /// own origin; other origins may only GET.

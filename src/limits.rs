@@ -129,5 +129,12 @@ pub const KEY_RELOAD_INTERVAL_MS: u64 = 1000;
 /// Largest key file (`keys.json`, about 30,000 keys); a larger one is
 /// refused as corrupt rather than read into memory.
 pub const MAX_KEY_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Default of the most HTTP connections one listener holds open at once
+/// (`--max-connections`); beyond it a new connection gets `503 too many
+/// connections` and is closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of the longest a client may take to send a request's headers, in
+/// ms (`--header-timeout-ms`); beyond it the connection is closed.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// Largest body of `POST /admin/keys`, in bytes.
 pub const MAX_KEY_REQUEST_BYTES: usize = 4096;

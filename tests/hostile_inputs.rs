@@ -694,3 +694,67 @@ fn edges_get_clear_answers() {
     });
     c.assert_healthy(1);
 }
+
+/// Connections that send nothing (or headers one byte at a time, slowly)
+/// cannot hold a listener: each listener holds at most `--max-connections`
+/// (the next gets `503 too many connections` and is closed), and a client
+/// that has not sent its headers within `--header-timeout-ms` is
+/// disconnected, after which normal requests are answered again.
+#[test]
+fn idle_and_slow_connections_are_capped_and_cut() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let limits = cubed::server::Limits {
+        max_connections: 8,
+        header_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let s = common::TestServer::start_with(std::sync::Arc::new(cubed::model::SystemClock), limits);
+    let mut idle: Vec<TcpStream> = (0..7)
+        .map(|_| TcpStream::connect(&s.collector).expect("connect"))
+        .collect();
+    // A slowloris: part of the headers, then nothing.
+    let mut slow = TcpStream::connect(&s.collector).expect("connect");
+    slow.write_all(b"POST /1.0/event/put HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    idle.push(slow);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut extra = TcpStream::connect(&s.collector).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // The other listener has its own connections.
+    assert_eq!(get(&s.evaluator_url("/1.0/types"), None).0, 200);
+    // Past the header deadline every one of them is closed by the server.
+    let started = Instant::now();
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "closed by the server, not by the read timeout"
+    );
+    // And the listener answers again.
+    let (status, body) = post(
+        &s.collector_url("/1.0/event/put"),
+        &json!([{"type": "req", "time": 1000}]).to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+}

@@ -25,7 +25,12 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 39] = [
+    let limits: [(&str, i128); 41] = [
+        ("DEFAULT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as i128),
+        (
+            "DEFAULT_HEADER_TIMEOUT_MS",
+            DEFAULT_HEADER_TIMEOUT_MS as i128,
+        ),
         ("KEY_RELOAD_INTERVAL_MS", KEY_RELOAD_INTERVAL_MS as i128),
         ("MAX_KEY_FILE_BYTES", MAX_KEY_FILE_BYTES as i128),
         ("MAX_KEY_REQUEST_BYTES", MAX_KEY_REQUEST_BYTES as i128),

@@ -26,6 +26,10 @@ pub struct Limits {
     /// Most requests being answered at once on one evaluator WebSocket
     /// (live event streams included); beyond it a request is refused.
     pub max_ws_in_flight: usize,
+    /// Most HTTP connections one listener holds open (503 beyond).
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers.
+    pub header_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +40,10 @@ impl Default for Limits {
             body_timeout: std::time::Duration::from_millis(crate::limits::DEFAULT_BODY_TIMEOUT_MS),
             max_ws_queue_bytes: crate::limits::DEFAULT_MAX_WS_QUEUE_BYTES,
             max_ws_in_flight: crate::limits::DEFAULT_MAX_WS_IN_FLIGHT,
+            max_connections: crate::limits::DEFAULT_MAX_CONNECTIONS,
+            header_timeout: std::time::Duration::from_millis(
+                crate::limits::DEFAULT_HEADER_TIMEOUT_MS,
+            ),
         }
     }
 }

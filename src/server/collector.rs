@@ -72,7 +72,6 @@ where
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    let log = super::request_log(Arc::clone(&app));
     // Path before method: an unknown path is 404, a known one with the wrong method 405.
     let put = warp::path!("1.0" / "event" / "put")
         .or(warp::path!("1.0" / "event"))
@@ -162,7 +161,6 @@ pub fn routes(
         .map(Reply::into_response)
         .recover(recover)
         .unify()
-        .with(log)
 }
 
 /// `POST /api/sessions/{id}/metrics` and `/api/sessions/{id}/events` (the session API):

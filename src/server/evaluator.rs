@@ -130,7 +130,6 @@ fn get_path(name: &'static str) -> impl Filter<Extract = (), Error = warp::Rejec
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    let log = super::request_log(Arc::clone(&app));
     let query = || warp::query::<HashMap<String, String>>();
     let types = get_path("types")
         .and(access(Arc::clone(&app), Role::Read))
@@ -189,5 +188,4 @@ pub fn routes(
         .map(Reply::into_response)
         .recover(recover)
         .unify()
-        .with(log)
 }

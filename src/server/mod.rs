@@ -10,6 +10,7 @@ pub mod error;
 pub mod evaluator;
 pub mod evaluator_ws;
 pub mod keys;
+pub mod listen;
 pub mod origin;
 pub mod tasks;
 pub mod udp;
@@ -42,20 +43,22 @@ pub async fn run(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let collector = warp::serve(gathered(
-        Arc::clone(&app),
-        collector::routes(Arc::clone(&app)),
-    ))
-    .incoming(listeners.collector)
-    .graceful(stopped(rx.clone()))
-    .run();
-    let evaluator = warp::serve(gathered(
-        Arc::clone(&app),
-        evaluator::routes(Arc::clone(&app)),
-    ))
-    .incoming(listeners.evaluator)
-    .graceful(stopped(rx.clone()))
-    .run();
+    let connections = listen::ConnectionLimits {
+        max_connections: app.limits.max_connections,
+        header_timeout: app.limits.header_timeout,
+    };
+    let collector = listen::serve(
+        listeners.collector,
+        gathered(Arc::clone(&app), collector::routes(Arc::clone(&app))),
+        connections,
+        stopped(rx.clone()),
+    );
+    let evaluator = listen::serve(
+        listeners.evaluator,
+        gathered(Arc::clone(&app), evaluator::routes(Arc::clone(&app))),
+        connections,
+        stopped(rx.clone()),
+    );
     let udp = listeners
         .udp
         .map(|socket| tokio::spawn(udp::serve(socket, Arc::clone(&app), stopped(rx.clone()))));
@@ -105,15 +108,20 @@ where
     use warp::http::header::CONTENT_LENGTH;
     warp::method()
         .and(warp::header::headers_cloned())
+        .and(warp::path::full())
+        .and(warp::ext::optional::<listen::ClientAddr>())
         .and(warp::any().map(std::time::Instant::now))
         .and(routes)
         .map(
             move |method: warp::http::Method,
                   headers: warp::http::HeaderMap,
+                  path: warp::path::FullPath,
+                  client: Option<listen::ClientAddr>,
                   started: std::time::Instant,
                   reply: R| {
                 let resp = reply.into_response();
                 let status = resp.status();
+                record_request(&app, &method, &headers, path.as_str(), client);
                 if app.opmetrics.enabled() && status != warp::http::StatusCode::SWITCHING_PROTOCOLS
                 {
                     // Headers that are not text name no valid tenant: left out.
@@ -176,27 +184,28 @@ fn counted_tenant(
     Ok((header.filter(|_| known), false))
 }
 
-/// Records a `cube_request` event for every request a listener answers,
+/// Records a `cube_request` event for a request a listener answered,
 /// under the tenant it is counted under (see `counted_tenant`); none for a
 /// request without a valid key while keys are in force.
-pub fn request_log(
-    app: Arc<App>,
-) -> warp::log::Log<impl Fn(warp::log::Info<'_>) + Clone + Send + Sync> {
-    warp::log::custom(move |info: warp::log::Info<'_>| {
-        if !app.self_events.enabled() {
-            return;
-        }
-        // A request without a valid key while keys are in force writes
-        // nothing into any service.
-        let tenant = match counted_tenant(&app, info.method(), info.request_headers()) {
-            Ok((_, false)) => return,
-            Ok((t, true)) => crate::model::Tenant::from_header(t.as_deref())
-                .unwrap_or_else(|_| crate::model::Tenant::default_tenant()),
-            Err(_) if app.auth.enabled() => return,
-            Err(_) => crate::model::Tenant::default_tenant(),
-        };
-        let ip = info.remote_addr().map(|a| a.ip().to_string());
-        app.self_events
-            .request(&tenant, ip, info.path(), info.method().as_str());
-    })
+fn record_request(
+    app: &App,
+    method: &warp::http::Method,
+    headers: &warp::http::HeaderMap,
+    path: &str,
+    client: Option<listen::ClientAddr>,
+) {
+    if !app.self_events.enabled() {
+        return;
+    }
+    // A request without a valid key while keys are in force writes
+    // nothing into any service.
+    let tenant = match counted_tenant(app, method, headers) {
+        Ok((_, false)) => return,
+        Ok((t, true)) => crate::model::Tenant::from_header(t.as_deref())
+            .unwrap_or_else(|_| crate::model::Tenant::default_tenant()),
+        Err(_) if app.auth.enabled() => return,
+        Err(_) => crate::model::Tenant::default_tenant(),
+    };
+    let ip = client.map(|a| a.0.ip().to_string());
+    app.self_events.request(&tenant, ip, path, method.as_str());
 }

@@ -259,6 +259,10 @@ pub struct ServeArgs {
     /// `on`, or `off` (open to anyone who can reach the ports).
     #[arg(long, env = "CUBED_AUTH", value_enum, default_value_t = AuthFlag::Auto)]
     pub auth: AuthFlag,
+    /// Most scans of events computing metric bins at once, server-wide
+    /// (more wait for a turn within their request's deadline).
+    #[arg(long, env = "CUBED_MAX_COMPUTATIONS", default_value_t = cubed::limits::DEFAULT_MAX_COMPUTATIONS)]
+    pub max_computations: usize,
     /// Most HTTP connections each listener holds open at once (a new one
     /// beyond it gets `503 too many connections` and is closed).
     #[arg(long, env = "CUBED_MAX_CONNECTIONS", default_value_t = cubed::limits::DEFAULT_MAX_CONNECTIONS)]

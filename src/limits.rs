@@ -109,6 +109,10 @@ pub const MAX_REQUEST_ID_BYTES: usize = MAX_ID_BYTES;
 /// returned. (Hour and day bins of pyramidal reduces also read the cached
 /// finer bins under them, 12 or 24 per bin, a chunk at a time.)
 pub const MAX_BINS_PER_REQUEST: usize = 200_000;
+/// Default of the most scans of events computing metric bins at once,
+/// server-wide (`--max-computations`); more wait for a turn within their
+/// request's deadline (`--query-timeout-ms`).
+pub const DEFAULT_MAX_COMPUTATIONS: usize = 16;
 /// Default of the most memory one metric request may hold for values that
 /// reduces keep until a bin is complete (`median`, percentiles,
 /// `distinct`), in bytes (`--max-query-memory`); checked block by block.

@@ -119,6 +119,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_live_streams: args.max_live_streams.max(1),
         query_timeout: std::time::Duration::from_millis(args.query_timeout_ms.max(1)),
         udp_keyed: args.udp_keyed,
+        max_computations: args.max_computations.max(1),
         ..Options::default()
     };
     let mut services = Services::new(

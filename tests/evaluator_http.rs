@@ -305,6 +305,14 @@ fn a_query_past_its_timeout_is_refused() {
         "/1.0/metric?expression={}&start=2012-04-16T16:00:00Z&step=1e4&limit=10000",
         enc("median(req(ms))")
     ));
+    let resp = common::agent().get(&url).call().expect("request");
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "a 503 says when to retry"
+    );
     let (status, body) = get(&url, None);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], json!("query timeout"), "{body}");

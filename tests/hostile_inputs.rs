@@ -758,3 +758,68 @@ fn idle_and_slow_connections_are_capped_and_cut() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+/// Scans of events are bounded server-wide (`--max-computations`): many
+/// cold queries at once all get their right answers, taking turns, and no
+/// more scans than the cap ever run together.
+#[test]
+fn concurrent_computations_take_turns_under_the_cap() {
+    let options = cubed::server::Options {
+        max_computations: 1,
+        ..Default::default()
+    };
+    let s = common::TestServer::start_with_options(
+        std::sync::Arc::new(cubed::model::SystemClock),
+        options,
+    );
+    let types = ["aa", "bb", "cc", "dd", "ee", "ff"];
+    let mut events = Vec::new();
+    for (k, t) in types.iter().enumerate() {
+        for i in 0..=k {
+            events.push(json!({"type": t, "time": 60_000 * i as i64 + 1}));
+        }
+    }
+    s.put(&json!(events));
+    let answers: Vec<(usize, u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = types
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let url = s.evaluator_url(&format!(
+                    "/1.0/metric?expression=sum({t})&start=0&stop=600000&step=6e4"
+                ));
+                scope.spawn(move || {
+                    let (status, body) = get(&url, None);
+                    (k, status, body)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect()
+    });
+    for (k, status, body) in answers {
+        assert_eq!(status, 200, "{body}");
+        let total: f64 = body
+            .as_array()
+            .expect("bins")
+            .iter()
+            .filter_map(|b| b["value"].as_f64())
+            .sum();
+        assert_eq!(total, (k + 1) as f64, "sum({})", types[k]);
+    }
+    let (_, modules) = get(&s.evaluator_url("/1.0/status"), None);
+    let figure = |name: &str| {
+        modules
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["module_name"] == "evaluator")
+            .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
+            .find(|m| m["metric"] == name)
+            .and_then(|m| m["value"].as_f64())
+    };
+    assert_eq!(figure("computations_peak"), Some(1.0), "{modules}");
+    assert_eq!(figure("computations_waiting"), Some(0.0), "{modules}");
+}

@@ -69,6 +69,8 @@ pub struct Options {
     pub max_query_memory: usize,
     /// Longest one metric request may take (503 `query timeout` beyond).
     pub query_timeout: std::time::Duration,
+    /// Most scans of events computing bins at once, server-wide.
+    pub max_computations: usize,
     /// With keys in force, take UDP datagrams that carry a write key in a
     /// `"key"` field (without it, UDP datagrams are dropped then).
     pub udp_keyed: bool,
@@ -82,6 +84,7 @@ impl Options {
             query_timeout: self.query_timeout,
             live_poll_interval: self.live_poll_interval,
             max_live_streams: self.max_live_streams,
+            max_computations: self.max_computations,
         }
     }
 }
@@ -101,6 +104,7 @@ impl Default for Options {
                 crate::limits::DEFAULT_QUERY_TIMEOUT_MS,
             ),
             udp_keyed: false,
+            max_computations: crate::limits::DEFAULT_MAX_COMPUTATIONS,
         }
     }
 }

@@ -89,6 +89,16 @@ pub fn json_response(status: StatusCode, body: &Value) -> warp::reply::Response 
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
         let mut r = json_response(self.status, &self.body);
+        // A limit crossed or a store not ready: the client may retry soon.
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            r.headers_mut().insert(
+                warp::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+        }
         if self.challenge {
             r.headers_mut().insert(
                 warp::http::header::WWW_AUTHENTICATE,

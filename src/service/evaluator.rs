@@ -218,6 +218,10 @@ pub struct Evaluator {
     query_memory: usize,
     /// Longest one request may take (`--query-timeout-ms`).
     query_timeout: std::time::Duration,
+    /// Scans of events running at once, server-wide (`--max-computations`):
+    /// a scan waits for a permit (within its request's deadline) and holds
+    /// it until its blocking work ends, even if its request is gone.
+    computations: Arc<tokio::sync::Semaphore>,
 }
 
 /// One value per bin: `None` undefined; `Some(NaN)` shows as null.
@@ -238,8 +242,10 @@ impl Evaluator {
         run: Arc<crate::telemetry::results::Run>,
         query_memory: usize,
         query_timeout: std::time::Duration,
+        max_computations: usize,
     ) -> Self {
         Evaluator {
+            computations: Arc::new(tokio::sync::Semaphore::new(max_computations.max(1))),
             store,
             cache,
             invalidator,
@@ -585,13 +591,29 @@ impl Evaluator {
             let (store, tenant, leaf) = (Arc::clone(&self.store), tenant.clone(), Arc::clone(leaf));
             let chunk_first = first + lo as i64 * tier.step();
             let budget = budget.clone();
-            tokio::task::spawn_blocking(move || {
-                scan_bins(&*store, &tenant, &leaf, tier, chunk_first, len, &budget)
-            })
+            let permits = Arc::clone(&self.computations);
+            let stats = Arc::clone(&self.run);
+            async move {
+                stats.evaluator.computations_waiting.fetch_add(1, Relaxed);
+                let permit = permits.acquire_owned().await;
+                stats.evaluator.computations_waiting.fetch_sub(1, Relaxed);
+                let permit = permit.map_err(|e| EvalError::Internal(e.to_string()))?;
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let e = &stats.evaluator;
+                    let running = e.computations_running.fetch_add(1, Relaxed) + 1;
+                    e.computations_peak.fetch_max(running, Relaxed);
+                    let bins = scan_bins(&*store, &tenant, &leaf, tier, chunk_first, len, &budget);
+                    e.computations_running.fetch_sub(1, Relaxed);
+                    bins
+                })
+                .await
+                .map_err(|e| EvalError::Internal(e.to_string()))?
+            }
         });
         let mut out = Vec::with_capacity(n);
         for part in join_all(chunks).await {
-            out.extend(part.map_err(|e| EvalError::Internal(e.to_string()))??);
+            out.extend(part?);
         }
         Ok(out)
     }

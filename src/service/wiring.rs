@@ -21,6 +21,8 @@ pub struct Settings {
     pub live_poll_interval: Duration,
     /// Most live event streams (distinct tenant, expression and delay) at once.
     pub max_live_streams: usize,
+    /// Most scans of events computing bins at once, server-wide.
+    pub max_computations: usize,
 }
 
 pub struct Services {
@@ -58,6 +60,7 @@ impl Services {
             Arc::clone(&run),
             settings.max_query_memory,
             settings.query_timeout,
+            settings.max_computations,
         );
         let live = LiveStreams::new(
             Arc::clone(&store),

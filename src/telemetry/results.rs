@@ -94,6 +94,12 @@ pub struct EvaluatorStats {
     pub cache_misses: AtomicU64,
     pub bins_computed: AtomicU64,
     pub metric_latency: Mean,
+    /// Scans waiting for a turn (`--max-computations`), now.
+    pub computations_waiting: AtomicU64,
+    /// Scans running, now (not reported; its peak is).
+    pub computations_running: AtomicU64,
+    /// The most scans that ran at once.
+    pub computations_peak: AtomicU64,
 }
 
 impl EvaluatorStats {
@@ -106,6 +112,8 @@ impl EvaluatorStats {
             ("cache_hits", get(&self.cache_hits)),
             ("cache_misses", get(&self.cache_misses)),
             ("bins_computed", get(&self.bins_computed)),
+            ("computations_waiting", get(&self.computations_waiting)),
+            ("computations_peak", get(&self.computations_peak)),
             ("average_metric_latency_ms", self.metric_latency.ms()),
         ]
     }

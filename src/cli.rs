@@ -267,6 +267,10 @@ pub struct ServeArgs {
     /// beyond it gets `503 too many connections` and is closed).
     #[arg(long, env = "CUBED_MAX_CONNECTIONS", default_value_t = cubed::limits::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Most WebSockets open at once, server-wide (an upgrade beyond it gets
+    /// `503 too many websockets`).
+    #[arg(long, env = "CUBED_MAX_WEBSOCKETS", default_value_t = cubed::limits::DEFAULT_MAX_WEBSOCKETS)]
+    pub max_websockets: usize,
     /// Longest a client may take to send a request's headers, in ms (the
     /// connection is closed beyond it).
     #[arg(long, env = "CUBED_HEADER_TIMEOUT_MS", default_value_t = cubed::limits::DEFAULT_HEADER_TIMEOUT_MS)]

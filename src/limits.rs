@@ -137,6 +137,11 @@ pub const MAX_KEY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// (`--max-connections`); beyond it a new connection gets `503 too many
 /// connections` and is closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of the most WebSockets open at once, server-wide, on both
+/// listeners together (`--max-websockets`); beyond it an upgrade gets `503
+/// too many websockets`. (An upgraded connection leaves the count of
+/// `--max-connections`.)
+pub const DEFAULT_MAX_WEBSOCKETS: usize = 4096;
 /// Default of the longest a client may take to send a request's headers, in
 /// ms (`--header-timeout-ms`); beyond it the connection is closed.
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;

@@ -105,6 +105,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_ws_queue_bytes: args.max_ws_queue,
         max_ws_in_flight: args.max_ws_in_flight.max(1),
         max_connections: args.max_connections.max(1),
+        max_websockets: args.max_websockets.max(1),
         header_timeout: std::time::Duration::from_millis(args.header_timeout_ms.max(1)),
     };
     let options = Options {

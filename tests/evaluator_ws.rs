@@ -313,3 +313,55 @@ fn live_streams_beyond_the_cap_are_refused() {
         assert!(quiet.is_err(), "the stream was refused: {quiet:?}");
     });
 }
+
+/// WebSockets are bounded server-wide (`--max-websockets`), on both
+/// listeners together: an upgrade beyond the cap gets `503 too many
+/// websockets`; a closed socket frees its place.
+#[test]
+fn websockets_are_capped_server_wide() {
+    let limits = cubed::server::Limits {
+        max_websockets: 2,
+        ..Default::default()
+    };
+    let s = TestServer::start_with(Arc::new(cubed::model::SystemClock), limits);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut first = connect(&s, "/1.0/types/get").await;
+        let (second, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/1.0/event/put", s.collector))
+                .await
+                .expect("a put socket is the second");
+        match tokio_tungstenite::connect_async(format!("ws://{}/1.0/metric/get", s.evaluator)).await
+        {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 503);
+                assert_eq!(
+                    resp.headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                    Some("1")
+                );
+                let body =
+                    String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+                assert!(body.contains("too many websockets"), "{body}");
+            }
+            other => panic!("a third socket must be refused: {other:?}"),
+        }
+        // The sockets open still work.
+        send(&mut first, json!({})).await;
+        assert_eq!(next(&mut first).await, json!([]));
+        drop(second);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio_tungstenite::connect_async(format!("ws://{}/1.0/metric/get", s.evaluator))
+                .await
+            {
+                Ok(_) => break,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("a closed socket frees its place: {e}"),
+            }
+        }
+    });
+}

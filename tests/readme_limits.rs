@@ -25,7 +25,8 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 42] = [
+    let limits: [(&str, i128); 43] = [
+        ("DEFAULT_MAX_WEBSOCKETS", DEFAULT_MAX_WEBSOCKETS as i128),
         ("DEFAULT_MAX_COMPUTATIONS", DEFAULT_MAX_COMPUTATIONS as i128),
         ("DEFAULT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as i128),
         (

@@ -15,7 +15,7 @@ use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
 use super::App;
-use super::common::{access, respond, upgrade_reply, with_app};
+use super::common::{access, respond, upgrade_reply, websocket_turn, with_app};
 use super::error::{ApiError, json_response};
 use crate::model::access::Role;
 use crate::service::{Access, AuthError, EventQuery, Order};
@@ -193,14 +193,18 @@ pub fn routes(
         .and(with_app(Arc::clone(&app)))
         .map(
             |ws: warp::ws::Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| {
-                match access.and_then(operator) {
-                    Ok(access) => {
+                match access
+                    .and_then(operator)
+                    .and_then(|a| websocket_turn(&app).map(|turn| (a, turn)))
+                {
+                    Ok((access, turn)) => {
                         let tx = tx.for_tenant(&access.tenant);
                         let offered = tx.protocols.clone();
                         let reply = ws
                             .max_message_size(app.limits.max_ws_message_bytes)
-                            .on_upgrade(move |socket| {
-                                status_socket(socket, app, tx, access.key_id)
+                            .on_upgrade(move |socket| async move {
+                                status_socket(socket, app, tx, access.key_id).await;
+                                drop(turn);
                             });
                         upgrade_reply(reply, offered.as_deref())
                     }

@@ -30,6 +30,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Longest a client may take to send a request's headers.
     pub header_timeout: std::time::Duration,
+    /// Most WebSockets open at once, server-wide (503 beyond).
+    pub max_websockets: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             header_timeout: std::time::Duration::from_millis(
                 crate::limits::DEFAULT_HEADER_TIMEOUT_MS,
             ),
+            max_websockets: crate::limits::DEFAULT_MAX_WEBSOCKETS,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct App {
     pub opmetrics: Arc<OpMetrics>,
     /// Which browser origins may change data or open WebSockets.
     pub origins: OriginPolicy,
+    /// Turns to hold a WebSocket open (`Limits::max_websockets`).
+    pub websockets: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -165,6 +170,9 @@ impl App {
             limits: options.limits,
             opmetrics: Arc::new(OpMetrics::new(options.metrics)),
             run,
+            websockets: Arc::new(tokio::sync::Semaphore::new(
+                options.limits.max_websockets.max(1),
+            )),
             options,
             origins,
         })

@@ -11,7 +11,7 @@ use warp::{Filter, Reply};
 
 use super::App;
 use super::admin::TxHeaders;
-use super::common::{access, read_body, recover, respond, upgrade_reply, with_app};
+use super::common::{access, read_body, recover, respond, upgrade_reply, websocket_turn, with_app};
 use super::error::{ApiError, json_response};
 use crate::ingest::cube_json::MessageError;
 use crate::model::Tenant;
@@ -94,15 +94,18 @@ pub fn routes(
         .and(super::admin::tx_headers())
         .and(with_app(Arc::clone(&app)))
         .map(
-            |ws: Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| match access {
-                Ok(access) => {
+            |ws: Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| match access
+                .and_then(|a| websocket_turn(&app).map(|turn| (a, turn)))
+            {
+                Ok((access, turn)) => {
                     let tx = tx.for_tenant(&access.tenant);
                     let offered = tx.protocols.clone();
                     let reply = ws
                         .max_message_size(app.limits.max_ws_message_bytes)
                         .max_frame_size(app.limits.max_ws_message_bytes)
-                        .on_upgrade(move |socket| {
-                            ws_put(socket, app, access.tenant, tx, access.key_id)
+                        .on_upgrade(move |socket| async move {
+                            ws_put(socket, app, access.tenant, tx, access.key_id).await;
+                            drop(turn);
                         });
                     upgrade_reply(reply, offered.as_deref())
                 }

@@ -91,6 +91,24 @@ fn presented(
     None
 }
 
+/// A turn to hold a WebSocket open (`--max-websockets`, server-wide), kept
+/// by its handler until the socket ends; `503 too many websockets` when
+/// none is free.
+pub fn websocket_turn(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&app.websockets)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::with_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many websockets",
+                format!(
+                    "at most {} WebSockets are open at once (--max-websockets); retry later",
+                    app.limits.max_websockets
+                ),
+            )
+        })
+}
+
 /// A WebSocket upgrade's answer, selecting the subprotocol `cubed` when the
 /// client offered it (a browser that offers a key as `cubed-key.KEY` offers
 /// `cubed` too: the key itself is never echoed back).

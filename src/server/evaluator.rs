@@ -9,7 +9,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use super::App;
-use super::common::{access, recover, respond, upgrade_reply, with_app};
+use super::common::{access, recover, respond, upgrade_reply, websocket_turn, with_app};
 use super::error::{ApiError, json_response};
 use super::evaluator_ws::{self, Endpoint};
 use super::wire::metric_json;
@@ -32,15 +32,18 @@ fn ws_route(
             move |ws: warp::ws::Ws,
                   access: Result<Access, ApiError>,
                   tx: super::admin::TxHeaders,
-                  app: Arc<App>| match access {
-                Ok(access) => {
+                  app: Arc<App>| match access
+                .and_then(|a| websocket_turn(&app).map(|turn| (a, turn)))
+            {
+                Ok((access, turn)) => {
                     let tx = tx.for_tenant(&access.tenant);
                     let offered = tx.protocols.clone();
                     let reply = ws
                         .max_message_size(app.limits.max_ws_message_bytes)
                         .max_frame_size(app.limits.max_ws_message_bytes)
-                        .on_upgrade(move |socket| {
-                            evaluator_ws::serve(socket, app, access, endpoint, tx)
+                        .on_upgrade(move |socket| async move {
+                            evaluator_ws::serve(socket, app, access, endpoint, tx).await;
+                            drop(turn);
                         });
                     upgrade_reply(reply, offered.as_deref())
                 }

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: collector (HTTP + WebSocket), UDP collector, evaluator.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the query plan of an expression as JSON (exit 1 with the error on stderr if it is invalid).
     Explain {
         /// Treat EXPR as an event expression (`type(fields).filters`) instead of a metric expression.
@@ -46,6 +46,59 @@ pub enum Command {
     /// Manage API keys (in the data directory's `keys.json`; works while a
     /// server runs, which picks changes up within a second).
     Keys(KeysArgs),
+    /// Events, bytes and the oldest event per type of a service, from a
+    /// running server (`GET /admin/stats`; an admin key when keys are in force).
+    Stats(AdminArgs),
+    /// Show or change how long a service's events are kept, on a running
+    /// server (`/admin/retention`; an admin key when keys are in force).
+    Retention {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: Option<RetentionCommand>,
+    },
+}
+
+/// How the admin commands reach a running server.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The server's base URL (either listener).
+    #[arg(
+        long,
+        env = "CUBED_URL",
+        default_value = "http://127.0.0.1:1081",
+        global = true
+    )]
+    pub url: String,
+    /// An API key with the `admin` role (sent as `Authorization: Bearer`);
+    /// it decides the service.
+    #[arg(long, env = "CUBED_KEY", hide_env_values = true, global = true)]
+    pub key: Option<String>,
+    /// The service, when keys are not in force (`Fiware-Service`); default: the default service.
+    #[arg(long, env = "CUBED_SERVICE", global = true)]
+    pub service: Option<String>,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Each type's retention and where it comes from (the default).
+    Show,
+    /// Keep the events of a type (or, without --type, of the whole service)
+    /// for HORIZON: `30d`, `12h`, `2w`, `90m` or `forever`.
+    Set {
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        horizon: String,
+    },
+    /// Remove the override of a type (or of the whole service): the
+    /// server's defaults apply again.
+    Unset {
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
 }
 
 /// When the server requires keys.
@@ -263,6 +316,27 @@ pub struct ServeArgs {
     /// (more wait for a turn within their request's deadline).
     #[arg(long, env = "CUBED_MAX_COMPUTATIONS", default_value_t = cubed::limits::DEFAULT_MAX_COMPUTATIONS)]
     pub max_computations: usize,
+    /// How long events are kept: `30d`, `12h`, `2w`, `90m` or `forever`
+    /// (the default, as Cube). Older events are deleted in the background,
+    /// hour by hour, with their cached bins; a put of an event already older
+    /// is refused. Overridable per service and type (`cubed retention`).
+    #[arg(long, env = "CUBED_RETENTION", default_value = "forever", value_parser = parse_horizon)]
+    pub retention: cubed::model::retention::Horizon,
+    /// How long Cubed's own events (`cube_request`, `cube_compute`) and
+    /// results documents are kept.
+    #[arg(long, env = "CUBED_SELF_RETENTION", default_value = "7d", value_parser = parse_horizon)]
+    pub self_retention: cubed::model::retention::Horizon,
+    /// How often old events are looked for and deleted, in ms.
+    #[arg(long, env = "CUBED_RETENTION_INTERVAL_MS", default_value_t = cubed::limits::DEFAULT_RETENTION_INTERVAL_MS)]
+    pub retention_interval_ms: u64,
+    /// Most services (tenants) with events; a put that would add one more
+    /// gets `429 too many services`.
+    #[arg(long, env = "CUBED_MAX_SERVICES", default_value_t = cubed::limits::DEFAULT_MAX_SERVICES)]
+    pub max_services: usize,
+    /// Most event types per service (Cubed's own not counted); a put that
+    /// would add one more gets `429 too many types`.
+    #[arg(long, env = "CUBED_MAX_TYPES", default_value_t = cubed::limits::DEFAULT_MAX_TYPES)]
+    pub max_types: usize,
     /// Most HTTP connections each listener holds open at once (a new one
     /// beyond it gets `503 too many connections` and is closed).
     #[arg(long, env = "CUBED_MAX_CONNECTIONS", default_value_t = cubed::limits::DEFAULT_MAX_CONNECTIONS)]
@@ -284,6 +358,10 @@ pub struct ServeArgs {
     /// `"key"` field (without this flag they are dropped then).
     #[arg(long, env = "CUBED_UDP_KEYED")]
     pub udp_keyed: bool,
+}
+
+fn parse_horizon(text: &str) -> Result<cubed::model::retention::Horizon, String> {
+    cubed::model::retention::Horizon::parse(text)
 }
 
 #[cfg(test)]

@@ -147,3 +147,15 @@ pub const DEFAULT_MAX_WEBSOCKETS: usize = 4096;
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// Largest body of `POST /admin/keys`, in bytes.
 pub const MAX_KEY_REQUEST_BYTES: usize = 4096;
+/// Default of how long Cubed's own events (`cube_request`,
+/// `cube_compute`) and results documents are kept (`--self-retention`): 7 days.
+pub const DEFAULT_SELF_RETENTION_MS: i64 = 7 * 86_400_000;
+/// Default of how often old events are looked for and deleted
+/// (`--retention-interval-ms`): 5 minutes.
+pub const DEFAULT_RETENTION_INTERVAL_MS: u64 = 300_000;
+/// Default of the most services (tenants) with events (`--max-services`);
+/// a put that would add one more gets 429 `too many services`.
+pub const DEFAULT_MAX_SERVICES: usize = 1000;
+/// Default of the most event types of one service (`--max-types`); a put
+/// that would add one more gets 429 `too many types`.
+pub const DEFAULT_MAX_TYPES: usize = 1000;

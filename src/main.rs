@@ -9,6 +9,7 @@ use cubed::plan;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admin;
 mod cli;
 mod import;
 mod keys;
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match args.command {
-        cli::Command::Serve(serve) => match serve::run(serve) {
+        cli::Command::Serve(serve) => match serve::run(*serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
@@ -47,6 +48,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        cli::Command::Stats(args) => admin::done(admin::stats(&args)),
+        cli::Command::Retention {
+            admin: args,
+            command,
+        } => admin::done(admin::retention(&args, command)),
         cli::Command::Explain { event, expr } => {
             let result = if event {
                 plan::explain_event(&expr)

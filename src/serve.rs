@@ -24,10 +24,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let (dir, durability) = (args.data_dir.clone(), args.durability);
     let (cache_cap, block_cache) = (args.cache_per_type as u64, args.block_cache as u64);
     let min_free_disk = args.min_free_disk as u64;
+    let (max_services, max_types) = (args.max_services.max(1), args.max_types.max(1));
     // Reopened in place if the engine fails (see storage::embedded::reopen).
     let store = Reopening::new(Box::new(move || {
         let store = EmbeddedStore::open_with_block_cache(&dir, durability, cache_cap, block_cache)?;
         store.set_min_free_disk(min_free_disk);
+        store.set_type_limits(max_services, max_types);
         Ok(store)
     }))
     .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
@@ -121,6 +123,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         query_timeout: std::time::Duration::from_millis(args.query_timeout_ms.max(1)),
         udp_keyed: args.udp_keyed,
         max_computations: args.max_computations.max(1),
+        retention: args.retention,
+        self_retention: args.self_retention,
+        retention_interval: std::time::Duration::from_millis(args.retention_interval_ms.max(100)),
         ..Options::default()
     };
     let mut services = Services::new(

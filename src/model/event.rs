@@ -259,6 +259,8 @@ pub enum EventError {
     IdTooLong,
     InvalidData(DataError),
     TooLarge,
+    /// Older than its type's retention horizon: it would be deleted.
+    Expired(super::retention::Horizon),
 }
 
 /// What is wrong with an event's data.
@@ -279,7 +281,7 @@ impl EventError {
         match self {
             EventError::NotAnObject | EventError::TooLarge => "invalid event",
             EventError::InvalidType | EventError::TypeTooLong => "invalid type",
-            EventError::InvalidTime => "invalid time",
+            EventError::InvalidTime | EventError::Expired(_) => "invalid time",
             EventError::InvalidId | EventError::IdNotAValue | EventError::IdTooLong => "invalid id",
             EventError::InvalidData(_) => "invalid data",
         }
@@ -311,6 +313,9 @@ impl EventError {
             },
             EventError::TooLarge => format!(
                 "event larger than {MAX_EVENT_BYTES} bytes (type, id and data JSON together)"
+            ),
+            EventError::Expired(h) => format!(
+                "older than this type's retention ({h}): it would be deleted, so it is not stored"
             ),
         }
     }

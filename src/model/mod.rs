@@ -4,6 +4,7 @@ pub mod access;
 pub mod clock;
 pub mod event;
 pub mod js;
+pub mod retention;
 pub mod tenant;
 pub mod time;
 

@@ -250,7 +250,9 @@ pub fn routes(
         .unify()
         .or(results)
         .unify()
-        .or(super::keys::routes(app))
+        .or(super::keys::routes(Arc::clone(&app)))
+        .unify()
+        .or(super::retention::routes(app))
         .unify()
 }
 

@@ -77,6 +77,13 @@ pub struct Options {
     /// With keys in force, take UDP datagrams that carry a write key in a
     /// `"key"` field (without it, UDP datagrams are dropped then).
     pub udp_keyed: bool,
+    /// How long events are kept (`--retention`; per service and type
+    /// overrides in `/admin/retention`).
+    pub retention: crate::model::retention::Horizon,
+    /// How long Cubed's own events and results documents are kept.
+    pub self_retention: crate::model::retention::Horizon,
+    /// How often old events are looked for and deleted.
+    pub retention_interval: std::time::Duration,
 }
 
 impl Options {
@@ -88,6 +95,8 @@ impl Options {
             live_poll_interval: self.live_poll_interval,
             max_live_streams: self.max_live_streams,
             max_computations: self.max_computations,
+            retention: self.retention,
+            self_retention: self.self_retention,
         }
     }
 }
@@ -108,6 +117,13 @@ impl Default for Options {
             ),
             udp_keyed: false,
             max_computations: crate::limits::DEFAULT_MAX_COMPUTATIONS,
+            retention: crate::model::retention::Horizon::Forever,
+            self_retention: crate::model::retention::Horizon::Ms(
+                crate::limits::DEFAULT_SELF_RETENTION_MS,
+            ),
+            retention_interval: std::time::Duration::from_millis(
+                crate::limits::DEFAULT_RETENTION_INTERVAL_MS,
+            ),
         }
     }
 }
@@ -134,6 +150,8 @@ pub struct App {
     pub origins: OriginPolicy,
     /// Turns to hold a WebSocket open (`Limits::max_websockets`).
     pub websockets: Arc<tokio::sync::Semaphore>,
+    /// What is deleted when (`/admin/retention`, `/admin/stats`).
+    pub retention: Arc<crate::service::Retention>,
 }
 
 impl App {
@@ -152,6 +170,7 @@ impl App {
             events,
             live,
             auth,
+            retention,
         } = services;
         let self_events = Arc::new(SelfEvents::new(options.self_events, Arc::clone(&clock)));
         let monitor = Arc::clone(&self_events);
@@ -166,6 +185,7 @@ impl App {
             evaluator,
             live,
             auth,
+            retention,
             self_events,
             limits: options.limits,
             opmetrics: Arc::new(OpMetrics::new(options.metrics)),

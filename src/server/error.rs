@@ -152,6 +152,15 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "write refused");
                 ApiError::with_message(StatusCode::INSUFFICIENT_STORAGE, "disk full", e.to_string())
             }
+            e @ StoreError::TooMany { flag, .. } => ApiError::with_message(
+                StatusCode::TOO_MANY_REQUESTS,
+                if flag == "--max-services" {
+                    "too many services"
+                } else {
+                    "too many types"
+                },
+                e.to_string(),
+            ),
             e @ StoreError::Failed(_) => {
                 tracing::error!(error = %e, "write refused");
                 ApiError::with_message(

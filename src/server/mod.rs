@@ -12,6 +12,7 @@ pub mod evaluator_ws;
 pub mod keys;
 pub mod listen;
 pub mod origin;
+pub mod retention;
 pub mod tasks;
 pub mod udp;
 pub mod web;
@@ -70,6 +71,10 @@ pub async fn run(
     ));
     let results = tokio::spawn(tasks::write_results(Arc::clone(&app), stopped(rx.clone())));
     let keys = tokio::spawn(tasks::reload_keys(Arc::clone(&app), stopped(rx.clone())));
+    let retention = tokio::spawn(tasks::expire_old_events(
+        Arc::clone(&app),
+        stopped(rx.clone()),
+    ));
     tracing::info!(session_id = %app.run.id, "session started");
     shutdown.await;
     tracing::info!("shutting down");
@@ -82,6 +87,7 @@ pub async fn run(
     let _ = flusher.await;
     let _ = results.await;
     let _ = keys.await;
+    let _ = retention.await;
     match app.collector.flush().await {
         Ok(()) => tracing::info!("store flushed"),
         Err(e) => tracing::error!(error = %e, "flushing the store failed"),

@@ -72,3 +72,25 @@ pub async fn reload_keys(app: Arc<App>, shutdown: impl Future<Output = ()>) {
         }
     }
 }
+
+/// Deletes events older than their type's retention every
+/// `retention_interval` (the first sweep right after start).
+pub async fn expire_old_events(app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(app.options.retention_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        // A shutdown does not wait for a sweep: each of its batches is
+        // atomic, and the next start sweeps again.
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = app.retention.sweep() => if let Err(e) = r {
+                tracing::error!(error = %e, "retention sweep failed; retrying at the next interval");
+            }
+        }
+    }
+}

@@ -75,16 +75,24 @@ pub struct Collector {
     derive: Mutex<std::collections::HashMap<Tenant, DeriveState>>,
     listeners: Mutex<Vec<PutListener>>,
     run: Arc<Run>,
+    /// Refuses events older than their type's retention.
+    retention: Arc<super::Retention>,
 }
 
 impl Collector {
-    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, run: Arc<Run>) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        run: Arc<Run>,
+        retention: Arc<super::Retention>,
+    ) -> Self {
         Collector {
             store,
             clock,
             derive: Mutex::default(),
             listeners: Mutex::default(),
             run,
+            retention,
         }
     }
 
@@ -109,6 +117,9 @@ impl Collector {
         if events.is_empty() {
             return Ok(PutOutcome::default());
         }
+        self.retention
+            .check(tenant, &events)
+            .map_err(CollectorError::Batch)?;
         let started = std::time::Instant::now();
         let n = events.len() as u64;
         let store = Arc::clone(&self.store);
@@ -140,11 +151,15 @@ impl Collector {
         let tenant = tenant.clone();
         let run = Arc::clone(&self.run);
         let listeners = lock(&self.listeners).clone();
+        let retention = Arc::clone(&self.retention);
         let (n, outcome) = tokio::task::spawn_blocking(move || {
             let events = parse_event_batch(&body, now).map_err(CollectorError::Batch)?;
             if events.is_empty() {
                 return Ok((0, PutOutcome::default()));
             }
+            retention
+                .check(&tenant, &events)
+                .map_err(CollectorError::Batch)?;
             let outcome = store_events(&*store, &run, &listeners, &tenant, &events)?;
             Ok::<_, CollectorError>((events.len() as u64, outcome))
         })

@@ -7,6 +7,7 @@ pub mod evaluator;
 pub mod events;
 pub mod invalidation;
 pub mod live;
+pub mod retention;
 pub mod wiring;
 
 /// The storage contract's types that services hand to transport.
@@ -16,6 +17,7 @@ pub use collector::{Collector, CollectorError, SessionLog};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};
 pub use events::{EventQuery, EventQueryError, Events};
 pub use invalidation::Invalidator;
+pub use retention::Retention;
 pub use wiring::{Services, Settings};
 
 /// Runs a storage call on the blocking pool (storage calls are synchronous).

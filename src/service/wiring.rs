@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::live::LiveStreams;
-use super::{Auth, Collector, Evaluator, Events, Invalidator};
+use super::{Auth, Collector, Evaluator, Events, Invalidator, Retention};
 use crate::model::Clock;
+use crate::model::retention::Horizon;
 use crate::storage::{EventStore, MetricCache};
 use crate::telemetry::results::Run;
 
@@ -23,6 +24,10 @@ pub struct Settings {
     pub max_live_streams: usize,
     /// Most scans of events computing bins at once, server-wide.
     pub max_computations: usize,
+    /// How long events are kept (`--retention`).
+    pub retention: Horizon,
+    /// How long Cubed's own events are kept (`--self-retention`).
+    pub self_retention: Horizon,
 }
 
 pub struct Services {
@@ -37,6 +42,8 @@ pub struct Services {
     pub live: Arc<LiveStreams>,
     /// Keys and roles ([`Auth::off`] unless set: the server is open).
     pub auth: Arc<Auth>,
+    /// What is deleted when, and the figures of what is kept.
+    pub retention: Arc<Retention>,
 }
 
 impl Services {
@@ -49,7 +56,19 @@ impl Services {
         settings: Settings,
     ) -> Self {
         let run = Arc::new(Run::new());
-        let collector = Collector::new(Arc::clone(&store), Arc::clone(&clock), Arc::clone(&run));
+        let retention = Arc::new(Retention::new(
+            Arc::clone(&store),
+            Arc::clone(&cache),
+            Arc::clone(&clock),
+            settings.retention,
+            settings.self_retention,
+        ));
+        let collector = Collector::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&run),
+            Arc::clone(&retention),
+        );
         let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
         let inv = Arc::clone(&invalidator);
         collector.on_put(Arc::new(move |tenant, outcome| inv.record(tenant, outcome)));
@@ -78,6 +97,7 @@ impl Services {
             evaluator,
             live,
             auth: Arc::new(Auth::off()),
+            retention,
         }
     }
 }

@@ -61,6 +61,17 @@ pub enum StoreError {
         outcome: Box<PutOutcome>,
         reason: String,
     },
+    /// The put would create a service or an event type beyond the
+    /// store's cap (`what` names it, e.g. "event types in this service",
+    /// with the flag); nothing was written. Report as 429: a retry
+    /// succeeds once retention has removed a type or an operator raised
+    /// the cap.
+    #[error("too many {what} (the limit is {limit}, {flag}); nothing was written")]
+    TooMany {
+        what: &'static str,
+        limit: usize,
+        flag: &'static str,
+    },
 }
 
 /// A durable note, written atomically with a put, that the cached bins
@@ -184,9 +195,86 @@ pub trait EventStore: Send + Sync + 'static {
     /// The tenant's event types, sorted.
     fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError>;
 
+    /// Every tenant that has at least one event type.
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+
+    /// Deletes the events of one type older than `before`, in the
+    /// backend's granularity ([`Expired::cutoff`]: the embedded store
+    /// deletes whole hours, so an event goes within an hour after `before`
+    /// passes it), with what indexes them (ids, so that an id seen again
+    /// is stored as new). A type left without events is forgotten (it
+    /// leaves [`types`](Self::types)). Does not touch the metric cache: the
+    /// caller expires its bins with [`MetricCache::expire_bins`].
+    fn expire(&self, tenant: &Tenant, event_type: &str, before: i64)
+    -> Result<Expired, StoreError>;
+
+    /// Gives the disk space of expired events back to the filesystem when
+    /// enough has expired to be worth it (the embedded store compacts once
+    /// what expired since the last compaction is a quarter of what it
+    /// holds). Called after each retention sweep.
+    fn reclaim(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Per type of the tenant: live events, bytes stored and the oldest
+    /// event's time. Reads every stored event's block: as costly as a
+    /// full scan.
+    fn stats(&self, tenant: &Tenant) -> Result<Vec<TypeStats>, StoreError>;
+
+    /// The retention overrides set with
+    /// [`set_retention_override`](Self::set_retention_override).
+    fn retention_overrides(&self) -> Result<Vec<RetentionOverride>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) the retention of one type of a
+    /// tenant, or of the whole tenant (`event_type: None`), as text
+    /// (`model::retention::Horizon`'s). Durable when it returns.
+    fn set_retention_override(
+        &self,
+        tenant: &Tenant,
+        event_type: Option<&str>,
+        horizon: Option<&str>,
+    ) -> Result<(), StoreError>;
+
     /// Makes everything acknowledged so far durable against power loss, and
     /// stops background work. Called on clean shutdown.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// What [`EventStore::expire`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// No event of the type older than this is left (at most the `before`
+    /// asked for).
+    pub cutoff: i64,
+    /// Events deleted (replaced ones not counted).
+    pub events: u64,
+    /// Bytes of stored events deleted (keys and values).
+    pub bytes: u64,
+    /// The type had no events left and was forgotten.
+    pub type_removed: bool,
+}
+
+/// One type's figures ([`EventStore::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeStats {
+    pub event_type: String,
+    /// Live events (replaced ones not counted).
+    pub events: u64,
+    /// Bytes of its stored blocks (keys and values, before the engine's
+    /// compression).
+    pub bytes: u64,
+    /// The oldest live event's time.
+    pub oldest: Option<i64>,
+}
+
+/// One retention override as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionOverride {
+    pub tenant: Tenant,
+    /// `None`: the whole tenant.
+    pub event_type: Option<String>,
+    /// `model::retention::Horizon` text.
+    pub horizon: String,
 }
 
 /// What the evaluator asks of one type's events ([`EventStore::select`]):
@@ -257,6 +345,16 @@ pub trait MetricCache: Send + Sync + 'static {
 
     /// Drops every cached bin of one tenant (`DELETE /1.0/metric/cache`).
     fn clear_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+
+    /// Drops the cached bins of one type, at every tier and for every
+    /// source, whose time is before `before` (retention: they summarise
+    /// expired events). The number dropped.
+    fn expire_bins(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        before: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Marks invalid, for every source, the bins of `tiers` that contain any
     /// of `times`, and removes `marks`, atomically: either both happen or

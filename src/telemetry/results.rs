@@ -15,10 +15,7 @@ use serde_json::{Value, json};
 
 use crate::model::{NewEvent, Tenant, time};
 
-/// The store tenant that holds results documents.
-pub const SYSTEM_SERVICE: &str = "cubed-system";
-/// The event type of results documents.
-pub const RESULTS_TYPE: &str = "results";
+pub use crate::model::retention::{RESULTS_TYPE, SYSTEM_SERVICE};
 
 pub fn system_tenant() -> Tenant {
     Tenant::from_key(SYSTEM_SERVICE)

@@ -197,6 +197,15 @@ impl MetricCache for EmbeddedStore {
         Ok(())
     }
 
+    fn expire_bins(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        before: i64,
+    ) -> Result<u64, StoreError> {
+        self.expire_cached_bins(tenant, event_type, before)
+    }
+
     fn invalidate(
         &self,
         tenant: &Tenant,

@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -29,6 +29,7 @@ pub mod blocks;
 mod cache;
 pub mod columns;
 pub mod credentials;
+mod housekeeping;
 pub mod keys;
 pub mod reopen;
 mod select;
@@ -147,6 +148,14 @@ pub struct EmbeddedStore {
     dir: std::path::PathBuf,
     /// Bytes that puts and cache writes leave free on the disk (`--min-free-disk`).
     min_free_disk: AtomicU64,
+    /// Retention overrides: `tenant 0x00 type` (type empty: the whole tenant) → horizon text.
+    retention: Keyspace,
+    /// Bytes of events expired since the last compaction of `events`.
+    expired_bytes: AtomicU64,
+    /// Most tenants with events (`--max-services`; the system tenant not counted).
+    max_services: AtomicUsize,
+    /// Most event types per tenant (`--max-types`; Cubed's own types not counted).
+    max_types: AtomicUsize,
 }
 
 /// The engine's block cache unless configured (fjall's own default is 32 MiB).
@@ -161,6 +170,64 @@ impl EmbeddedStore {
     /// failed one) and writes resume as soon as space is freed.
     pub fn set_min_free_disk(&self, bytes: u64) {
         self.min_free_disk.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Caps the tenants that have events (`--max-services`) and the event
+    /// types of each (`--max-types`): a put that would create one more is
+    /// refused with [`StoreError::TooMany`], writing nothing. Cubed's own
+    /// types and tenant (`model::retention::is_self_type`) are not counted
+    /// nor refused. Unlimited unless set.
+    pub fn set_type_limits(&self, max_services: usize, max_types: usize) {
+        self.max_services.store(max_services, Ordering::Relaxed);
+        self.max_types.store(max_types, Ordering::Relaxed);
+    }
+
+    /// Refuses a new type of `tenant` beyond the caps, `adding` being the
+    /// new types the same put added before it. Called under the writer lock.
+    fn check_new_type(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        adding: &[String],
+    ) -> Result<(), StoreError> {
+        use crate::model::retention::{SYSTEM_SERVICE, is_self_type};
+        if tenant.key() == SYSTEM_SERVICE {
+            return Ok(());
+        }
+        let (existing, any) = self
+            .known_types
+            .get(tenant.key())
+            .map_or((0, false), |set| {
+                (
+                    set.iter().filter(|t| !is_self_type(tenant, t)).count(),
+                    !set.is_empty(),
+                )
+            });
+        let max_types = self.max_types.load(Ordering::Relaxed);
+        let added = adding.iter().filter(|t| !is_self_type(tenant, t)).count();
+        if !is_self_type(tenant, event_type) && existing + added >= max_types {
+            return Err(StoreError::TooMany {
+                what: "event types in this service",
+                limit: max_types,
+                flag: "--max-types",
+            });
+        }
+        if !any && adding.is_empty() {
+            let services = self
+                .known_types
+                .iter()
+                .filter(|e| e.key() != SYSTEM_SERVICE && !e.value().is_empty())
+                .count();
+            let max_services = self.max_services.load(Ordering::Relaxed);
+            if services >= max_services {
+                return Err(StoreError::TooMany {
+                    what: "services with events",
+                    limit: max_services,
+                    flag: "--max-services",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the disk has room to reopen the store after a failure: the
@@ -216,6 +283,7 @@ impl EmbeddedStore {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(engine)
         };
+        let retention = ks("retention")?;
         let store = EmbeddedStore {
             events: ks("events")?,
             ids: ks("ids")?,
@@ -236,6 +304,10 @@ impl EmbeddedStore {
             sources: DashMap::new(),
             dir: dir.to_path_buf(),
             min_free_disk: AtomicU64::new(0),
+            retention,
+            expired_bytes: AtomicU64::new(0),
+            max_services: AtomicUsize::new(usize::MAX),
+            max_types: AtomicUsize::new(usize::MAX),
         };
         store.load_indexes()?;
         store.recover_dirty()?;
@@ -566,6 +638,7 @@ impl EventStore for EmbeddedStore {
                     .get(tenant.key())
                     .is_some_and(|set| set.contains(*event_type));
                 if !known && !new_types.iter().any(|t| t == event_type) {
+                    self.check_new_type(tenant, event_type, &new_types)?;
                     batch.insert(&self.types, type_key(tenant, event_type), Vec::<u8>::new());
                     new_types.push((*event_type).to_owned());
                 }
@@ -722,6 +795,47 @@ impl EventStore for EmbeddedStore {
             .unwrap_or_default())
     }
 
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let mut out: Vec<Tenant> = self
+            .known_types
+            .iter()
+            .filter(|e| !e.value().is_empty())
+            .map(|e| Tenant::from_key(e.key()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn expire(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        before: i64,
+    ) -> Result<super::Expired, StoreError> {
+        self.expire_type(tenant, event_type, before)
+    }
+
+    fn reclaim(&self) -> Result<(), StoreError> {
+        self.reclaim_space()
+    }
+
+    fn stats(&self, tenant: &Tenant) -> Result<Vec<super::TypeStats>, StoreError> {
+        self.type_stats(tenant)
+    }
+
+    fn retention_overrides(&self) -> Result<Vec<super::RetentionOverride>, StoreError> {
+        self.read_retention()
+    }
+
+    fn set_retention_override(
+        &self,
+        tenant: &Tenant,
+        event_type: Option<&str>,
+        horizon: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write_retention(tenant, event_type, horizon)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine)?;
         // Write the in-memory tables out, so the next start has no journal to
@@ -735,6 +849,7 @@ impl EventStore for EmbeddedStore {
             &self.metric_log,
             &self.metric_sources,
             &self.dirty,
+            &self.retention,
         ] {
             ks.rotate_memtable_and_wait().map_err(engine)?;
         }

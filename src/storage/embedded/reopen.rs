@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use super::EmbeddedStore;
 use crate::model::{NewEvent, StoredEvent, Tenant};
 use crate::storage::{
-    CachedBin, DirtyMark, EventStore, MetricCache, PutOutcome, Selected, Selection, StoreError,
+    CachedBin, DirtyMark, EventStore, Expired, MetricCache, PutOutcome, RetentionOverride,
+    Selected, Selection, StoreError, TypeStats,
 };
 use crate::sync::lock;
 
@@ -173,6 +174,40 @@ impl EventStore for Reopening {
         self.call(|s| s.types(tenant))
     }
 
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.call(|s| s.tenants())
+    }
+
+    fn expire(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        before: i64,
+    ) -> Result<Expired, StoreError> {
+        self.call(|s| s.expire(tenant, event_type, before))
+    }
+
+    fn reclaim(&self) -> Result<(), StoreError> {
+        self.call(|s| s.reclaim())
+    }
+
+    fn stats(&self, tenant: &Tenant) -> Result<Vec<TypeStats>, StoreError> {
+        self.call(|s| s.stats(tenant))
+    }
+
+    fn retention_overrides(&self) -> Result<Vec<RetentionOverride>, StoreError> {
+        self.call(|s| s.retention_overrides())
+    }
+
+    fn set_retention_override(
+        &self,
+        tenant: &Tenant,
+        event_type: Option<&str>,
+        horizon: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.call(|s| s.set_retention_override(tenant, event_type, horizon))
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.call(|s| s.flush())
     }
@@ -208,6 +243,15 @@ impl MetricCache for Reopening {
 
     fn clear_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         self.call(|s| s.clear_tenant(tenant))
+    }
+
+    fn expire_bins(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        before: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(|s| s.expire_bins(tenant, event_type, before))
     }
 
     fn invalidate(

@@ -270,6 +270,15 @@ pub struct ServeArgs {
     /// Metric cache cap per event type.
     #[arg(long, env = "CUBED_CACHE_PER_TYPE", default_value = "10MiB", value_parser = parse_size)]
     pub cache_per_type: usize,
+    /// Metric cache cap across all types and services: a type's cache
+    /// grows only while the total is under it (it can always reuse its own
+    /// space).
+    #[arg(long, env = "CUBED_CACHE_BUDGET", default_value = "1GiB", value_parser = parse_size)]
+    pub cache_budget: usize,
+    /// Most distinct expressions (leaf sources) cached per service; the
+    /// bins of more are computed but not cached.
+    #[arg(long, env = "CUBED_MAX_CACHED_EXPRESSIONS", default_value_t = cubed::limits::DEFAULT_MAX_CACHED_EXPRESSIONS)]
+    pub max_cached_expressions: usize,
     /// Most memory one metric request may hold for the values `median`,
     /// percentiles and `distinct` keep until a bin is complete (beyond it:
     /// `422 query too large`).

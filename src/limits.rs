@@ -159,3 +159,9 @@ pub const DEFAULT_MAX_SERVICES: usize = 1000;
 /// Default of the most event types of one service (`--max-types`); a put
 /// that would add one more gets 429 `too many types`.
 pub const DEFAULT_MAX_TYPES: usize = 1000;
+/// Most retention overrides one service may set (`PUT /admin/retention`
+/// beyond it: 429).
+pub const MAX_RETENTION_OVERRIDES: usize = 1024;
+/// Default of the most distinct expressions (leaf sources) cached per
+/// service (`--max-cached-expressions`); more are computed, not cached.
+pub const DEFAULT_MAX_CACHED_EXPRESSIONS: usize = 10_000;

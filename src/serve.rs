@@ -25,11 +25,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let (cache_cap, block_cache) = (args.cache_per_type as u64, args.block_cache as u64);
     let min_free_disk = args.min_free_disk as u64;
     let (max_services, max_types) = (args.max_services.max(1), args.max_types.max(1));
+    let (cache_budget, max_sources) = (args.cache_budget as u64, args.max_cached_expressions);
     // Reopened in place if the engine fails (see storage::embedded::reopen).
     let store = Reopening::new(Box::new(move || {
         let store = EmbeddedStore::open_with_block_cache(&dir, durability, cache_cap, block_cache)?;
         store.set_min_free_disk(min_free_disk);
         store.set_type_limits(max_services, max_types);
+        store.set_cache_limits(cache_budget, max_sources);
         Ok(store)
     }))
     .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;

@@ -710,6 +710,175 @@ pub fn scans_go_hour_by_hour<S: EventStore>(f: Fresh<S>) {
     assert_eq!(times.len(), 27);
 }
 
+const HOUR: i64 = 3_600_000;
+
+/// `expire` deletes whole hours before `before` (never an event at or
+/// after it), reports what it deleted, and forgets ids, so an id put
+/// again is new; the type stays while it has events, and goes with its
+/// last one.
+pub fn expire_deletes_old_hours_and_their_ids<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Tenant::from_header(Some("shop")).unwrap();
+    let other = Tenant::default_tenant();
+    let mut events = Vec::new();
+    for h in 0..10 {
+        for i in 0..3 {
+            let id = format!("\"h{h}i{i}\"");
+            events.push(ev("request", h * HOUR + i * 1000, r#"{"x":1}"#, Some(&id)));
+        }
+    }
+    s.put(&svc, &events).unwrap();
+    s.put(&svc, &[ev("keep", 0, "{}", None)]).unwrap();
+    s.put(&other, &[ev("request", 0, "{}", None)]).unwrap();
+    // an upsert leaves a replaced event in hour 1
+    s.put(
+        &svc,
+        &[ev("request", 8 * HOUR, r#"{"x":2}"#, Some("\"h1i0\""))],
+    )
+    .unwrap();
+    let before_stats = s.stats(&svc).unwrap();
+    let req = before_stats
+        .iter()
+        .find(|t| t.event_type == "request")
+        .unwrap();
+    assert_eq!(req.events, 30);
+    assert_eq!(req.oldest, Some(0));
+    assert!(req.bytes > 0);
+
+    // Before 4h + 30 min: hours 0..4 go (11 live events: hour 1 lost one
+    // to the upsert), hour 4 stays (it has events after the cutoff's hour start).
+    let ex = s.expire(&svc, "request", 4 * HOUR + 1_800_000).unwrap();
+    assert!(
+        ex.cutoff <= 4 * HOUR + 1_800_000 && ex.cutoff > 3 * HOUR,
+        "{ex:?}"
+    );
+    assert_eq!(ex.events, 11);
+    assert!(ex.bytes > 0);
+    assert!(!ex.type_removed);
+    let left = all(s, &svc, "request", Order::Ascending);
+    assert_eq!(left.len(), 19);
+    assert!(left.iter().all(|(t, _)| *t >= ex.cutoff));
+    assert!(left.iter().any(|(t, _)| *t == 4 * HOUR));
+    // other types and services untouched
+    assert_eq!(all(s, &svc, "keep", Order::Ascending).len(), 1);
+    assert_eq!(all(s, &other, "request", Order::Ascending).len(), 1);
+    // an expired id put again is a new event (nothing replaced)
+    let out = s
+        .put(&svc, &[ev("request", 9 * HOUR + 5, "{}", Some("\"h0i0\""))])
+        .unwrap();
+    assert!(out.replaced.is_empty(), "{:?}", out.replaced);
+    // the moved id's new home was not expired: re-putting it replaces it
+    let out = s
+        .put(&svc, &[ev("request", 9 * HOUR + 6, "{}", Some("\"h1i0\""))])
+        .unwrap();
+    assert_eq!(out.replaced, [("request".to_owned(), 8 * HOUR)]);
+    let stats = s.stats(&svc).unwrap();
+    let req = stats.iter().find(|t| t.event_type == "request").unwrap();
+    assert_eq!(req.events, 20);
+    assert_eq!(req.oldest, Some(4 * HOUR));
+    // expiring again deletes nothing
+    let ex = s.expire(&svc, "request", 4 * HOUR + 1_800_000).unwrap();
+    assert_eq!((ex.events, ex.bytes), (0, 0));
+    // everything: the type is forgotten
+    let ex = s.expire(&svc, "request", i64::MAX).unwrap();
+    assert_eq!(ex.events, 20);
+    assert!(ex.type_removed);
+    assert_eq!(s.types(&svc).unwrap(), ["keep"]);
+    assert!(all(s, &svc, "request", Order::Ascending).is_empty());
+    assert_eq!(s.tenants().unwrap(), [other.clone(), svc.clone()]);
+    s.expire(&svc, "keep", i64::MAX).unwrap();
+    assert_eq!(s.tenants().unwrap(), [other]);
+    // and comes back with a put
+    s.put(&svc, &[ev("request", 5, "{}", Some("\"h0i0\""))])
+        .unwrap();
+    assert_eq!(s.types(&svc).unwrap(), ["request"]);
+    assert_eq!(all(s, &svc, "request", Order::Ascending).len(), 1);
+}
+
+/// Retention overrides round-trip, per type and per service.
+pub fn retention_overrides_round_trip<S: EventStore>(f: Fresh<S>) {
+    let s = &*f.store;
+    let svc = Tenant::from_header(Some("shop")).unwrap();
+    assert!(s.retention_overrides().unwrap().is_empty());
+    s.set_retention_override(&svc, Some("request"), Some("30d"))
+        .unwrap();
+    s.set_retention_override(&svc, None, Some("forever"))
+        .unwrap();
+    s.set_retention_override(&Tenant::default_tenant(), Some("x"), Some("1h"))
+        .unwrap();
+    let mut got: Vec<(String, Option<String>, String)> = s
+        .retention_overrides()
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.tenant.key().to_owned(), o.event_type, o.horizon))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("".to_owned(), Some("x".to_owned()), "1h".to_owned()),
+            ("shop".to_owned(), None, "forever".to_owned()),
+            (
+                "shop".to_owned(),
+                Some("request".to_owned()),
+                "30d".to_owned()
+            ),
+        ]
+    );
+    s.set_retention_override(&svc, Some("request"), Some("7d"))
+        .unwrap();
+    s.set_retention_override(&svc, None, None).unwrap();
+    let got: Vec<String> = s
+        .retention_overrides()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.tenant == svc)
+        .map(|o| o.horizon)
+        .collect();
+    assert_eq!(got, ["7d"]);
+}
+
+/// `expire_bins` drops the type's cached bins before the time, at every
+/// tier and for every source, and nothing else.
+pub fn expire_bins_drops_old_cached_bins<S: MetricCache>(f: Fresh<S>) {
+    let c = &*f.store;
+    let svc = Tenant::default_tenant();
+    let bins = |times: &[i64]| -> Vec<CachedBin> {
+        times
+            .iter()
+            .map(|&time| CachedBin {
+                time,
+                value: Some(1.0),
+            })
+            .collect()
+    };
+    let five = 300_000;
+    c.put(
+        &svc,
+        "request",
+        "sum(request)",
+        five,
+        &bins(&[0, five, 2 * five]),
+    )
+    .unwrap();
+    c.put(&svc, "request", "count(request)", HOUR, &bins(&[0, HOUR]))
+        .unwrap();
+    c.put(&svc, "other", "sum(other)", five, &bins(&[0]))
+        .unwrap();
+    let n = c.expire_bins(&svc, "request", five).unwrap();
+    assert_eq!(n, 2);
+    let got = |src: &str, tier: i64, t: &str| -> Vec<i64> {
+        c.get(&svc, t, src, tier, i64::MIN, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.time)
+            .collect()
+    };
+    assert_eq!(got("sum(request)", five, "request"), [five, 2 * five]);
+    assert_eq!(got("count(request)", HOUR, "request"), [HOUR]);
+    assert_eq!(got("sum(other)", five, "other"), [0]);
+}
+
 #[macro_export]
 macro_rules! contract_suite {
     ($backend:ident, $factory:expr) => {
@@ -763,6 +932,18 @@ macro_rules! contract_suite {
             fn resent_ids_of_a_full_block_leave_each_event_once() {
                 super::resent_ids_of_a_full_block_leave_each_event_once($factory())
             }
+            #[test]
+            fn expire_deletes_old_hours_and_their_ids() {
+                super::expire_deletes_old_hours_and_their_ids($factory())
+            }
+            #[test]
+            fn retention_overrides_round_trip() {
+                super::retention_overrides_round_trip($factory())
+            }
+            #[test]
+            fn expire_bins_drops_old_cached_bins() {
+                super::expire_bins_drops_old_cached_bins($factory())
+            }
         }
     };
 }
@@ -795,6 +976,113 @@ mod embedded_backend {
             store: Arc::new(store),
             _guard: Box::new(dir),
         }
+    }
+
+    /// The total cache budget and the cap on cached expressions per
+    /// service: beyond them bins are not cached (the put still succeeds),
+    /// and a type can always reuse its own space.
+    #[test]
+    fn cache_budget_and_expressions_are_capped() {
+        use cubed::model::Tenant;
+        use cubed::storage::{CachedBin, MetricCache};
+        let f = fresh();
+        let s = &*f.store;
+        // 16 KiB per type (fresh's cap), 20 KiB in all, 3 sources per service.
+        s.set_cache_limits(20 * 1024, 3);
+        let t = Tenant::default_tenant();
+        let bins = |n: i64| -> Vec<CachedBin> {
+            (0..n)
+                .map(|i| CachedBin {
+                    time: i * 60_000,
+                    value: Some(i as f64),
+                })
+                .collect()
+        };
+        let count = |ty: &str, src: &str| {
+            s.get(&t, ty, src, 60_000, i64::MIN, i64::MAX)
+                .unwrap()
+                .len()
+        };
+        s.put(&t, "a", "sum(a)", 60_000, &bins(1000)).unwrap();
+        let a = count("a", "sum(a)");
+        assert!(a > 100 && a < 1000, "{a}: the type's cap keeps the newest");
+        s.put(&t, "b", "sum(b)", 60_000, &bins(1000)).unwrap();
+        let b = count("b", "sum(b)");
+        assert!(b < a, "b gets only what the budget leaves: {b} vs {a}");
+        // a reuses its own space: new bins replace its oldest
+        s.put(&t, "a", "sum(a)", 60_000, &bins(1010)).unwrap();
+        assert_eq!(count("a", "sum(a)"), a);
+        // a third source in the service, then a fourth is not cached
+        s.put(&t, "a", "max(a)", 60_000, &bins(1)).unwrap();
+        s.put(&t, "a", "min(a)", 60_000, &bins(1)).unwrap();
+        assert_eq!(count("a", "min(a)"), 0, "beyond 3 sources");
+        let other = Tenant::from_header(Some("other")).unwrap();
+        s.clear_tenant(&t).unwrap();
+        s.put(&other, "a", "min(a)", 60_000, &bins(1)).unwrap();
+        assert_eq!(
+            s.get(&other, "a", "min(a)", 60_000, i64::MIN, i64::MAX)
+                .unwrap()
+                .len(),
+            1
+        );
+        s.put(&t, "a", "min(a)", 60_000, &bins(1)).unwrap();
+        assert_eq!(
+            count("a", "min(a)"),
+            1,
+            "clearing the service freed its sources"
+        );
+    }
+
+    /// Beyond `--max-types` or `--max-services`, a put that would add one
+    /// is refused whole (nothing written), and Cubed's own types are not
+    /// counted nor refused; a type that expired frees its place.
+    #[test]
+    fn types_and_services_are_capped() {
+        use cubed::model::{NewEvent, Tenant};
+        use cubed::storage::{EventStore, StoreError};
+        let f = fresh();
+        let s = &*f.store;
+        s.set_type_limits(2, 2);
+        let ev = |t: &str| NewEvent::owned(t.into(), 1, "{}".into(), None);
+        let a = Tenant::from_header(Some("a")).unwrap();
+        s.put(&a, &[ev("one"), ev("cube_request")]).unwrap();
+        let err = s.put(&a, &[ev("one"), ev("two"), ev("three")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::TooMany {
+                    flag: "--max-types",
+                    limit: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(s.types(&a).unwrap(), ["cube_request", "one"]);
+        s.put(&a, &[ev("two"), ev("cube_compute")]).unwrap();
+        assert!(s.put(&a, &[ev("three")]).is_err());
+        s.put(&Tenant::default_tenant(), &[ev("x")]).unwrap();
+        let c = Tenant::from_header(Some("c")).unwrap();
+        let err = s.put(&c, &[ev("x")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::TooMany {
+                    flag: "--max-services",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(s.types(&c).unwrap().is_empty());
+        // the system service is not counted
+        let system = Tenant::from_key(cubed::model::retention::SYSTEM_SERVICE);
+        s.put(&system, &[ev("results")]).unwrap();
+        // a type that expires frees its place
+        s.expire(&a, "two", i64::MAX).unwrap();
+        s.put(&a, &[ev("three")]).unwrap();
+        s.expire(&Tenant::default_tenant(), "x", i64::MAX).unwrap();
+        s.put(&c, &[ev("x")]).unwrap();
     }
 
     #[test]

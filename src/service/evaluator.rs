@@ -544,14 +544,21 @@ impl Evaluator {
                 value: *v,
             })
             .collect();
-        let (cache, inv, owned, l) = (
+        let (cache, inv, owned, l, store) = (
             Arc::clone(&self.cache),
             Arc::clone(&self.invalidator),
             tenant.clone(),
             Arc::clone(leaf),
+            Arc::clone(&self.store),
         );
         let stop = first + n as i64 * step;
         let cached = tokio::task::spawn_blocking(move || {
+            // Bins of a type without events are not cached: there is
+            // nothing to summarise, and queries of made-up types must fill
+            // neither the cache nor memory.
+            if !store.has_type(&owned, &l.event_type)? {
+                return Ok(false);
+            }
             inv.cache_unless_dirty(&owned, &l.event_type, generation, first, stop, || {
                 cache.put(&owned, &l.event_type, &l.source, step, &bins)
             })

@@ -109,8 +109,36 @@ impl Invalidator {
     }
 
     /// The type's current generation (read before computing bins).
+    /// Does not remember a type it has not seen (queries of made-up
+    /// types must not grow this map): an unseen type is at generation 0,
+    /// and its first put makes it 1.
     pub fn generation(&self, tenant: &Tenant, event_type: &str) -> u64 {
-        lock(&self.state(tenant, event_type)).generation
+        let state = lock(&self.types)
+            .get(&(tenant.clone(), event_type.to_owned()))
+            .map(Arc::clone);
+        state.map_or(0, |s| lock(&s).generation)
+    }
+
+    /// Drops the type's cached bins before `before` (retention deleted the
+    /// events they summarise), under the type's lock and as a write of
+    /// everything before `before`: a bin computed from the deleted events
+    /// and cached after this is refused by [`cache_unless_dirty`], one
+    /// cached before is dropped here. The number dropped.
+    pub fn expire_bins(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        before: i64,
+    ) -> Result<u64, StoreError> {
+        let state = self.state(tenant, event_type);
+        let mut st = lock(&state);
+        st.generation += 1;
+        let g = st.generation;
+        st.log.push_back((g, i64::MIN, before.saturating_sub(1)));
+        if st.log.len() > LOG_LEN {
+            st.log.pop_front();
+        }
+        self.cache.expire_bins(tenant, event_type, before)
     }
 
     /// Runs `write` (the cache write of bins of `[lo, hi)` computed from the

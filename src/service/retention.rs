@@ -6,9 +6,10 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
+use super::Invalidator;
 use crate::model::retention::{Horizon, Policy, Source};
 use crate::model::{BatchError, Clock, EventError, NewEvent, Tenant};
-use crate::storage::{EventStore, MetricCache, StoreError, TypeStats};
+use crate::storage::{EventStore, StoreError, TypeStats};
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +31,11 @@ pub struct TypeRetention {
 
 pub struct Retention {
     store: Arc<dyn EventStore>,
-    cache: Arc<dyn MetricCache>,
+    invalidator: Arc<Invalidator>,
     clock: Arc<dyn Clock>,
     policy: RwLock<Policy>,
+    /// `stats` calls, one at a time (each reads every block of a service).
+    stats_turn: tokio::sync::Mutex<()>,
     /// Totals since start: events and bytes deleted, sweeps run.
     pub events_expired: AtomicU64,
     pub bytes_expired: AtomicU64,
@@ -48,15 +51,16 @@ impl Retention {
     /// With the stored overrides read (see [`load`](Self::load)).
     pub fn new(
         store: Arc<dyn EventStore>,
-        cache: Arc<dyn MetricCache>,
+        invalidator: Arc<Invalidator>,
         clock: Arc<dyn Clock>,
         default: Horizon,
         self_default: Horizon,
     ) -> Self {
         let r = Retention {
             store,
-            cache,
+            invalidator,
             clock,
+            stats_turn: tokio::sync::Mutex::new(()),
             policy: RwLock::new(Policy {
                 default,
                 self_default,
@@ -164,6 +168,24 @@ impl Retention {
         horizon: Option<Horizon>,
     ) -> Result<(), StoreError> {
         let _turn = self.sweeping.lock().await;
+        if horizon.is_some() {
+            let policy = self.policy();
+            let key = (tenant.key().to_owned(), event_type.clone());
+            let of_service = policy
+                .overrides
+                .keys()
+                .filter(|(s, _)| s == tenant.key())
+                .count();
+            if !policy.overrides.contains_key(&key)
+                && of_service >= crate::limits::MAX_RETENTION_OVERRIDES
+            {
+                return Err(StoreError::TooMany {
+                    what: "retention overrides in this service",
+                    limit: crate::limits::MAX_RETENTION_OVERRIDES,
+                    flag: "a fixed limit",
+                });
+            }
+        }
         let store = Arc::clone(&self.store);
         let (t, ty) = (tenant.clone(), event_type.clone());
         let text = horizon.map(|h| h.to_string());
@@ -184,6 +206,7 @@ impl Retention {
 
     /// Per type of `tenant`: events, bytes and oldest time.
     pub async fn stats(&self, tenant: &Tenant) -> Result<Vec<TypeStats>, StoreError> {
+        let _turn = self.stats_turn.lock().await;
         let store = Arc::clone(&self.store);
         let t = tenant.clone();
         super::on_store(move || store.stats(&t)).await
@@ -193,7 +216,7 @@ impl Retention {
     /// horizon and the cached bins that summarise them, then lets the store
     /// give the space back.
     pub async fn sweep(&self) -> Result<Sweep, StoreError> {
-        let _turn = self.sweeping.lock().await;
+        let turn = self.sweeping.lock().await;
         if !self.loaded.load(Relaxed) {
             self.load()?;
         }
@@ -203,8 +226,14 @@ impl Retention {
         }
         let now = self.clock.now_ms();
         let store = Arc::clone(&self.store);
-        let cache = Arc::clone(&self.cache);
-        let sweep = super::on_store(move || sweep(&*store, &*cache, &policy, now)).await?;
+        let inv = Arc::clone(&self.invalidator);
+        let (sweep, error) =
+            super::on_store(move || Ok(sweep(&*store, &inv, &policy, now))).await?;
+        drop(turn);
+        // The space comes back outside the turn (a compaction may take a
+        // while; override changes need not wait for it).
+        let store = Arc::clone(&self.store);
+        super::on_store(move || store.reclaim()).await?;
         self.sweeps.fetch_add(1, Relaxed);
         self.events_expired.fetch_add(sweep.events, Relaxed);
         self.bytes_expired.fetch_add(sweep.bytes, Relaxed);
@@ -217,38 +246,65 @@ impl Retention {
                 "retention: expired old events"
             );
         }
-        Ok(sweep)
+        error.map_or(Ok(sweep), Err)
     }
 }
 
+/// One sweep over every type of every service. A type that fails is
+/// logged and skipped (the others are still swept); the first error is
+/// returned beside what was done.
 fn sweep(
     store: &dyn EventStore,
-    cache: &dyn MetricCache,
+    invalidator: &Invalidator,
     policy: &Policy,
     now: i64,
-) -> Result<Sweep, StoreError> {
+) -> (Sweep, Option<StoreError>) {
     let mut out = Sweep::default();
-    for tenant in store.tenants()? {
-        for event_type in store.types(&tenant)? {
+    let mut first_error = None;
+    let tenants = match store.tenants() {
+        Ok(t) => t,
+        Err(e) => return (out, Some(e)),
+    };
+    for tenant in tenants {
+        let types = match store.types(&tenant) {
+            Ok(t) => t,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        for event_type in types {
             let Some(before) = policy.horizon(&tenant, &event_type).0.before(now) else {
                 continue;
             };
-            let expired = store.expire(&tenant, &event_type, before)?;
-            // Every bin that starts before the cutoff summarised expired events.
-            let bins_before = if expired.type_removed {
-                i64::MAX
-            } else {
-                expired.cutoff
-            };
-            out.bins += cache.expire_bins(&tenant, &event_type, bins_before)?;
-            if expired.events > 0 || expired.bytes > 0 {
-                out.types_expired += 1;
+            let r = store
+                .expire(&tenant, &event_type, before)
+                .and_then(|expired| {
+                    // Every bin that starts before the cutoff summarised expired events.
+                    let bins_before = if expired.type_removed {
+                        i64::MAX
+                    } else {
+                        expired.cutoff
+                    };
+                    let bins = invalidator.expire_bins(&tenant, &event_type, bins_before)?;
+                    Ok((expired, bins))
+                });
+            match r {
+                Ok((expired, bins)) => {
+                    out.bins += bins;
+                    if expired.events > 0 || expired.bytes > 0 {
+                        out.types_expired += 1;
+                    }
+                    out.events += expired.events;
+                    out.bytes += expired.bytes;
+                    out.types_removed += u64::from(expired.type_removed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, service = tenant.display_name(), event_type, "expiring old events failed; the other types are still swept");
+                    first_error.get_or_insert(e);
+                }
             }
-            out.events += expired.events;
-            out.bytes += expired.bytes;
-            out.types_removed += u64::from(expired.type_removed);
         }
     }
-    store.reclaim()?;
-    Ok(out)
+    (out, first_error)
 }

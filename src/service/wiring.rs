@@ -56,9 +56,10 @@ impl Services {
         settings: Settings,
     ) -> Self {
         let run = Arc::new(Run::new());
+        let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
         let retention = Arc::new(Retention::new(
             Arc::clone(&store),
-            Arc::clone(&cache),
+            Arc::clone(&invalidator),
             Arc::clone(&clock),
             settings.retention,
             settings.self_retention,
@@ -69,7 +70,6 @@ impl Services {
             Arc::clone(&run),
             Arc::clone(&retention),
         );
-        let invalidator = Arc::new(Invalidator::new(Arc::clone(&cache)));
         let inv = Arc::clone(&invalidator);
         collector.on_put(Arc::new(move |tenant, outcome| inv.record(tenant, outcome)));
         let evaluator = Evaluator::new(

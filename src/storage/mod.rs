@@ -195,6 +195,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// The tenant's event types, sorted.
     fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError>;
 
+    /// Whether the tenant has events of this type (it is in [`types`](Self::types)).
+    fn has_type(&self, tenant: &Tenant, event_type: &str) -> Result<bool, StoreError> {
+        Ok(self.types(tenant)?.iter().any(|t| t == event_type))
+    }
+
     /// Every tenant that has at least one event type.
     fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
 

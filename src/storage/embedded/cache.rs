@@ -3,6 +3,7 @@
 //! cached per type in `metric_sources` (for invalidation).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 use fjall::PersistMode;
 
@@ -94,29 +95,49 @@ impl MetricCache for EmbeddedStore {
         let key_len = keys::metric_key(&prefix, tier, 0, source).len();
         fits(key_len, "metric source")?;
         let charge = entry_bytes(prefix.len(), key_len);
+        self.check_space(2 * charge * bins.len() as u64)?;
+        let mut usage_map = lock(&self.cache_usage);
+        let new_source = !self
+            .sources
+            .get(&prefix)
+            .is_some_and(|s| s.contains(source));
+        if new_source
+            && self
+                .tenant_sources
+                .get(tenant.key())
+                .is_some_and(|n| *n >= self.max_sources.load(Ordering::Relaxed))
+        {
+            // Beyond --max-cached-expressions: computed, not cached.
+            return Ok(());
+        }
+        let entry = usage_map.entry(prefix.clone()).or_default();
+        // The type's cap, and no more than the total budget leaves it.
+        let total = self.cache_total.load(Ordering::Relaxed);
+        let budget = self.cache_budget.load(Ordering::Relaxed);
+        let cap = self
+            .cache_cap
+            .min(entry.bytes.saturating_add(budget.saturating_sub(total)));
         // The newest bins that fit the cap: one put never overfills it.
-        let fit = usize::try_from(self.cache_cap / charge.max(1)).unwrap_or(usize::MAX);
+        let fit = usize::try_from(cap / charge.max(1)).unwrap_or(usize::MAX);
         let bins = &bins[bins.len().saturating_sub(fit)..];
         if bins.is_empty() {
             return Ok(());
         }
         let adding = charge * bins.len() as u64;
-        self.check_space(2 * adding)?;
-        let mut usage_map = lock(&self.cache_usage);
-        let entry = usage_map.entry(prefix.clone()).or_default();
+        let before = entry.bytes;
         // Worked on a copy, kept only if the batch commits.
         let mut copy = *entry;
         let usage = &mut copy;
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         // Evict the oldest entries until the new ones fit.
-        if usage.bytes + adding > self.cache_cap {
+        if usage.bytes + adding > cap {
             let mut end = prefix.clone();
             end.extend_from_slice(&[0xff; 9]);
             for item in self
                 .metric_log
                 .range(log_key(&prefix, usage.first_seq)..end)
             {
-                if usage.bytes + adding <= self.cache_cap {
+                if usage.bytes + adding <= cap {
                     break;
                 }
                 let (lk, mk) = item.into_inner().map_err(engine)?;
@@ -141,11 +162,11 @@ impl MetricCache for EmbeddedStore {
                 }
             }
         }
-        if !self
-            .sources
-            .get(&prefix)
-            .is_some_and(|s| s.contains(source))
-        {
+        if new_source {
+            *self
+                .tenant_sources
+                .entry(tenant.key().to_owned())
+                .or_default() += 1;
             let mut k = prefix.clone();
             k.extend_from_slice(source.as_bytes());
             batch.insert(&self.metric_sources, k, Vec::<u8>::new());
@@ -168,6 +189,10 @@ impl MetricCache for EmbeddedStore {
         }
         batch.commit().map_err(engine)?;
         *entry = copy;
+        self.cache_total.store(
+            total.saturating_sub(before).saturating_add(copy.bytes),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -178,6 +203,8 @@ impl MetricCache for EmbeddedStore {
         self.metric_sources.clear().map_err(engine)?;
         usage.clear();
         self.sources.clear();
+        self.tenant_sources.clear();
+        self.cache_total.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -194,6 +221,9 @@ impl MetricCache for EmbeddedStore {
         batch.commit().map_err(engine)?;
         usage.retain(|k, _| !k.starts_with(&prefix));
         self.sources.retain(|k, _| !k.starts_with(&prefix));
+        self.tenant_sources.remove(tenant.key());
+        self.cache_total
+            .store(usage.values().map(|u| u.bytes).sum(), Ordering::Relaxed);
         Ok(())
     }
 

@@ -80,9 +80,9 @@ impl EmbeddedStore {
             }
         }
         self.expired_bytes.fetch_add(out.bytes, Ordering::Relaxed);
-        if out.bytes > 0 {
-            out.type_removed = self.forget_if_empty(tenant, event_type, &prefix)?;
-        }
+        // Also when nothing expired now: a sweep that stopped after its
+        // last batch (a crash, an error) left the type empty.
+        out.type_removed = self.forget_if_empty(tenant, event_type, &prefix)?;
         Ok(out)
     }
 
@@ -122,17 +122,19 @@ impl EmbeddedStore {
         Ok(true)
     }
 
-    /// Compacts `events` once what expired since the last compaction is a
-    /// quarter of what it holds on disk (a major compaction rewrites the
-    /// keyspace, dropping what was deleted). Costs a rewrite of the
-    /// events, hence the threshold.
+    /// Compacts `events` once what expired since the last compaction is
+    /// about a quarter of what it holds (a major compaction rewrites the
+    /// keyspace, dropping what was deleted; hence the threshold). Expired
+    /// bytes are counted uncompressed and the disk holds them compressed,
+    /// about 4 to 1 for event blocks: the threshold is expired bytes
+    /// reaching the keyspace's size on disk.
     pub(super) fn reclaim_space(&self) -> Result<(), StoreError> {
         let expired = self.expired_bytes.load(Ordering::Relaxed);
         if expired == 0 {
             return Ok(());
         }
         let on_disk = self.events.disk_space();
-        if expired.saturating_mul(4) < on_disk {
+        if expired < on_disk {
             return Ok(());
         }
         self.expired_bytes.store(0, Ordering::Relaxed);
@@ -147,6 +149,8 @@ impl EmbeddedStore {
             &self.dirty,
             &self.metrics,
             &self.metric_log,
+            &self.metric_sources,
+            &self.retention,
         ] {
             ks.rotate_memtable_and_wait().map_err(engine)?;
         }

@@ -156,6 +156,14 @@ pub struct EmbeddedStore {
     max_services: AtomicUsize,
     /// Most event types per tenant (`--max-types`; Cubed's own types not counted).
     max_types: AtomicUsize,
+    /// Bytes charged to the metric cache across all types (changed under `cache_usage`).
+    cache_total: AtomicU64,
+    /// Most bytes of metric cache across all types (`--cache-budget`).
+    cache_budget: AtomicU64,
+    /// Sources (cached expressions) per tenant (changed under `cache_usage`).
+    tenant_sources: DashMap<String, usize>,
+    /// Most sources cached per tenant (`--max-cached-expressions`).
+    max_sources: AtomicUsize,
 }
 
 /// The engine's block cache unless configured (fjall's own default is 32 MiB).
@@ -182,6 +190,17 @@ impl EmbeddedStore {
         self.max_types.store(max_types, Ordering::Relaxed);
     }
 
+    /// Bounds the metric cache beyond its cap per type: `budget` bytes
+    /// across all types (`--cache-budget`; a type grows only while the
+    /// total is under it, and can always reuse its own bytes) and
+    /// `max_sources` expressions cached per tenant
+    /// (`--max-cached-expressions`; more are computed, not cached).
+    /// Unlimited unless set.
+    pub fn set_cache_limits(&self, budget: u64, max_sources: usize) {
+        self.cache_budget.store(budget, Ordering::Relaxed);
+        self.max_sources.store(max_sources, Ordering::Relaxed);
+    }
+
     /// Refuses a new type of `tenant` beyond the caps, `adding` being the
     /// new types the same put added before it. Called under the writer lock.
     fn check_new_type(
@@ -194,29 +213,33 @@ impl EmbeddedStore {
         if tenant.key() == SYSTEM_SERVICE {
             return Ok(());
         }
-        let (existing, any) = self
+        if is_self_type(tenant, event_type) {
+            return Ok(());
+        }
+        // Cubed's own types are neither counted nor refused: a service
+        // holding only those does not count as one.
+        let own = |t: &String| is_self_type(tenant, t);
+        let existing = self
             .known_types
             .get(tenant.key())
-            .map_or((0, false), |set| {
-                (
-                    set.iter().filter(|t| !is_self_type(tenant, t)).count(),
-                    !set.is_empty(),
-                )
-            });
+            .map_or(0, |set| set.iter().filter(|t| !own(t)).count());
         let max_types = self.max_types.load(Ordering::Relaxed);
-        let added = adding.iter().filter(|t| !is_self_type(tenant, t)).count();
-        if !is_self_type(tenant, event_type) && existing + added >= max_types {
+        let added = adding.iter().filter(|t| !own(t)).count();
+        if existing + added >= max_types {
             return Err(StoreError::TooMany {
                 what: "event types in this service",
                 limit: max_types,
                 flag: "--max-types",
             });
         }
-        if !any && adding.is_empty() {
+        if existing == 0 && added == 0 {
             let services = self
                 .known_types
                 .iter()
-                .filter(|e| e.key() != SYSTEM_SERVICE && !e.value().is_empty())
+                .filter(|e| {
+                    let t = Tenant::from_key(e.key());
+                    e.key() != SYSTEM_SERVICE && e.value().iter().any(|x| !is_self_type(&t, x))
+                })
                 .count();
             let max_services = self.max_services.load(Ordering::Relaxed);
             if services >= max_services {
@@ -308,6 +331,10 @@ impl EmbeddedStore {
             expired_bytes: AtomicU64::new(0),
             max_services: AtomicUsize::new(usize::MAX),
             max_types: AtomicUsize::new(usize::MAX),
+            cache_total: AtomicU64::new(0),
+            cache_budget: AtomicU64::new(u64::MAX),
+            tenant_sources: DashMap::new(),
+            max_sources: AtomicUsize::new(usize::MAX),
         };
         store.load_indexes()?;
         store.recover_dirty()?;
@@ -372,6 +399,10 @@ impl EmbeddedStore {
         for item in self.metric_sources.iter() {
             let key = item.key().map_err(engine)?;
             let (prefix, source) = split_prefixed(&key)?;
+            if let Some(end) = prefix.iter().position(|b| *b == 0) {
+                let tenant = String::from_utf8_lossy(&prefix[..end]).into_owned();
+                *self.tenant_sources.entry(tenant).or_default() += 1;
+            }
             self.sources.entry(prefix).or_default().insert(source);
         }
         let mut usage = lock(&self.cache_usage);
@@ -391,6 +422,8 @@ impl EmbeddedStore {
             u.next_seq = u.next_seq.max(seq + 1);
             u.first_seq = u.first_seq.min(seq);
         }
+        self.cache_total
+            .store(usage.values().map(|u| u.bytes).sum(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -687,10 +720,11 @@ impl EventStore for EmbeddedStore {
                     .push(((*event_type).to_owned(), DirtyMark(key)));
             }
             batch.commit().map_err(engine)?;
-        }
-        if !new_types.is_empty() {
-            let mut set = self.known_types.entry(tenant.key().to_owned()).or_default();
-            set.extend(new_types);
+            // Before the writer lock goes: the caps count what is known.
+            if !new_types.is_empty() {
+                let mut set = self.known_types.entry(tenant.key().to_owned()).or_default();
+                set.extend(new_types);
+            }
         }
         if self.durability == Durability::Sync
             && let Err(e) = self.db.persist(PersistMode::SyncData)
@@ -793,6 +827,13 @@ impl EventStore for EmbeddedStore {
             .get(tenant.key())
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn has_type(&self, tenant: &Tenant, event_type: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .known_types
+            .get(tenant.key())
+            .is_some_and(|set| set.contains(event_type)))
     }
 
     fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {

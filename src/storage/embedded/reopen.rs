@@ -174,6 +174,10 @@ impl EventStore for Reopening {
         self.call(|s| s.types(tenant))
     }
 
+    fn has_type(&self, tenant: &Tenant, event_type: &str) -> Result<bool, StoreError> {
+        self.call(|s| s.has_type(tenant, event_type))
+    }
+
     fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.call(|s| s.tenants())
     }

@@ -25,7 +25,22 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 43] = [
+    let limits: [(&str, i128); 49] = [
+        (
+            "DEFAULT_SELF_RETENTION_MS",
+            DEFAULT_SELF_RETENTION_MS as i128,
+        ),
+        (
+            "DEFAULT_RETENTION_INTERVAL_MS",
+            DEFAULT_RETENTION_INTERVAL_MS as i128,
+        ),
+        ("DEFAULT_MAX_SERVICES", DEFAULT_MAX_SERVICES as i128),
+        ("DEFAULT_MAX_TYPES", DEFAULT_MAX_TYPES as i128),
+        ("MAX_RETENTION_OVERRIDES", MAX_RETENTION_OVERRIDES as i128),
+        (
+            "DEFAULT_MAX_CACHED_EXPRESSIONS",
+            DEFAULT_MAX_CACHED_EXPRESSIONS as i128,
+        ),
         ("DEFAULT_MAX_WEBSOCKETS", DEFAULT_MAX_WEBSOCKETS as i128),
         ("DEFAULT_MAX_COMPUTATIONS", DEFAULT_MAX_COMPUTATIONS as i128),
         ("DEFAULT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as i128),

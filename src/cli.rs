@@ -301,6 +301,11 @@ pub struct ServeArgs {
     /// that stops reading is disconnected once its answers pass this.
     #[arg(long, env = "CUBED_MAX_WS_QUEUE", default_value = "16MiB", value_parser = parse_size)]
     pub max_ws_queue: usize,
+    /// Most bytes of answers queued for all evaluator WebSockets together:
+    /// past it, a socket with more than a 256th of this (at least 1 MiB)
+    /// queued, or more than 64 KiB while it is not reading, is disconnected.
+    #[arg(long, env = "CUBED_MAX_WS_QUEUE_TOTAL", default_value = "64MiB", value_parser = parse_size)]
+    pub max_ws_queue_total: usize,
     /// Most requests being answered at once on one evaluator WebSocket
     /// (live event streams included); beyond it a request gets
     /// `{"error": "too many requests"}`.

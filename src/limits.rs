@@ -51,6 +51,11 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 /// Default most bytes of answers queued for one evaluator WebSocket
 /// (`--max-ws-queue`); a client that stops reading is disconnected there.
 pub const DEFAULT_MAX_WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default most bytes of answers queued for all evaluator WebSockets
+/// together (`--max-ws-queue-total`): past it, a socket with more than
+/// its share queued (a 256th of this, at least 1 MiB), or more than 64 KiB
+/// while not reading, is disconnected.
+pub const DEFAULT_MAX_WS_QUEUE_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// Default most requests in flight on one evaluator WebSocket
 /// (`--max-ws-in-flight`), live event streams included.
 pub const DEFAULT_MAX_WS_IN_FLIGHT: usize = 256;

@@ -107,6 +107,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_ws_message_bytes: args.max_ws_message,
         body_timeout: std::time::Duration::from_millis(args.body_timeout_ms.max(1)),
         max_ws_queue_bytes: args.max_ws_queue,
+        max_ws_queue_total_bytes: args.max_ws_queue_total,
         max_ws_in_flight: args.max_ws_in_flight.max(1),
         max_connections: args.max_connections.max(1),
         max_websockets: args.max_websockets.max(1),

@@ -235,6 +235,62 @@ fn a_client_that_stops_reading_is_disconnected() {
     });
 }
 
+/// All sockets' queues together are capped too: a client that stops
+/// reading is disconnected once the server-wide queue is past its cap,
+/// even when its own queue is far under the per-socket cap (here 256 MiB,
+/// which the 60 MB asked for would never reach).
+#[test]
+fn the_server_wide_queue_cap_disconnects_a_client_that_stops_reading() {
+    let limits = cubed::server::Limits {
+        max_ws_queue_bytes: 256 << 20,
+        max_ws_queue_total_bytes: 1 << 20,
+        max_ws_in_flight: 1000,
+        ..Default::default()
+    };
+    let s = TestServer::start_with(Arc::new(cubed::model::SystemClock), limits);
+    s.put(&json!([{"type": "req", "time": "2012-04-16T16:00:10Z"}]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut reader = connect(&s, "/1.0/metric/get").await;
+        let mut ws = connect(&s, "/1.0/metric/get").await;
+        for i in 0..100 {
+            send(
+                &mut ws,
+                json!({"expression": "sum(req)", "start": "2012-04-16T00:00:00Z",
+                "step": 1e4, "limit": 10_000, "stop": "2012-04-17T04:00:00Z", "id": i}),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut received = 0usize;
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+                Ok(Some(Ok(Message::Text(_)))) => received += 1,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break true,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => break false,
+            }
+        };
+        assert!(
+            ended,
+            "a client that stopped reading stayed open under the server-wide cap"
+        );
+        assert!(
+            received < 100 * 10_001 / 2,
+            "{received} answers were buffered"
+        );
+        // A socket that reads is served, before and after.
+        send(
+            &mut reader,
+            json!({"expression": "sum(req)", "start": "2012-04-16T16:00:00Z",
+            "stop": "2012-04-16T16:01:00Z", "step": 6e4, "id": "after"}),
+        )
+        .await;
+        let bin = next(&mut reader).await;
+        assert_eq!(bin["value"], json!(1), "{bin}");
+    });
+}
+
 /// Requests beyond the in-flight cap of a socket are refused one by one,
 /// each answered with its id; those in flight go on.
 #[test]

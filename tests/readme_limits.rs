@@ -25,7 +25,11 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 49] = [
+    let limits: [(&str, i128); 50] = [
+        (
+            "DEFAULT_MAX_WS_QUEUE_TOTAL_BYTES",
+            DEFAULT_MAX_WS_QUEUE_TOTAL_BYTES as i128,
+        ),
         (
             "DEFAULT_SELF_RETENTION_MS",
             DEFAULT_SELF_RETENTION_MS as i128,

@@ -23,6 +23,9 @@ pub struct Limits {
     /// Most bytes of answers queued for one evaluator WebSocket whose
     /// client does not read them; beyond it the socket is closed.
     pub max_ws_queue_bytes: usize,
+    /// Most bytes of answers queued for all evaluator WebSockets together;
+    /// beyond it sockets holding more than their share are closed.
+    pub max_ws_queue_total_bytes: usize,
     /// Most requests being answered at once on one evaluator WebSocket
     /// (live event streams included); beyond it a request is refused.
     pub max_ws_in_flight: usize,
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_ws_message_bytes: crate::limits::DEFAULT_MAX_WS_MESSAGE_BYTES,
             body_timeout: std::time::Duration::from_millis(crate::limits::DEFAULT_BODY_TIMEOUT_MS),
             max_ws_queue_bytes: crate::limits::DEFAULT_MAX_WS_QUEUE_BYTES,
+            max_ws_queue_total_bytes: crate::limits::DEFAULT_MAX_WS_QUEUE_TOTAL_BYTES,
             max_ws_in_flight: crate::limits::DEFAULT_MAX_WS_IN_FLIGHT,
             max_connections: crate::limits::DEFAULT_MAX_CONNECTIONS,
             header_timeout: std::time::Duration::from_millis(
@@ -150,6 +154,9 @@ pub struct App {
     pub origins: OriginPolicy,
     /// Turns to hold a WebSocket open (`Limits::max_websockets`).
     pub websockets: Arc<tokio::sync::Semaphore>,
+    /// Bytes of answers queued for all evaluator WebSockets
+    /// (`Limits::max_ws_queue_total_bytes`).
+    pub ws_queued: Arc<std::sync::atomic::AtomicUsize>,
     /// What is deleted when (`/admin/retention`, `/admin/stats`).
     pub retention: Arc<crate::service::Retention>,
 }
@@ -193,6 +200,7 @@ impl App {
             websockets: Arc::new(tokio::sync::Semaphore::new(
                 options.limits.max_websockets.max(1),
             )),
+            ws_queued: Arc::default(),
             options,
             origins,
         })

@@ -47,15 +47,37 @@ fn with_id(mut body: Value, id: Option<&Value>) -> Value {
     body
 }
 
+/// One answer waiting for its socket's writer. Its bytes count against
+/// the socket's queue and the server-wide one until it is written or
+/// dropped (a closed socket's queue is dropped with it), whichever
+/// happens: so the counts never drift.
+struct Queued {
+    text: String,
+    len: usize,
+    socket: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.socket.fetch_sub(self.len, Relaxed);
+        self.total.fetch_sub(self.len, Relaxed);
+    }
+}
+
 /// One socket's queue of answers for its writer, bounded in bytes: when a
 /// client stops reading and the queue would pass its cap, the socket is
-/// closed (its requests stopped) instead of buffering without end.
+/// closed (its requests stopped) instead of buffering without end. All
+/// sockets' queues together are bounded too (`total_cap`).
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Queued>,
     /// Bytes queued and not yet written to the socket.
     queued: Arc<AtomicUsize>,
     cap: usize,
+    /// Bytes queued for every evaluator socket of the server, and their cap.
+    total: Arc<AtomicUsize>,
+    total_cap: usize,
     /// Set when the cap was crossed: everything stops.
     overflowed: Arc<AtomicBool>,
     overflow: Arc<Notify>,
@@ -64,33 +86,54 @@ pub struct Outbox {
     last_sent_ms: Arc<AtomicU64>,
 }
 
+/// What one queued answer costs beyond its text: its place in the channel
+/// and its allocation's rounding.
+const QUEUED_OVERHEAD: usize = 64;
+
 /// How long a writer with more than the cap queued may go without
 /// sending anything before its client counts as not reading.
 const STALLED: Duration = Duration::from_secs(2);
 
 impl Outbox {
-    /// Queues one answer. Past the cap the client is disconnected when its
-    /// writer has sent nothing for [`STALLED`] (a client that reads, but
-    /// more slowly than cached answers are produced, is not), and at four
-    /// times the cap in any case.
+    /// Queues one answer, counted as its text plus [`QUEUED_OVERHEAD`].
+    /// Past the cap the client is disconnected when its writer has sent
+    /// nothing for [`STALLED`] (a client that reads, but more slowly than
+    /// cached answers are produced, is not), and at four times the cap in
+    /// any case. While all sockets together hold more than the server-wide
+    /// cap, a socket is disconnected at once if it holds more than its
+    /// share (a 256th of that cap, at least 1 MiB), or more than 64 KiB
+    /// while its writer has sent nothing for [`STALLED`] (a client that
+    /// stopped reading).
     fn push(&self, text: String) -> bool {
         if self.overflowed.load(Relaxed) {
             return false;
         }
-        let len = text.len();
+        let len = text.len() + QUEUED_OVERHEAD;
         let queued = self.queued.fetch_add(len, Relaxed) + len;
-        if queued > self.cap {
+        let total = self.total.fetch_add(len, Relaxed) + len;
+        let item = Queued {
+            text,
+            len,
+            socket: Arc::clone(&self.queued),
+            total: Arc::clone(&self.total),
+        };
+        if queued > self.cap || total > self.total_cap {
             let idle = self
                 .opened
                 .elapsed()
                 .saturating_sub(Duration::from_millis(self.last_sent_ms.load(Relaxed)));
-            if idle > STALLED || queued > self.cap.saturating_mul(4) {
+            let share = (self.total_cap / 256).max(1 << 20);
+            let over_total = total > self.total_cap
+                && (queued > share || (queued > 64 * 1024 && idle > STALLED));
+            let over_own =
+                queued > self.cap && (idle > STALLED || queued > self.cap.saturating_mul(4));
+            if over_total || over_own {
                 self.overflowed.store(true, Relaxed);
                 self.overflow.notify_one();
                 return false;
             }
         }
-        self.tx.send(text).is_ok()
+        self.tx.send(item).is_ok()
     }
 
     fn is_closed(&self) -> bool {
@@ -154,29 +197,31 @@ pub async fn serve(
     let mut revoked = std::pin::pin!(auth.revoked(access.key_id));
     let _open = app.run.websocket.open();
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut out_rx) = mpsc::unbounded_channel::<Queued>();
     let out = Outbox {
         tx,
         queued: Arc::default(),
         cap: app.limits.max_ws_queue_bytes,
+        total: Arc::clone(&app.ws_queued),
+        total_cap: app.limits.max_ws_queue_total_bytes,
         overflowed: Arc::default(),
         overflow: Arc::default(),
         opened: Instant::now(),
         last_sent_ms: Arc::default(),
     };
     let writer_app = Arc::clone(&app);
-    let queued = Arc::clone(&out.queued);
     let (opened, last_sent_ms) = (out.opened, Arc::clone(&out.last_sent_ms));
     // The close frame after a failed receive, sent after the answers.
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<Message>();
     let mut close_tx = Some(close_tx);
     let writer = tokio::spawn(async move {
-        while let Some(text) = out_rx.recv().await {
-            let len = text.len();
+        while let Some(mut item) = out_rx.recv().await {
+            let text = std::mem::take(&mut item.text);
             if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
-            queued.fetch_sub(len, Relaxed);
+            // Written: no longer queued.
+            drop(item);
             let sent_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
             last_sent_ms.store(sent_ms, Relaxed);
             writer_app.run.websocket.messages_sent.fetch_add(1, Relaxed);

@@ -13,9 +13,10 @@
 //! - **`--clients` WebSocket dashboards** on `/1.0/metric/get`, each asking
 //!   every 10 s for two 5-minute charts at 10 s (as a Cubism page does),
 //!   one in ten also following a live event stream on `/1.0/event/get`;
-//!   from half-way through the warm-up, `--stalled` of them stop reading and keep asking
-//!   for 10,000-bin answers every 200 ms: the server must close them (they
-//!   reconnect 5 s later and stall again);
+//!   from 30 s on, `--stalled` of them stop reading
+//!   and keep asking, once a second, for 1,000-bin answers: the server
+//!   must close them once their answers pile up (they reconnect 5 s later
+//!   and stall again);
 //! - **hostile requests**, ten a second: slowloris headers and stalled
 //!   uploads (each held open until the server drops it, at most 200 of
 //!   each at once), 70,000-byte strings, 100-level nesting, bodies over the
@@ -29,8 +30,9 @@
 //! end it prints the curve (one line every 30 s), the p50/p99/max latency
 //! of puts, HTTP metric queries and dashboard answers, and a count of
 //! answers by kind, with every unexpected one named. "Flat" means the
-//! largest RSS after the warm-up (the first fifth of the run, at least a
-//! minute) is within 10 % (and 32 MiB) of the RSS at its end. The process
+//! largest RSS after the warm-up (the first two fifths of the run, at least a
+//! minute) is within 10 % (and 32 MiB) of the RSS at its end; the slope
+//! after the warm-up is printed too. The process
 //! exits non-zero if the server died, an ordinary request failed, or RSS
 //! was not flat.
 
@@ -280,15 +282,16 @@ async fn dashboard(
             if let Some(at) = stalls_at
                 && Instant::now() >= at
             {
-                // Stop reading; keep asking for large answers.
-                let start = now_ms() - 100_000_000;
+                // Stop reading; keep asking, once a second, for 1,000-bin
+                // answers (about 60 KB each) of the last 2 h 47 min.
                 loop {
                     if stop.load(Relaxed) {
                         break 'conn false;
                     }
                     round += 1;
-                    let req = json!({"expression": "sum(request)", "start": start,
-                        "stop": start + 100_000_000, "step": 10_000, "id": round});
+                    let stop_ms = now_ms() / 10_000 * 10_000;
+                    let req = json!({"expression": "sum(request)", "start": stop_ms - 10_000_000,
+                        "stop": stop_ms, "step": 10_000, "id": round});
                     let sent = tokio::time::timeout(
                         Duration::from_secs(5),
                         tx.send(Message::text(req.to_string())),
@@ -297,7 +300,7 @@ async fn dashboard(
                     if !matches!(sent, Ok(Ok(()))) {
                         break 'conn true;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
             round += 1;
@@ -619,7 +622,8 @@ fn main() {
     let stalled = arg(&argv, "--stalled", 100) as usize;
     let rate = arg(&argv, "--rate", 5000) as f64;
     let run = Duration::from_secs(minutes * 60);
-    let warmup = (run / 5).max(Duration::from_secs(60)).min(run);
+    // The stalled sockets' queues take a few minutes to reach their caps.
+    let warmup = (run * 2 / 5).max(Duration::from_secs(60)).min(run);
 
     let dir = tempfile::tempdir().expect("tempdir");
     // `cubed serve` flags: its defaults, but a 64 MiB block cache (default
@@ -632,7 +636,7 @@ fn main() {
     let pid = server.child.id();
     println!(
         "soak: {minutes} min, {rate} events/s, {clients} dashboards ({stalled} stop reading after {} s), hostile requests 10/s, warm-up {} s; cubed pid {pid}",
-        warmup.as_secs() / 2,
+        30.min(warmup.as_secs()),
         warmup.as_secs()
     );
 
@@ -669,7 +673,7 @@ fn main() {
     for n in 0..clients {
         // Stalling starts within the warm-up, so that the steady state
         // the RSS is judged on has them.
-        let stalls_at = (n < stalled).then(|| t0 + warmup / 2);
+        let stalls_at = (n < stalled).then(|| t0 + Duration::from_secs(30).min(warmup));
         runtime.spawn(dashboard(
             server.evaluator.clone(),
             n,
@@ -750,8 +754,24 @@ fn main() {
         .fold(f64::NAN, f64::max);
     let last = samples.last().map_or(f64::NAN, |s| s.1);
     let flat = after <= (at_warmup * 1.10).max(at_warmup + 32.0);
+    // The least-squares slope of RSS after the warm-up, in MiB a minute.
+    let tail: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.0 > warmup.as_secs())
+        .map(|s| (s.0 as f64 / 60.0, s.1))
+        .collect();
+    let slope = {
+        let n = tail.len() as f64;
+        let (mx, my) = (
+            tail.iter().map(|p| p.0).sum::<f64>() / n,
+            tail.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxy: f64 = tail.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = tail.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        sxy / sxx
+    };
     println!(
-        "RSS: {at_warmup:.1} MiB at the end of the warm-up ({} s), {after:.1} MiB at most after it, {last:.1} MiB at the end, peak {peak:.1} MiB: {}",
+        "RSS: {at_warmup:.1} MiB at the end of the warm-up ({} s), {after:.1} MiB at most after it, {last:.1} MiB at the end, peak {peak:.1} MiB; after the warm-up {slope:+.1} MiB a minute: {}",
         warmup.as_secs(),
         if flat { "flat" } else { "NOT flat" }
     );

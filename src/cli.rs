@@ -330,6 +330,11 @@ pub struct ServeArgs {
     /// (more wait for a turn within their request's deadline).
     #[arg(long, env = "CUBED_MAX_COMPUTATIONS", default_value_t = cubed::limits::DEFAULT_MAX_COMPUTATIONS)]
     pub max_computations: usize,
+    /// Most bins of metric requests evaluated at once, server-wide (a
+    /// request counts its distinct reduces times its bins; at least
+    /// 200,000): more wait their turn within their deadline.
+    #[arg(long, env = "CUBED_MAX_BINS_IN_FLIGHT", default_value_t = cubed::limits::DEFAULT_MAX_BINS_IN_FLIGHT)]
+    pub max_bins_in_flight: usize,
     /// How long events are kept: `30d`, `12h`, `2w`, `90m` or `forever`
     /// (the default, as Cube). Older events are deleted in the background,
     /// hour by hour, with their cached bins; a put of an event already older

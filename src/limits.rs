@@ -51,6 +51,10 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 /// Default most bytes of answers queued for one evaluator WebSocket
 /// (`--max-ws-queue`); a client that stops reading is disconnected there.
 pub const DEFAULT_MAX_WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default most bins of metric requests evaluated at once, server-wide
+/// (`--max-bins-in-flight`; a request counts its distinct reduces times
+/// its bins): more wait their turn within their deadline.
+pub const DEFAULT_MAX_BINS_IN_FLIGHT: usize = 1_000_000;
 /// Default most bytes of answers queued for all evaluator WebSockets
 /// together (`--max-ws-queue-total`): past it, a socket with more than
 /// its share queued (a 256th of this, at least 1 MiB), or more than 64 KiB

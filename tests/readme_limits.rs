@@ -25,7 +25,11 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 50] = [
+    let limits: [(&str, i128); 51] = [
+        (
+            "DEFAULT_MAX_BINS_IN_FLIGHT",
+            DEFAULT_MAX_BINS_IN_FLIGHT as i128,
+        ),
         (
             "DEFAULT_MAX_WS_QUEUE_TOTAL_BYTES",
             DEFAULT_MAX_WS_QUEUE_TOTAL_BYTES as i128,

@@ -392,3 +392,48 @@ fn services_and_types_beyond_their_caps_get_429() {
     assert_eq!(types, json!(["one", "two"]));
     assert!(server.terminate().success());
 }
+
+/// Cubed's own events do not make services without end: requests naming
+/// ever new services leave a `cube_request` in the first ones only, up to
+/// the cap on services; a real put to a new service is still taken.
+#[test]
+fn self_events_do_not_create_services_beyond_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = spawn(&cubed_bin(), dir.path(), &["--max-services", "3"]);
+    let types_url = format!("http://{}/1.0/types", server.evaluator);
+    for i in 0..8 {
+        let (status, body) = get(&types_url, Some(&format!("reader{i}")));
+        assert_eq!(status, 200, "{body}");
+    }
+    // Self events are stored every second: wait for the first, then for
+    // the rest to have had time.
+    let count = || {
+        (0..8)
+            .filter(|i| {
+                let (_, types) = get(&types_url, Some(&format!("reader{i}")));
+                types.as_array().is_some_and(|t| !t.is_empty())
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let with_events = count();
+    // The default service and the first readers fill the cap; the others
+    // (and the requests just made) have none.
+    assert!(with_events <= 3, "{with_events} services got self events");
+    assert!(with_events >= 1, "no self events were stored at all");
+    let put_url = format!("http://{}/1.0/event/put", server.collector);
+    let (status, body) = post(
+        &put_url,
+        &json!([{"type": "page"}]).to_string(),
+        Some("shop"),
+    );
+    assert_eq!(
+        status, 200,
+        "services holding only Cubed's own events do not count: {body}"
+    );
+    assert!(server.terminate().success());
+}

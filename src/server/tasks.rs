@@ -48,8 +48,14 @@ pub async fn flush_invalidations(app: Arc<App>, shutdown: impl Future<Output = (
 
 async fn store_self_events(app: &App) {
     for (tenant, events) in app.self_events.take() {
-        if let Err(e) = app.collector.put(&tenant, events).await {
-            tracing::warn!(error = %e, "storing self-monitoring events failed");
+        match app.collector.put(&tenant, events).await {
+            Ok(_) => {}
+            // A flood of new services: their requests' events are dropped
+            // (quietly: a flood must not fill the log either).
+            Err(crate::service::CollectorError::Store(crate::service::StoreError::TooMany {
+                ..
+            })) => {}
+            Err(e) => tracing::warn!(error = %e, "storing self-monitoring events failed"),
         }
     }
 }

@@ -194,6 +194,27 @@ impl MetricQuery {
 
 type RunResult = Result<Arc<Vec<Option<f64>>>, EvalError>;
 
+/// Removes a single-flight entry when the call that made or joined it
+/// ends, however it ends, unless a newer one took its key (a later call
+/// may then still join the one computing; it is dropped with its last user).
+struct LeaveInflight<'a> {
+    map: &'a Mutex<HashMap<RunKey, Arc<OnceCell<RunResult>>>>,
+    key: RunKey,
+    cell: Arc<OnceCell<RunResult>>,
+}
+
+impl Drop for LeaveInflight<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(self.map);
+        if map
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RunKey {
     tenant: Tenant,
@@ -222,6 +243,13 @@ pub struct Evaluator {
     /// a scan waits for a permit (within its request's deadline) and holds
     /// it until its blocking work ends, even if its request is gone.
     computations: Arc<tokio::sync::Semaphore>,
+    /// Bins of metric requests being evaluated at once, server-wide
+    /// (`--max-bins-in-flight`; a request counts its distinct reduces
+    /// times its bins): a request waits for its turn, within its deadline,
+    /// before it holds anything, so requests piling up (a client asking
+    /// faster than its answers can be computed) wait without memory.
+    bins_in_flight: Arc<tokio::sync::Semaphore>,
+    max_bins_in_flight: usize,
 }
 
 /// One value per bin: `None` undefined; `Some(NaN)` shows as null.
@@ -254,7 +282,20 @@ impl Evaluator {
             run,
             query_memory,
             query_timeout,
+            bins_in_flight: Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT,
+            )),
+            max_bins_in_flight: crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT,
         }
+    }
+
+    /// With another cap on bins being evaluated at once (at least one
+    /// request's [`MAX_BINS_PER_REQUEST`], so that every request fits).
+    pub fn with_max_bins_in_flight(mut self, max: usize) -> Self {
+        let max = max.clamp(MAX_BINS_PER_REQUEST, tokio::sync::Semaphore::MAX_PERMITS);
+        self.bins_in_flight = Arc::new(tokio::sync::Semaphore::new(max));
+        self.max_bins_in_flight = max;
+        self
     }
 
     pub fn on_compute(&self, l: ComputeListener) {
@@ -274,9 +315,22 @@ impl Evaluator {
         let started = std::time::Instant::now();
         let stats = &self.run.evaluator;
         stats.metric_requests.fetch_add(1, Relaxed);
-        let r = tokio::time::timeout(self.query_timeout, self.evaluate_inner(tenant, q, emit))
-            .await
-            .unwrap_or(Err(EvalError::Timeout(self.query_timeout)));
+        let mut sources: Vec<&str> = q.plan.leaves().iter().map(|l| l.source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let cost = sources
+            .len()
+            .saturating_mul(q.n)
+            .clamp(1, self.max_bins_in_flight);
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+        let turns = Arc::clone(&self.bins_in_flight);
+        let r = tokio::time::timeout(self.query_timeout, async {
+            // Never closed; a closed one would only mean no turn to wait for.
+            let _turn = turns.acquire_many_owned(cost).await.ok();
+            self.evaluate_inner(tenant, q, emit).await
+        })
+        .await
+        .unwrap_or(Err(EvalError::Timeout(self.query_timeout)));
         stats.metric_latency.record(started.elapsed());
         match &r {
             Ok(()) => stats.bins_returned.fetch_add(q.n as u64, Relaxed),
@@ -466,15 +520,17 @@ impl Evaluator {
                     .or_insert_with(|| Arc::new(OnceCell::new())),
             )
         };
-        let result = cell
-            .get_or_init(|| self.compute(tenant, leaf, tier, first, n, budget))
+        // The entry goes when this call ends, also when its request is
+        // dropped while waiting (a timeout, a closed socket): otherwise
+        // abandoned entries would pile up.
+        let _leave = LeaveInflight {
+            map: &self.inflight,
+            key,
+            cell: Arc::clone(&cell),
+        };
+        cell.get_or_init(|| self.compute(tenant, leaf, tier, first, n, budget))
             .await
-            .clone();
-        let mut map = lock(&self.inflight);
-        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            map.remove(&key);
-        }
-        result
+            .clone()
     }
 
     /// Computes `n` bins and caches them unless a put touched their range

@@ -24,6 +24,8 @@ pub struct Settings {
     pub max_live_streams: usize,
     /// Most scans of events computing bins at once, server-wide.
     pub max_computations: usize,
+    /// Most bins of metric requests evaluated at once, server-wide.
+    pub max_bins_in_flight: usize,
     /// How long events are kept (`--retention`).
     pub retention: Horizon,
     /// How long Cubed's own events are kept (`--self-retention`).
@@ -80,7 +82,8 @@ impl Services {
             settings.max_query_memory,
             settings.query_timeout,
             settings.max_computations,
-        );
+        )
+        .with_max_bins_in_flight(settings.max_bins_in_flight);
         let live = LiveStreams::new(
             Arc::clone(&store),
             Arc::clone(&clock),

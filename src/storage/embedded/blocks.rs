@@ -80,6 +80,22 @@ fn u32_at(b: &[u8], i: usize) -> Option<usize> {
     Some(u32::from_le_bytes(b.get(4 * i..4 * i + 4)?.try_into().ok()?) as usize)
 }
 
+/// Whether a stored block holds an event time in `[start, stop)`, read
+/// from its times alone (nothing else decoded); `None` if the bytes are
+/// not a block.
+pub fn any_time_in(v: &[u8], start: i64, stop: i64) -> Option<bool> {
+    let version = *v.first()?;
+    if version != 1 && version != 2 {
+        return None;
+    }
+    let n = u32::from_le_bytes(v.get(1..5)?.try_into().ok()?) as usize;
+    let times = v.get(5..5usize.checked_add(n.checked_mul(8)?)?)?;
+    Some(times.chunks_exact(8).any(|b| {
+        let t = b.try_into().map_or(i64::MIN, i64::from_le_bytes);
+        t >= start && t < stop
+    }))
+}
+
 impl<'a> Block<'a> {
     /// Checks the layout; `None` if the bytes are not a block.
     pub fn decode(v: &'a [u8]) -> Option<Block<'a>> {

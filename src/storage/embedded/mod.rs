@@ -214,6 +214,27 @@ impl EmbeddedStore {
             return Ok(());
         }
         if is_self_type(tenant, event_type) {
+            // Cubed's own events do not make a service count, but neither
+            // may they make services without end (a `cube_request` for
+            // each request naming a new service, refused or not): a new
+            // service holding only those is refused once there are as many
+            // services of any kind as the cap.
+            if self.known_types.contains_key(tenant.key()) {
+                return Ok(());
+            }
+            let max_services = self.max_services.load(Ordering::Relaxed);
+            let all = self
+                .known_types
+                .iter()
+                .filter(|e| e.key() != SYSTEM_SERVICE)
+                .count();
+            if all >= max_services {
+                return Err(StoreError::TooMany {
+                    what: "services with events",
+                    limit: max_services,
+                    flag: "--max-services",
+                });
+            }
             return Ok(());
         }
         // Cubed's own types are neither counted nor refused: a service
@@ -302,13 +323,21 @@ impl EmbeddedStore {
             // load (fjall-rs/fjall#323), so we keep the default.
             .open()
             .map_err(engine)?;
+        // The keyspaces written little get small memtables: fjall's default
+        // (64 MiB each) would let each grow until the journal's cap forces
+        // a flush, which for a slowly written one takes many minutes. The
+        // events keep the default, for ingest.
         let ks = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(engine)
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(16 * 1024 * 1024)
+            })
+            .map_err(engine)
         };
         let retention = ks("retention")?;
         let store = EmbeddedStore {
-            events: ks("events")?,
+            events: db
+                .keyspace("events", KeyspaceCreateOptions::default)
+                .map_err(engine)?,
             ids: ks("ids")?,
             types: ks("types")?,
             metrics: ks("metrics")?,
@@ -757,10 +786,15 @@ impl EventStore for EmbeddedStore {
             Order::Descending => Box::new(range.rev()),
         };
         // Blocks of one bucket overlap in time: gather a bucket, sort, emit.
+        // Only blocks with an event in the range are kept (a live stream's
+        // window is a second of an hour's bucket).
         let mut bucket: Vec<(fjall::Slice, fjall::Slice)> = Vec::new();
         let mut current: Option<i64> = None;
         for item in items {
             let (k, v) = item.into_inner().map_err(engine)?;
+            if !blocks::any_time_in(&v, start, stop).ok_or_else(|| corrupt("event block"))? {
+                continue;
+            }
             let b = keys::block_bucket(&k, prefix.len()).ok_or_else(|| corrupt("block key"))?;
             if current.is_some_and(|c| c != b) {
                 if self

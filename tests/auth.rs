@@ -667,14 +667,22 @@ fn with_keys_udp_takes_only_keyed_datagrams() {
             .expect("send");
     }
     let e = format!("http://{}/1.0/types", server.evaluator);
-    eventually("the keyed datagram to be stored", || {
-        call("GET", &e, &[("authorization", &bearer(&reader))], None).body == json!(["keyed"])
-    });
+    // The reader's own requests leave `cube_request` events in acme, once a
+    // second: the datagrams' types are the others.
+    let types = || -> Vec<String> {
+        call("GET", &e, &[("authorization", &bearer(&reader))], None)
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|t| !t.starts_with("cube_"))
+            .map(str::to_owned)
+            .collect()
+    };
+    eventually("the keyed datagram to be stored", || types() == ["keyed"]);
     // Give the others as long again: they never arrive.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        call("GET", &e, &[("authorization", &bearer(&reader))], None).body,
-        json!(["keyed"])
-    );
+    assert_eq!(types(), ["keyed"]);
     server.terminate();
 }

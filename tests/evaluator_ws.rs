@@ -171,6 +171,34 @@ fn types_over_websocket() {
     });
 }
 
+/// Asks for `requests` answers of 10,000 bins each (about 600 KB each).
+async fn ask_for_a_lot(ws: &mut Ws, requests: usize) {
+    for i in 0..requests {
+        send(
+            ws,
+            json!({"expression": "sum(req)", "start": "2012-04-16T00:00:00Z",
+            "step": 1e4, "limit": 10_000, "stop": "2012-04-17T04:00:00Z", "id": i}),
+        )
+        .await;
+    }
+}
+
+/// Reads what reached the socket until it ends: (text messages, whether
+/// it ended within 20 s of the last one).
+async fn drain(ws: &mut Ws) -> (usize, bool) {
+    let mut received = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => received += 1,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                return (received, true);
+            }
+            Ok(Some(Ok(_))) => {}
+            Err(_) => return (received, false),
+        }
+    }
+}
+
 /// A server whose evaluator sockets have the given queue cap and in-flight cap.
 fn start_with_socket_limits(max_ws_queue_bytes: usize, max_ws_in_flight: usize) -> TestServer {
     let limits = cubed::server::Limits {
@@ -193,26 +221,11 @@ fn a_client_that_stops_reading_is_disconnected() {
         let mut ws = connect(&s, "/1.0/metric/get").await;
         // 100 requests of 10,000 bins each: about 60 MB of answers.
         let requests = 100;
-        for i in 0..requests {
-            send(
-                &mut ws,
-                json!({"expression": "sum(req)", "start": "2012-04-16T00:00:00Z",
-                "step": 1e4, "limit": 10_000, "stop": "2012-04-17T04:00:00Z", "id": i}),
-            )
-            .await;
-        }
+        ask_for_a_lot(&mut ws, requests).await;
         // Not reading while the server works.
         tokio::time::sleep(Duration::from_secs(3)).await;
         // What reached the socket before it was closed, then its end.
-        let mut received = 0usize;
-        let ended = loop {
-            match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
-                Ok(Some(Ok(Message::Text(_)))) => received += 1,
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break true,
-                Ok(Some(Ok(_))) => {}
-                Err(_) => break false,
-            }
-        };
+        let (received, ended) = drain(&mut ws).await;
         assert!(
             ended,
             "the socket of a client that stopped reading stayed open"
@@ -253,24 +266,9 @@ fn the_server_wide_queue_cap_disconnects_a_client_that_stops_reading() {
     rt.block_on(async {
         let mut reader = connect(&s, "/1.0/metric/get").await;
         let mut ws = connect(&s, "/1.0/metric/get").await;
-        for i in 0..100 {
-            send(
-                &mut ws,
-                json!({"expression": "sum(req)", "start": "2012-04-16T00:00:00Z",
-                "step": 1e4, "limit": 10_000, "stop": "2012-04-17T04:00:00Z", "id": i}),
-            )
-            .await;
-        }
+        ask_for_a_lot(&mut ws, 100).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut received = 0usize;
-        let ended = loop {
-            match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
-                Ok(Some(Ok(Message::Text(_)))) => received += 1,
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break true,
-                Ok(Some(Ok(_))) => {}
-                Err(_) => break false,
-            }
-        };
+        let (received, ended) = drain(&mut ws).await;
         assert!(
             ended,
             "a client that stopped reading stayed open under the server-wide cap"

@@ -51,6 +51,15 @@ fn noise(seed: &mut u64, len: usize) -> String {
         .collect()
 }
 
+/// One type's row of `/admin/stats`.
+fn type_stats(stats: &Value, event_type: &str) -> Option<Value> {
+    stats["types"]
+        .as_array()?
+        .iter()
+        .find(|t| t["type"] == event_type)
+        .cloned()
+}
+
 fn put_json(url: &str, method: &str, body: &Value) -> (u16, Value) {
     let req = match method {
         "PUT" => agent().put(url),
@@ -126,13 +135,7 @@ fn old_events_are_deleted_with_their_bins_and_the_directory_shrinks() {
     assert_eq!(before.iter().sum::<f64>(), 30_000.0);
     let (status, stats) = get(&eval("/admin/stats"), None);
     assert_eq!(status, 200, "{stats}");
-    let request = stats["types"]
-        .as_array()
-        .expect("types")
-        .iter()
-        .find(|t| t["type"] == "request")
-        .expect("request type")
-        .clone();
+    let request = type_stats(&stats, "request").expect("request type");
     assert_eq!(request["events"], 30_000);
     assert!(
         request["bytes"].as_u64().expect("bytes") > 12_000_000,
@@ -153,13 +156,7 @@ fn old_events_are_deleted_with_their_bins_and_the_directory_shrinks() {
     let kept = loop {
         let (status, stats) = get(&eval("/admin/stats"), None);
         assert_eq!(status, 200, "{stats}");
-        let request = stats["types"]
-            .as_array()
-            .expect("types")
-            .iter()
-            .find(|t| t["type"] == "request")
-            .cloned()
-            .expect("request type");
+        let request = type_stats(&stats, "request").expect("request type");
         let events = request["events"].as_u64().expect("events");
         if events < 30_000 {
             assert_eq!(request["retention"], "30d");
@@ -260,14 +257,7 @@ fn overrides_per_type_and_service_through_the_cli_and_the_api() {
         let (ok, out, err) = cli(&["stats", "--url", &url, "--service", "shop", "--json"]);
         assert!(ok, "{err}");
         let stats: Value = serde_json::from_str(&out).expect("json");
-        let events = |t: &str| {
-            stats["types"]
-                .as_array()
-                .expect("types")
-                .iter()
-                .find(|x| x["type"] == t)
-                .map(|x| x["events"].as_u64().expect("events"))
-        };
+        let events = |t: &str| type_stats(&stats, t).map(|x| x["events"].as_u64().expect("events"));
         if events("page") == Some(1) {
             assert_eq!(events("click"), Some(1));
             break;

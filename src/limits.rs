@@ -55,6 +55,10 @@ pub const DEFAULT_MAX_WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// (`--max-bins-in-flight`; a request counts its distinct reduces times
 /// its bins): more wait their turn within their deadline.
 pub const DEFAULT_MAX_BINS_IN_FLIGHT: usize = 1_000_000;
+/// Most rows (service and subservice pairs) `/admin/metrics` gathers: a
+/// request naming a new pair beyond it is not counted (rows already there
+/// are) until a reset (`DELETE /admin/metrics`, `?reset=true`).
+pub const MAX_OPMETRICS_ROWS: usize = 10_000;
 /// Default most bytes of answers queued for all evaluator WebSockets
 /// together (`--max-ws-queue-total`): past it, a socket with more than
 /// its share queued (a 256th of this, at least 1 MiB), or more than 64 KiB

@@ -25,7 +25,8 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 51] = [
+    let limits: [(&str, i128); 52] = [
+        ("MAX_OPMETRICS_ROWS", MAX_OPMETRICS_ROWS as i128),
         (
             "DEFAULT_MAX_BINS_IN_FLIGHT",
             DEFAULT_MAX_BINS_IN_FLIGHT as i128,

@@ -203,7 +203,14 @@ impl OpMetrics {
             return;
         };
         let mut table = lock(&self.table);
-        let c = table.entry((s, p)).or_default();
+        let key = (s, p);
+        // Made-up services and subservice paths cannot grow the table
+        // without end: past the cap, new rows are not made (the rows
+        // there go on counting) until a reset empties it.
+        if !table.contains_key(&key) && table.len() >= crate::limits::MAX_OPMETRICS_ROWS {
+            return;
+        }
+        let c = table.entry(key).or_default();
         for t in all {
             c.incoming_transactions += 1;
             c.incoming_request_bytes += t.request_bytes;
@@ -273,6 +280,33 @@ pub fn tree(table: &Table) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_services_cannot_grow_the_table_past_its_cap() {
+        let m = OpMetrics::new(true);
+        let t = Transaction {
+            request_bytes: 1,
+            response_bytes: 1,
+            error: false,
+            seconds: 0.0,
+        };
+        let cap = crate::limits::MAX_OPMETRICS_ROWS;
+        for i in 0..cap + 50 {
+            m.incoming(Some(&format!("flood_{i}")), None, t);
+        }
+        let table = m.read(false);
+        assert_eq!(table.len(), cap);
+        // A row already there goes on counting; a new one is not made.
+        m.incoming(Some("flood_0"), None, t);
+        m.incoming(Some("flood_new"), None, t);
+        let table = m.read(true);
+        let first = ("flood_0".to_owned(), "root-subserv".to_owned());
+        assert_eq!(table[&first].incoming_transactions, 2);
+        assert!(!table.keys().any(|(s, _)| s == "flood_new"));
+        // After a reset, rows are made again.
+        m.incoming(Some("flood_new"), None, t);
+        assert_eq!(m.read(false).len(), 1);
+    }
 
     #[test]
     fn service_keys() {

@@ -167,15 +167,10 @@ impl MetricQuery {
             first = end - limit * tier.step();
             n = limit;
         }
-        let mut sources: Vec<&str> = plan.leaves().iter().map(|l| l.source.as_str()).collect();
-        sources.sort_unstable();
-        sources.dedup();
         let bins = usize::try_from(n).unwrap_or(0);
-        if sources.len().saturating_mul(bins) > MAX_BINS_PER_REQUEST {
-            return Err(MetricQueryError::TooManyBins {
-                reduces: sources.len(),
-                bins,
-            });
+        let reduces = distinct_reduces(&plan);
+        if reduces.saturating_mul(bins) > MAX_BINS_PER_REQUEST {
+            return Err(MetricQueryError::TooManyBins { reduces, bins });
         }
         Ok(MetricQuery {
             expression: expression.unwrap_or_default().to_owned(),
@@ -190,6 +185,15 @@ impl MetricQuery {
     pub fn time(&self, i: usize) -> i64 {
         self.first + i as i64 * self.tier.step()
     }
+}
+
+/// How many distinct reduces (leaf sources) a plan computes: what a
+/// request's bins are multiplied by, for its bounds.
+fn distinct_reduces(plan: &MetricPlan) -> usize {
+    let mut sources: Vec<&str> = plan.leaves().iter().map(|l| l.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources.len()
 }
 
 type RunResult = Result<Arc<Vec<Option<f64>>>, EvalError>;
@@ -248,7 +252,7 @@ pub struct Evaluator {
     /// times its bins): a request waits for its turn, within its deadline,
     /// before it holds anything, so requests piling up (a client asking
     /// faster than its answers can be computed) wait without memory.
-    bins_in_flight: Arc<tokio::sync::Semaphore>,
+    bins_in_flight: tokio::sync::Semaphore,
     max_bins_in_flight: usize,
 }
 
@@ -282,9 +286,7 @@ impl Evaluator {
             run,
             query_memory,
             query_timeout,
-            bins_in_flight: Arc::new(tokio::sync::Semaphore::new(
-                crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT,
-            )),
+            bins_in_flight: tokio::sync::Semaphore::new(crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT),
             max_bins_in_flight: crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT,
         }
     }
@@ -293,7 +295,7 @@ impl Evaluator {
     /// request's [`MAX_BINS_PER_REQUEST`], so that every request fits).
     pub fn with_max_bins_in_flight(mut self, max: usize) -> Self {
         let max = max.clamp(MAX_BINS_PER_REQUEST, tokio::sync::Semaphore::MAX_PERMITS);
-        self.bins_in_flight = Arc::new(tokio::sync::Semaphore::new(max));
+        self.bins_in_flight = tokio::sync::Semaphore::new(max);
         self.max_bins_in_flight = max;
         self
     }
@@ -315,18 +317,13 @@ impl Evaluator {
         let started = std::time::Instant::now();
         let stats = &self.run.evaluator;
         stats.metric_requests.fetch_add(1, Relaxed);
-        let mut sources: Vec<&str> = q.plan.leaves().iter().map(|l| l.source.as_str()).collect();
-        sources.sort_unstable();
-        sources.dedup();
-        let cost = sources
-            .len()
+        let cost = distinct_reduces(&q.plan)
             .saturating_mul(q.n)
             .clamp(1, self.max_bins_in_flight);
         let cost = u32::try_from(cost).unwrap_or(u32::MAX);
-        let turns = Arc::clone(&self.bins_in_flight);
         let r = tokio::time::timeout(self.query_timeout, async {
             // Never closed; a closed one would only mean no turn to wait for.
-            let _turn = turns.acquire_many_owned(cost).await.ok();
+            let _turn = self.bins_in_flight.acquire_many(cost).await.ok();
             self.evaluate_inner(tenant, q, emit).await
         })
         .await

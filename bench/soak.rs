@@ -151,6 +151,34 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// What the server says it holds (`/1.0/status`), in MiB: the storage
+/// engine's memtables and block cache, and the answers queued for
+/// WebSockets; and the bins being evaluated. NaNs if it did not answer.
+fn held(evaluator: &str) -> [f64; 4] {
+    let figure = |v: &Value, module: &str, metric: &str| -> Option<f64> {
+        let doc = v.as_array()?.iter().find(|d| d["module_name"] == module)?;
+        doc["metrics"]
+            .as_array()?
+            .iter()
+            .find(|m| m["metric"] == metric)?["value"]
+            .as_f64()
+    };
+    let v = agent()
+        .get(&format!("{evaluator}/1.0/status"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .unwrap_or(Value::Null);
+    let mib = |x: Option<f64>| x.map_or(f64::NAN, |x| x / 1_048_576.0);
+    [
+        mib(figure(&v, "store", "memtable_bytes")),
+        mib(figure(&v, "store", "block_cache_bytes")),
+        mib(figure(&v, "websocket", "queued_bytes")),
+        figure(&v, "evaluator", "bins_in_flight").unwrap_or(f64::NAN),
+    ]
+}
+
 /// Steady ingest on one connection: `rate` events a second.
 fn ingest(url: String, rate: f64, seed: u64, stop: Arc<AtomicBool>, rec: Arc<Record>) {
     let agent = agent();
@@ -720,8 +748,9 @@ fn main() {
             count("query"),
         );
         if s.0 % 30 < 5 {
+            let [memtables, cache, queued, bins] = held(&server.evaluator);
             println!(
-                "  {:>4} s  RSS {:>7.1} MiB  fds {:>5}  dashboards {:>5}  puts {:>7}  queries {:>6}",
+                "  {:>4} s  RSS {:>7.1} MiB (memtables {memtables:.0}, block cache {cache:.0}, WebSocket queues {queued:.0})  bins {bins:>7}  fds {:>5}  dashboards {:>5}  puts {:>7}  queries {:>6}",
                 s.0, s.1, s.2, s.3, s.4, s.5
             );
         }

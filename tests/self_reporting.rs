@@ -381,6 +381,12 @@ fn module_results_status_documents_and_prometheus() {
     assert_eq!(figure(&current[1], "bins_returned"), 1.0);
     assert_eq!(figure(&current[1], "cache_misses"), 1.0);
     assert_eq!(figure(&current[2], "events_written"), 3.0);
+    // The gauges of what is held now: the events just put sit in the
+    // engine's memtables; no bins are being evaluated, nothing is queued.
+    assert!(figure(&current[2], "memtable_bytes") > 0.0, "{current}");
+    assert!(figure(&current[2], "block_cache_bytes") >= 0.0, "{current}");
+    assert_eq!(figure(&current[1], "bins_in_flight"), 0.0);
+    assert_eq!(figure(&current[3], "queued_bytes"), 0.0);
 
     // The same bins again come from the cache.
     get(

@@ -167,6 +167,9 @@ pub fn routes(
         .map(|access: Result<Access, ApiError>, app: Arc<App>| {
             respond(access.and_then(|access| {
                 let only = visible_service(&access);
+                if access.operator() {
+                    app.sample_gauges();
+                }
                 match crate::telemetry::prometheus::exposition(
                     &app.opmetrics,
                     &app.run,
@@ -218,11 +221,10 @@ pub fn routes(
         .and(access(Arc::clone(&app), Role::Read))
         .and(with_app(Arc::clone(&app)))
         .map(|access: Result<Access, ApiError>, app: Arc<App>| {
-            respond(
-                access
-                    .and_then(operator)
-                    .map(|_| json_response(StatusCode::OK, &app.run.status(app.clock.now_ms()))),
-            )
+            respond(access.and_then(operator).map(|_| {
+                app.sample_gauges();
+                json_response(StatusCode::OK, &app.run.status(app.clock.now_ms()))
+            }))
         });
 
     let results = warp::path!("1.0" / "results")
@@ -340,6 +342,7 @@ async fn status_socket(
             continue;
         }
         ws.messages_received.fetch_add(1, Relaxed);
+        app.sample_gauges();
         let answer = app.run.status(app.clock.now_ms()).to_string();
         let n = answer.len() as u64;
         if tx.send(Message::text(answer)).await.is_err() {
@@ -354,6 +357,7 @@ async fn status_socket(
 /// The results documents of this moment, written to the store (by the
 /// server's background task, every `--results-interval-ms`).
 pub async fn store_results(app: &App, seq: u64) {
+    app.sample_gauges();
     let docs: Vec<_> = app
         .run
         .documents(app.clock.now_ms(), seq)

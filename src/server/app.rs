@@ -166,6 +166,16 @@ pub struct App {
 }
 
 impl App {
+    /// Puts this moment's gauges (memory held by the store's engine, bins in
+    /// flight, WebSocket queues) into the run's results, before they are
+    /// shown or stored.
+    pub fn sample_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.evaluator.sample_gauges();
+        let queued = self.ws_queued.load(Relaxed) as u64;
+        self.run.websocket.queued_bytes.store(queued, Relaxed);
+    }
+
     /// Allowing browsers only their own origins (see [`OriginPolicy`]).
     pub fn new(services: Services, options: Options) -> Arc<Self> {
         App::with_origins(services, options, OriginPolicy::default())

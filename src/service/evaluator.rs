@@ -291,6 +291,28 @@ impl Evaluator {
         }
     }
 
+    /// Puts this moment's gauges into the run's results: bins in flight, and
+    /// what the store's engine holds in memory.
+    pub fn sample_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let busy = self
+            .max_bins_in_flight
+            .saturating_sub(self.bins_in_flight.available_permits());
+        self.run
+            .evaluator
+            .bins_in_flight
+            .store(busy as u64, Relaxed);
+        let memory = self.store.memory();
+        self.run
+            .store
+            .memtable_bytes
+            .store(memory.memtable_bytes, Relaxed);
+        self.run
+            .store
+            .block_cache_bytes
+            .store(memory.block_cache_bytes, Relaxed);
+    }
+
     /// With another cap on bins being evaluated at once (at least one
     /// request's [`MAX_BINS_PER_REQUEST`], so that every request fits).
     pub fn with_max_bins_in_flight(mut self, max: usize) -> Self {

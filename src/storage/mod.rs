@@ -243,6 +243,21 @@ pub trait EventStore: Send + Sync + 'static {
     /// Makes everything acknowledged so far durable against power loss, and
     /// stops background work. Called on clean shutdown.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// What the engine holds in this process's memory now (zeros for a
+    /// backend that holds nothing of its own).
+    fn memory(&self) -> StoreMemory {
+        StoreMemory::default()
+    }
+}
+
+/// Memory the storage engine holds, as [`EventStore::memory`] reports it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Bytes of writes in in-memory tables (active and awaiting flush).
+    pub memtable_bytes: u64,
+    /// Bytes of blocks kept in the engine's block cache.
+    pub block_cache_bytes: u64,
 }
 
 /// What [`EventStore::expire`] did.

@@ -97,6 +97,8 @@ pub struct EvaluatorStats {
     pub computations_running: AtomicU64,
     /// The most scans that ran at once.
     pub computations_peak: AtomicU64,
+    /// Bins of metric requests being evaluated now (`--max-bins-in-flight`).
+    pub bins_in_flight: AtomicU64,
 }
 
 impl EvaluatorStats {
@@ -111,6 +113,7 @@ impl EvaluatorStats {
             ("bins_computed", get(&self.bins_computed)),
             ("computations_waiting", get(&self.computations_waiting)),
             ("computations_peak", get(&self.computations_peak)),
+            ("bins_in_flight", get(&self.bins_in_flight)),
             ("average_metric_latency_ms", self.metric_latency.ms()),
         ]
     }
@@ -124,6 +127,10 @@ pub struct StoreStats {
     pub events_replaced: AtomicU64,
     pub put_errors: AtomicU64,
     pub write_latency: Mean,
+    /// Bytes in the engine's in-memory tables, when last sampled.
+    pub memtable_bytes: AtomicU64,
+    /// Bytes in the engine's block cache, when last sampled.
+    pub block_cache_bytes: AtomicU64,
 }
 
 impl StoreStats {
@@ -134,6 +141,8 @@ impl StoreStats {
             ("events_replaced", get(&self.events_replaced)),
             ("put_errors", get(&self.put_errors)),
             ("average_write_latency_ms", self.write_latency.ms()),
+            ("memtable_bytes", get(&self.memtable_bytes)),
+            ("block_cache_bytes", get(&self.block_cache_bytes)),
         ]
     }
 }
@@ -146,6 +155,8 @@ pub struct WebsocketStats {
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_rejected: AtomicU64,
+    /// Bytes of answers queued for evaluator WebSockets, when last sampled.
+    pub queued_bytes: AtomicU64,
 }
 
 impl WebsocketStats {
@@ -158,6 +169,7 @@ impl WebsocketStats {
             ("messages_received", get(&self.messages_received)),
             ("messages_sent", get(&self.messages_sent)),
             ("messages_rejected", get(&self.messages_rejected)),
+            ("queued_bytes", get(&self.queued_bytes)),
         ]
     }
 

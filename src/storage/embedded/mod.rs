@@ -911,6 +911,13 @@ impl EventStore for EmbeddedStore {
         self.write_retention(tenant, event_type, horizon)
     }
 
+    fn memory(&self) -> crate::storage::StoreMemory {
+        crate::storage::StoreMemory {
+            memtable_bytes: self.db.write_buffer_size(),
+            block_cache_bytes: self.db.cache_size(),
+        }
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine)?;
         // Write the in-memory tables out, so the next start has no journal to

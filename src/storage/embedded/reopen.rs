@@ -215,6 +215,10 @@ impl EventStore for Reopening {
     fn flush(&self) -> Result<(), StoreError> {
         self.call(|s| s.flush())
     }
+
+    fn memory(&self) -> crate::storage::StoreMemory {
+        self.call(|s| Ok(EventStore::memory(s))).unwrap_or_default()
+    }
 }
 
 impl MetricCache for Reopening {

@@ -195,3 +195,174 @@ proptest! {
         })?;
     }
 }
+
+/// The embedded store, with a gate in its scans: the first batch a scan
+/// hands the evaluator waits until the test opens the gate; every batch
+/// handed on is counted, and each finished scan is reported.
+struct Gated {
+    inner: Arc<EmbeddedStore>,
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    finished: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    batches: std::sync::atomic::AtomicUsize,
+}
+
+mod gated {
+    use super::Gated;
+    use cubed::model::{NewEvent, StoredEvent, Tenant};
+    use cubed::storage::{
+        EventStore, Expired, Order, PutOutcome, RetentionOverride, Selected, Selection, StoreError,
+        TypeStats,
+    };
+    use std::ops::ControlFlow;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    impl EventStore for Gated {
+        fn put(&self, t: &Tenant, e: &[NewEvent<'_>]) -> Result<PutOutcome, StoreError> {
+            self.inner.put(t, e)
+        }
+        fn scan(
+            &self,
+            t: &Tenant,
+            ty: &str,
+            start: i64,
+            stop: i64,
+            order: Order,
+            visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
+        ) -> Result<(), StoreError> {
+            self.inner.scan(t, ty, start, stop, order, visit)
+        }
+        fn scan_data(
+            &self,
+            t: &Tenant,
+            ty: &str,
+            start: i64,
+            stop: i64,
+            visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
+        ) -> Result<(), StoreError> {
+            self.inner.scan_data(t, ty, start, stop, visit)
+        }
+        fn select(
+            &self,
+            t: &Tenant,
+            selection: &Selection<'_>,
+            visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
+        ) -> Result<(), StoreError> {
+            let r = self.inner.select(t, selection, &mut |found| {
+                if self.batches.fetch_add(1, SeqCst) == 0 {
+                    let _ = self.entered.lock().unwrap().send(());
+                    let _ = self.gate.lock().unwrap().recv();
+                }
+                visit(found)
+            });
+            let _ = self.finished.lock().unwrap().send(());
+            r
+        }
+        fn types(&self, t: &Tenant) -> Result<Vec<String>, StoreError> {
+            self.inner.types(t)
+        }
+        fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+            self.inner.tenants()
+        }
+        fn expire(&self, t: &Tenant, ty: &str, before: i64) -> Result<Expired, StoreError> {
+            self.inner.expire(t, ty, before)
+        }
+        fn stats(&self, t: &Tenant) -> Result<Vec<TypeStats>, StoreError> {
+            self.inner.stats(t)
+        }
+        fn retention_overrides(&self) -> Result<Vec<RetentionOverride>, StoreError> {
+            self.inner.retention_overrides()
+        }
+        fn set_retention_override(
+            &self,
+            t: &Tenant,
+            ty: Option<&str>,
+            horizon: Option<&str>,
+        ) -> Result<(), StoreError> {
+            self.inner.set_retention_override(t, ty, horizon)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+    }
+}
+
+/// A query that times out stops its scan: the scan ends at the next batch
+/// instead of reading the rest of its range for nobody.
+#[test]
+fn a_timed_out_query_stops_its_scan() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap());
+    let svc = Tenant::default_tenant();
+    // One event an hour for 200 hours: the scan hands on at least one batch
+    // per hour.
+    let hour = 3_600_000i64;
+    let events: Vec<NewEvent> = (0..200)
+        .map(|h| NewEvent::owned("t1".into(), h * hour, r#"{"x":1}"#.into(), None))
+        .collect();
+    cubed::storage::EventStore::put(&*inner, &svc, &events).unwrap();
+    let (entered_tx, entered) = channel();
+    let (open, gate) = channel();
+    let (finished_tx, finished) = channel();
+    let store = Arc::new(Gated {
+        inner: Arc::clone(&inner),
+        entered: std::sync::Mutex::new(entered_tx),
+        gate: std::sync::Mutex::new(gate),
+        finished: std::sync::Mutex::new(finished_tx),
+        batches: Default::default(),
+    });
+    let options = Options {
+        self_events: false,
+        query_timeout: Duration::from_millis(300),
+        max_computations: 1,
+        ..Options::default()
+    };
+    let services = Services::new(
+        store.clone(),
+        inner,
+        Arc::new(SystemClock),
+        options.services(),
+    );
+    let app = App::new(services, options);
+    let stop = 200 * hour;
+    let q = MetricQuery::parse(
+        Some("sum(t1)"),
+        Some("0"),
+        Some(&stop.to_string()),
+        Some(&hour.to_string()),
+        None,
+        0,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        let mut ignore = |_: usize, _: Option<f64>| {};
+        let asked = app.evaluator.evaluate(&svc, &q, &mut ignore);
+        let waited = tokio::task::spawn_blocking(move || {
+            entered.recv_timeout(Duration::from_secs(60)).is_ok()
+        });
+        let (r, waited) = tokio::join!(asked, waited);
+        assert!(waited.unwrap(), "the scan never reached its first batch");
+        r
+    });
+    assert!(
+        matches!(r, Err(cubed::service::EvalError::Timeout(_))),
+        "{r:?}"
+    );
+    // The request is gone; now let the scan go on.
+    open.send(()).unwrap();
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the scan ended");
+    assert_eq!(
+        store.batches.load(SeqCst),
+        1,
+        "the scan went on reading after its request timed out"
+    );
+}

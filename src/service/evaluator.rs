@@ -50,6 +50,10 @@ pub enum EvalError {
     /// was not waited for.
     #[error("the query did not finish within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
+    /// A scan stopped because nobody waits for its bins any more (its
+    /// request timed out or went away); never answered to a client.
+    #[error("the scan was abandoned")]
+    Abandoned,
 }
 
 impl From<StoreError> for EvalError {
@@ -676,6 +680,11 @@ impl Evaluator {
             let permits = Arc::clone(&self.computations);
             let stats = Arc::clone(&self.run);
             async move {
+                // Dropped with this future, when nobody waits for the
+                // chunk any more (a timeout, a closed socket): the blocking
+                // scan sees it and stops instead of running to its end.
+                let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let _abandon = Abandon(Arc::clone(&abandoned));
                 stats.evaluator.computations_waiting.fetch_add(1, Relaxed);
                 let permit = permits.acquire_owned().await;
                 stats.evaluator.computations_waiting.fetch_sub(1, Relaxed);
@@ -685,7 +694,16 @@ impl Evaluator {
                     let e = &stats.evaluator;
                     let running = e.computations_running.fetch_add(1, Relaxed) + 1;
                     e.computations_peak.fetch_max(running, Relaxed);
-                    let bins = scan_bins(&*store, &tenant, &leaf, tier, chunk_first, len, &budget);
+                    let bins = scan_bins(
+                        &*store,
+                        &tenant,
+                        &leaf,
+                        tier,
+                        chunk_first,
+                        len,
+                        &budget,
+                        &abandoned,
+                    );
                     e.computations_running.fetch_sub(1, Relaxed);
                     bins
                 })
@@ -738,7 +756,19 @@ impl Budget {
     }
 }
 
-/// Computes `n` bins of `leaf` from the events they cover (blocking).
+/// Sets its flag when dropped: tells a blocking scan that nobody waits for
+/// it any more.
+struct Abandon(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
+/// Computes `n` bins of `leaf` from the events they cover (blocking); stops
+/// with [`EvalError::Abandoned`] at the next batch once `abandoned` is set.
+#[allow(clippy::too_many_arguments)]
 fn scan_bins(
     store: &dyn EventStore,
     tenant: &Tenant,
@@ -747,12 +777,14 @@ fn scan_bins(
     first: i64,
     n: usize,
     budget: &Budget,
+    abandoned: &std::sync::atomic::AtomicBool,
 ) -> Result<Vec<BinValue>, EvalError> {
     if n == 0 {
         return Ok(Vec::new());
     }
     let mut computer = BinComputer::new(leaf, tier, first, n);
     let mut over_budget = false;
+    let mut gone = false;
     let mut charged = 0;
     let stop = first + n as i64 * tier.step();
     let selection = Selection {
@@ -776,6 +808,10 @@ fn scan_bins(
                 }
             }
         }
+        if abandoned.load(Relaxed) {
+            gone = true;
+            return ControlFlow::Break(());
+        }
         // Values held by reduces are charged to the request, batch by batch.
         let held = computer.held_bytes();
         if held > charged {
@@ -789,6 +825,10 @@ fn scan_bins(
         charged = held;
         ControlFlow::Continue(())
     })?;
+    if gone {
+        budget.give(charged);
+        return Err(EvalError::Abandoned);
+    }
     if over_budget || !budget.take(computer.held_bytes().saturating_sub(charged)) {
         return Err(EvalError::TooLarge(format!(
             "{} would keep more values in memory than one request may (--max-query-memory); ask for a shorter range",

@@ -25,8 +25,11 @@
 //!
 //! The server runs with its defaults but `--block-cache 64MiB`, so that
 //! its bounded caches fill within the warm-up; `SOAK_SERVER_ARGS` gives
-//! other flags instead.
-//! Every 5 s it samples the server's RSS and open file descriptors; at the
+//! other flags instead; `CUBED_TEST_BIN` runs another binary (e.g. one
+//! built with `--features system-allocator`, under a heap profiler).
+//! Every 5 s it samples the server's RSS and open file descriptors, and
+//! every 30 s what the server says it holds (`/1.0/status`: the storage
+//! engine's memtables and block cache, the WebSocket queues); at the
 //! end it prints the curve (one line every 30 s), the p50/p99/max latency
 //! of puts, HTTP metric queries and dashboard answers, and a count of
 //! answers by kind, with every unexpected one named. "Flat" means the
@@ -154,7 +157,7 @@ fn agent() -> ureq::Agent {
 /// What the server says it holds (`/1.0/status`), in MiB: the storage
 /// engine's memtables and block cache, and the answers queued for
 /// WebSockets; and the bins being evaluated. NaNs if it did not answer.
-fn held(evaluator: &str) -> [f64; 4] {
+fn held(evaluator: &str) -> [f64; 5] {
     let figure = |v: &Value, module: &str, metric: &str| -> Option<f64> {
         let doc = v.as_array()?.iter().find(|d| d["module_name"] == module)?;
         doc["metrics"]
@@ -164,7 +167,7 @@ fn held(evaluator: &str) -> [f64; 4] {
             .as_f64()
     };
     let v = agent()
-        .get(&format!("{evaluator}/1.0/status"))
+        .get(&format!("http://{evaluator}/1.0/status"))
         .call()
         .ok()
         .and_then(|mut r| r.body_mut().read_to_string().ok())
@@ -176,6 +179,7 @@ fn held(evaluator: &str) -> [f64; 4] {
         mib(figure(&v, "store", "block_cache_bytes")),
         mib(figure(&v, "websocket", "queued_bytes")),
         figure(&v, "evaluator", "bins_in_flight").unwrap_or(f64::NAN),
+        mib(figure(&v, "store", "heap_bytes")),
     ]
 }
 
@@ -660,7 +664,7 @@ fn main() {
     let extra =
         std::env::var("SOAK_SERVER_ARGS").unwrap_or_else(|_| "--block-cache 64MiB".to_owned());
     let extra: Vec<&str> = extra.split_whitespace().collect();
-    let server = spawn::spawn(env!("CARGO_BIN_EXE_cubed"), dir.path(), &extra);
+    let server = spawn::spawn(&spawn::cubed_bin(), dir.path(), &extra);
     let pid = server.child.id();
     println!(
         "soak: {minutes} min, {rate} events/s, {clients} dashboards ({stalled} stop reading after {} s), hostile requests 10/s, warm-up {} s; cubed pid {pid}",
@@ -748,9 +752,15 @@ fn main() {
             count("query"),
         );
         if s.0 % 30 < 5 {
-            let [memtables, cache, queued, bins] = held(&server.evaluator);
+            let [memtables, cache, queued, bins, heap] = held(&server.evaluator);
+            // The live heap is known only with the heap-gauge feature.
+            let heap = if heap.is_nan() {
+                String::new()
+            } else {
+                format!(", heap {heap:.0}")
+            };
             println!(
-                "  {:>4} s  RSS {:>7.1} MiB (memtables {memtables:.0}, block cache {cache:.0}, WebSocket queues {queued:.0})  bins {bins:>7}  fds {:>5}  dashboards {:>5}  puts {:>7}  queries {:>6}",
+                "  {:>4} s  RSS {:>7.1} MiB (memtables {memtables:.0}, block cache {cache:.0}, WebSocket queues {queued:.0}{heap})  bins {bins:>7}  fds {:>5}  dashboards {:>5}  puts {:>7}  queries {:>6}",
                 s.0, s.1, s.2, s.3, s.4, s.5
             );
         }

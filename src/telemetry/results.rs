@@ -119,6 +119,15 @@ impl EvaluatorStats {
     }
 }
 
+/// What tells the bytes the process's allocator holds for it (set by a
+/// binary built with the `heap-gauge` feature; see [`set_heap_probe`]).
+static HEAP_PROBE: std::sync::OnceLock<fn() -> usize> = std::sync::OnceLock::new();
+
+/// Makes the store module's results carry `heap_bytes`, read from `probe`.
+pub fn set_heap_probe(probe: fn() -> usize) {
+    let _ = HEAP_PROBE.set(probe);
+}
+
 /// The store: writes.
 #[derive(Debug, Default)]
 pub struct StoreStats {
@@ -135,7 +144,7 @@ pub struct StoreStats {
 
 impl StoreStats {
     fn results(&self) -> Vec<(&'static str, f64)> {
-        vec![
+        let mut out = vec![
             ("puts", get(&self.puts)),
             ("events_written", get(&self.events_written)),
             ("events_replaced", get(&self.events_replaced)),
@@ -143,7 +152,11 @@ impl StoreStats {
             ("average_write_latency_ms", self.write_latency.ms()),
             ("memtable_bytes", get(&self.memtable_bytes)),
             ("block_cache_bytes", get(&self.block_cache_bytes)),
-        ]
+        ];
+        if let Some(probe) = HEAP_PROBE.get() {
+            out.push(("heap_bytes", probe() as f64));
+        }
+        out
     }
 }
 

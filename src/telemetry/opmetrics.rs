@@ -281,15 +281,20 @@ pub fn tree(table: &Table) -> Value {
 mod tests {
     use super::*;
 
-    #[test]
-    fn made_up_services_cannot_grow_the_table_past_its_cap() {
-        let m = OpMetrics::new(true);
-        let t = Transaction {
+    /// A successful transaction of one byte each way, served at once.
+    fn small() -> Transaction {
+        Transaction {
             request_bytes: 1,
             response_bytes: 1,
             error: false,
             seconds: 0.0,
-        };
+        }
+    }
+
+    #[test]
+    fn made_up_services_cannot_grow_the_table_past_its_cap() {
+        let m = OpMetrics::new(true);
+        let t = small();
         let cap = crate::limits::MAX_OPMETRICS_ROWS;
         for i in 0..cap + 50 {
             m.incoming(Some(&format!("flood_{i}")), None, t);
@@ -379,12 +384,7 @@ mod tests {
     #[test]
     fn read_and_reset_is_atomic_and_disabled_gathers_nothing() {
         let m = OpMetrics::new(true);
-        let t = Transaction {
-            request_bytes: 1,
-            response_bytes: 1,
-            error: false,
-            seconds: 0.0,
-        };
+        let t = small();
         m.incoming(None, None, t);
         assert_eq!(m.read(true).len(), 1);
         assert!(m.read(false).is_empty());

@@ -101,6 +101,15 @@ pub enum RetentionCommand {
     },
 }
 
+/// How the MongoDB metric cache is kept (`--mongo-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MongoCacheFlag {
+    /// A capped collection per type, as Cube made them.
+    Capped,
+    /// Regular collections with a TTL index (shardable).
+    Ttl,
+}
+
 /// When the server requires keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthFlag {
@@ -118,6 +127,9 @@ pub struct KeysArgs {
     /// The data directory whose keys to manage (before or after the subcommand).
     #[arg(long, env = "CUBED_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
+    /// Manage the keys of a MongoDB store instead (as `cubed serve --store`).
+    #[arg(long, env = "CUBED_STORE", hide_env_values = true, global = true)]
+    pub store: Option<String>,
     #[command(subcommand)]
     pub command: KeysCommand,
 }
@@ -231,6 +243,20 @@ pub struct ServeArgs {
     /// Where the embedded store keeps its files.
     #[arg(long, env = "CUBED_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Keep everything in MongoDB instead (`mongodb://HOST:PORT/DB` or
+    /// `mongodb+srv://…`; a replica set or sharded cluster), in Cube's own
+    /// layout (README "MongoDB"). `--data-dir` is then unused.
+    #[arg(long, env = "CUBED_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// The MongoDB metric cache: `capped` (Cube's capped collection per
+    /// type, `--cache-per-type` bytes each) or `ttl` (regular collections,
+    /// which can be sharded, whose bins expire `--mongo-cache-ttl` after
+    /// they were written).
+    #[arg(long, env = "CUBED_MONGO_CACHE", value_enum, default_value = "capped")]
+    pub mongo_cache: MongoCacheFlag,
+    /// With `--mongo-cache ttl`: how long a cached bin is kept, e.g. `7d`.
+    #[arg(long, env = "CUBED_MONGO_CACHE_TTL", default_value = "7d", value_parser = parse_horizon)]
+    pub mongo_cache_ttl: cubed::model::retention::Horizon,
     /// Collector listener (HTTP and WebSocket event put, collectd).
     #[arg(long, env = "CUBED_COLLECTOR_ADDR", default_value = "127.0.0.1:1080")]
     pub collector_addr: SocketAddr,

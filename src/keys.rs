@@ -21,8 +21,22 @@ fn now_ms() -> i64 {
 }
 
 pub fn run(args: KeysArgs) -> Result<(), String> {
-    let store = KeyFile::in_dir(&args.data_dir);
-    let at = |e: cubed::storage::StoreError| format!("keys in {}: {e}", args.data_dir.display());
+    let store: Box<dyn KeyStore> = match &args.store {
+        Some(url) => Box::new(
+            cubed::storage::mongo::MongoStore::connect(
+                url,
+                0,
+                cubed::storage::mongo::CacheMode::Capped,
+            )
+            .map_err(|e| format!("connecting to MongoDB: {e}"))?,
+        ),
+        None => Box::new(KeyFile::in_dir(&args.data_dir)),
+    };
+    let where_ = match &args.store {
+        Some(_) => "the MongoDB store".to_owned(),
+        None => args.data_dir.display().to_string(),
+    };
+    let at = |e: cubed::storage::StoreError| format!("keys in {where_}: {e}");
     match args.command {
         KeysCommand::Create {
             service: name,
@@ -31,7 +45,7 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
             let tenant = service(&name)?;
             let role = Role::parse(&role)
                 .ok_or_else(|| format!("--role {role:?}: expected read, write or admin"))?;
-            let (record, key) = create_key(&store, &tenant, role, now_ms()).map_err(at)?;
+            let (record, key) = create_key(&*store, &tenant, role, now_ms()).map_err(at)?;
             eprintln!(
                 "created key {} for service {} with role {} (shown only now: keep it)",
                 record.id,

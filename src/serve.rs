@@ -3,14 +3,17 @@
 use std::sync::Arc;
 
 use cubed::model::SystemClock;
+use cubed::model::retention::Horizon;
 use cubed::server::origin::OriginPolicy;
 use cubed::server::{self, App, Limits, Listeners, Options};
 use cubed::service::{Auth, AuthMode, Services};
 use cubed::storage::embedded::EmbeddedStore;
 use cubed::storage::embedded::credentials::KeyFile;
 use cubed::storage::embedded::reopen::Reopening;
+use cubed::storage::mongo::{CacheMode, MongoStore};
+use cubed::storage::{EventStore, KeyStore, MetricCache};
 
-use crate::cli::{AuthFlag, ServeArgs};
+use crate::cli::{AuthFlag, MongoCacheFlag, ServeArgs};
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -21,23 +24,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let (dir, durability) = (args.data_dir.clone(), args.durability);
-    let (cache_cap, block_cache) = (args.cache_per_type as u64, args.block_cache as u64);
-    let min_free_disk = args.min_free_disk as u64;
-    let (max_services, max_types) = (args.max_services.max(1), args.max_types.max(1));
-    let (cache_budget, max_sources) = (args.cache_budget as u64, args.max_cached_expressions);
-    // Reopened in place if the engine fails (see storage::embedded::reopen).
-    let store = Reopening::new(Box::new(move || {
-        let store = EmbeddedStore::open_with_block_cache(&dir, durability, cache_cap, block_cache)?;
-        store.set_min_free_disk(min_free_disk);
-        store.set_type_limits(max_services, max_types);
-        store.set_cache_limits(cache_budget, max_sources);
-        Ok(store)
-    }))
-    .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
-    let store = Arc::new(store);
+    let (events, cache, keys) = open_store(&args)?;
     if args.reset_cache {
-        cubed::storage::MetricCache::clear(&*store)
+        cache
+            .clear()
             .map_err(|e| format!("resetting the metric cache: {e}"))?;
         tracing::info!("metric cache reset");
     }
@@ -48,8 +38,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let auth = match mode {
         AuthMode::Off => Auth::off(),
-        mode => Auth::new(Arc::new(KeyFile::in_dir(&args.data_dir)), mode)
-            .map_err(|e| format!("reading the API keys: {e}"))?,
+        mode => Auth::new(keys, mode).map_err(|e| format!("reading the API keys: {e}"))?,
     };
     let exposed: Vec<String> = [
         Some(args.collector_addr),
@@ -132,12 +121,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         retention_interval: std::time::Duration::from_millis(args.retention_interval_ms.max(100)),
         ..Options::default()
     };
-    let mut services = Services::new(
-        store.clone(),
-        store,
-        Arc::new(SystemClock),
-        options.services(),
-    );
+    let mut services = Services::new(events, cache, Arc::new(SystemClock), options.services());
     let keys_in_force = auth.enabled();
     services.auth = Arc::new(auth);
     let origins = OriginPolicy {
@@ -163,7 +147,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         collector = %addr(&listeners.collector),
         evaluator = %addr(&listeners.evaluator),
         udp = %udp,
-        data_dir = %args.data_dir.display(),
+        store = %store_name(&args),
         durability = ?args.durability,
         auth = ?mode,
         keys_in_force,
@@ -171,6 +155,61 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     server::run(listeners, app, shutdown_signal()).await;
     Ok(())
+}
+
+type Opened = (Arc<dyn EventStore>, Arc<dyn MetricCache>, Arc<dyn KeyStore>);
+
+/// The embedded store in `--data-dir`, or MongoDB with `--store`.
+fn open_store(args: &ServeArgs) -> Result<Opened, String> {
+    let (cache_cap, block_cache) = (args.cache_per_type as u64, args.block_cache as u64);
+    let (max_services, max_types) = (args.max_services.max(1), args.max_types.max(1));
+    if let Some(url) = &args.store {
+        let mode = match args.mongo_cache {
+            MongoCacheFlag::Capped => CacheMode::Capped,
+            MongoCacheFlag::Ttl => CacheMode::Ttl {
+                ttl_secs: match args.mongo_cache_ttl {
+                    Horizon::Ms(ms) => (ms / 1000).max(1) as u64,
+                    Horizon::Forever => {
+                        return Err("--mongo-cache-ttl: a duration, not forever".into());
+                    }
+                },
+            },
+        };
+        let store = MongoStore::connect(url, cache_cap, mode)
+            .map_err(|e| format!("connecting to MongoDB: {e}"))?;
+        store.set_type_limits(max_services, max_types);
+        let store = Arc::new(store);
+        return Ok((store.clone(), store.clone(), store));
+    }
+    let (dir, durability) = (args.data_dir.clone(), args.durability);
+    let min_free_disk = args.min_free_disk as u64;
+    let (cache_budget, max_sources) = (args.cache_budget as u64, args.max_cached_expressions);
+    // Reopened in place if the engine fails (see storage::embedded::reopen).
+    let store = Reopening::new(Box::new(move || {
+        let store = EmbeddedStore::open_with_block_cache(&dir, durability, cache_cap, block_cache)?;
+        store.set_min_free_disk(min_free_disk);
+        store.set_type_limits(max_services, max_types);
+        store.set_cache_limits(cache_budget, max_sources);
+        Ok(store)
+    }))
+    .map_err(|e| format!("opening the store in {}: {e}", args.data_dir.display()))?;
+    let store = Arc::new(store);
+    Ok((
+        store.clone(),
+        store,
+        Arc::new(KeyFile::in_dir(&args.data_dir)),
+    ))
+}
+
+/// Where the data is, for the log: never the URL's password.
+fn store_name(args: &ServeArgs) -> String {
+    match &args.store {
+        Some(url) => match url.rsplit_once('@') {
+            Some((_, host)) => format!("mongodb://…@{host}"),
+            None => url.clone(),
+        },
+        None => args.data_dir.display().to_string(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -12,6 +12,7 @@ use cubed::plan::{MetricPlan, Scalar, compile_metric};
 use cubed::server::{App, Options};
 use cubed::service::{MetricQuery, Services};
 use cubed::storage::embedded::{Durability, EmbeddedStore};
+use cubed::storage::{EventStore, MetricCache};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -148,6 +149,92 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
     }
 }
 
+/// One case of the reference check on `store`: the bins the evaluator
+/// gives (computed, then cached, then after late events) are the naive
+/// reference's.
+#[allow(clippy::too_many_arguments)]
+fn matches_reference<S: EventStore + MetricCache>(
+    store: Arc<S>,
+    events: &[Ev],
+    late: &[Ev],
+    expr: &str,
+    tier: i64,
+    start: i64,
+    len: i64,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        self_events: false,
+        ..Options::default()
+    };
+    let services = Services::new(
+        store.clone(),
+        store,
+        Arc::new(SystemClock),
+        options.services(),
+    );
+    let app = App::new(services, options);
+    let svc = Tenant::default_tenant();
+    let to_new = |e: &Ev| NewEvent::owned("t1".into(), e.time, e.data.to_string(), None);
+    // The first events arrive as an HTTP put's body does (data objects split
+    // into fields by the batch parser), the late ones as server-built events.
+    let body: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::json!({"type": "t1", "time": e.time, "data": e.data}))
+        .collect();
+    let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
+    let q = MetricQuery::parse(
+        Some(expr),
+        Some(&start.to_string()),
+        Some(&(start + len).to_string()),
+        Some(&tier.to_string()),
+        None,
+        0,
+    )
+    .unwrap();
+    let plan = compile_metric(expr).unwrap().1;
+    rt.block_on(async {
+        app.collector.put_json(&svc, body).await.unwrap();
+        let mut all = events.to_vec();
+        for pass in ["computed", "cached", "after late events"] {
+            if pass == "after late events" {
+                app.collector
+                    .put(&svc, late.iter().map(to_new).collect())
+                    .await
+                    .unwrap();
+                all.extend(late.iter().cloned());
+            }
+            let mut got = vec![None; q.n];
+            let mut seen = vec![false; q.n];
+            app.evaluator
+                .evaluate(&svc, &q, &mut |i, v| {
+                    got[i] = v;
+                    seen[i] = true;
+                })
+                .await
+                .unwrap();
+            prop_assert!(seen.iter().all(|s| *s), "{pass}: not every bin was emitted");
+            let want = reference(&plan, &all, q.tier, q.first, q.n);
+            for i in 0..q.n {
+                prop_assert!(
+                    close(got[i], want[i]),
+                    "{} {} step {}: bin {} got {:?} want {:?}",
+                    expr,
+                    pass,
+                    tier,
+                    q.time(i),
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -160,39 +247,34 @@ proptest! {
         start in 0..DAY,
         len in 1..DAY,
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).unwrap());
-        let options = Options { self_events: false, ..Options::default() };
-        let services = Services::new(store.clone(), store, Arc::new(SystemClock), options.services());
-        let app = App::new(services, options);
-        let svc = Tenant::default_tenant();
-        let to_new = |e: &Ev| NewEvent::owned("t1".into(), e.time, e.data.to_string(), None);
-        // The first events arrive as an HTTP put's body does (data objects split
-        // into fields by the batch parser), the late ones as server-built events.
-        let body: Vec<serde_json::Value> = events.iter().map(|e| serde_json::json!({"type": "t1", "time": e.time, "data": e.data})).collect();
-        let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
-        let q = MetricQuery::parse(Some(&expr), Some(&start.to_string()), Some(&(start + len).to_string()), Some(&tier.to_string()), None, 0).unwrap();
-        let plan = compile_metric(&expr).unwrap().1;
-        rt.block_on(async {
-            app.collector.put_json(&svc, body).await.unwrap();
-            let mut all = events.clone();
-            for pass in ["computed", "cached", "after late events"] {
-                if pass == "after late events" {
-                    app.collector.put(&svc, late.iter().map(to_new).collect()).await.unwrap();
-                    all.extend(late.iter().cloned());
-                }
-                let mut got = vec![None; q.n];
-                let mut seen = vec![false; q.n];
-                app.evaluator.evaluate(&svc, &q, &mut |i, v| { got[i] = v; seen[i] = true; }).await.unwrap();
-                prop_assert!(seen.iter().all(|s| *s), "{pass}: not every bin was emitted");
-                let want = reference(&plan, &all, q.tier, q.first, q.n);
-                for i in 0..q.n {
-                    prop_assert!(close(got[i], want[i]), "{} {} step {}: bin {} got {:?} want {:?}", expr, pass, tier, q.time(i), got[i], want[i]);
-                }
-            }
-            Ok(())
-        })?;
+        matches_reference(store, &events, &late, &expr, tier, start, len)?;
+    }
+}
+
+#[path = "common/mongo.rs"]
+mod mongo_server;
+
+proptest! {
+    // Fewer cases: the MongoDB the tests start is SecantusDB, a Python server.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The same check on the MongoDB backend.
+    #[test]
+    fn evaluator_on_mongodb_matches_naive_reference(
+        events in prop::collection::vec(event(), 0..300),
+        late in prop::collection::vec(event(), 1..40),
+        expr in expression(),
+        tier in prop::sample::select(vec![60_000i64, 300_000, 3_600_000, 86_400_000]),
+        start in 0..DAY,
+        len in 1..DAY,
+    ) {
+        use cubed::storage::mongo::{CacheMode, MongoStore};
+        let (server, name) = (mongo_server::server(), mongo_server::fresh_database());
+        let store = Arc::new(MongoStore::connect(&server.url(&name), 1 << 20, CacheMode::Capped).unwrap());
+        let _drop = mongo_server::DropDatabases { server, name };
+        matches_reference(store, &events, &late, &expr, tier, start, len)?;
     }
 }
 

@@ -571,6 +571,24 @@ impl Evaluator {
         budget: &Budget,
     ) -> RunResult {
         let generation = self.invalidator.generation(tenant, &leaf.event_type);
+        // Puts of other processes on a shared store, counted by the store.
+        let shared = if self.cache.shares_writes() {
+            let (cache, owned, event_type) = (
+                Arc::clone(&self.cache),
+                tenant.clone(),
+                leaf.event_type.clone(),
+            );
+            tokio::task::spawn_blocking(move || cache.shared_generation(&owned, &event_type))
+                .await
+                .map_err(|e| EvalError::Internal(e.to_string()))?
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "write count not read; bins are not cached");
+                    None
+                })
+        } else {
+            None
+        };
+        let cache_ok = !self.cache.shares_writes() || shared.is_some();
         let started = Instant::now();
         let step = tier.step();
         let values = match tier.pyramid_source().filter(|_| is_pyramidal(leaf.reduce)) {
@@ -635,11 +653,13 @@ impl Evaluator {
             // Bins of a type without events are not cached: there is
             // nothing to summarise, and queries of made-up types must fill
             // neither the cache nor memory.
-            if !store.has_type(&owned, &l.event_type)? {
+            if !cache_ok || !store.has_type(&owned, &l.event_type)? {
                 return Ok(false);
             }
             inv.cache_unless_dirty(&owned, &l.event_type, generation, first, stop, || {
-                cache.put(&owned, &l.event_type, &l.source, step, &bins)
+                cache
+                    .put_as_of(&owned, &l.event_type, &l.source, step, &bins, shared)
+                    .map(|_| ())
             })
         })
         .await

@@ -7,6 +7,7 @@
 //! embedded backend's blocks and columns in `embedded/`).
 
 pub mod embedded;
+pub mod mongo;
 pub mod rows;
 
 use std::ops::ControlFlow;
@@ -387,6 +388,45 @@ pub trait MetricCache: Send + Sync + 'static {
         times: &[i64],
         marks: &[DirtyMark],
     ) -> Result<(), StoreError>;
+
+    /// Whether other processes write events and cached bins to the same
+    /// store (a shared database): then the evaluator reads
+    /// [`shared_generation`](Self::shared_generation) before it computes
+    /// bins and writes them with [`put_as_of`](Self::put_as_of). The
+    /// in-process guard (`service::invalidation`) covers a store only this
+    /// process writes.
+    fn shares_writes(&self) -> bool {
+        false
+    }
+
+    /// How many puts of events of the type every process has made so far,
+    /// as the store counts them (in the put's own atomic batch); `None` for
+    /// a store that does not count.
+    fn shared_generation(
+        &self,
+        _tenant: &Tenant,
+        _event_type: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// [`put`](Self::put) of bins computed from the events as they were
+    /// at `generation` (from [`shared_generation`](Self::shared_generation),
+    /// read before the events were): if a put of the type came since, in
+    /// any process, the bins written are marked invalid again and the
+    /// answer is `false`.
+    fn put_as_of(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        bins: &[CachedBin],
+        _generation: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.put(tenant, event_type, source, tier, bins)?;
+        Ok(true)
+    }
 }
 
 /// Where API keys are kept (their hashes, never the keys). Part of the

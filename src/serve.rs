@@ -24,10 +24,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let (events, cache, keys) = open_store(&args)?;
+    // Connecting to MongoDB blocks: off the runtime's worker.
+    let (events, cache, keys) = tokio::task::block_in_place(|| open_store(&args))?;
     if args.reset_cache {
-        cache
-            .clear()
+        tokio::task::block_in_place(|| cache.clear())
             .map_err(|e| format!("resetting the metric cache: {e}"))?;
         tracing::info!("metric cache reset");
     }
@@ -38,7 +38,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let auth = match mode {
         AuthMode::Off => Auth::off(),
-        mode => Auth::new(keys, mode).map_err(|e| format!("reading the API keys: {e}"))?,
+        mode => tokio::task::block_in_place(|| Auth::new(keys, mode))
+            .map_err(|e| format!("reading the API keys: {e}"))?,
     };
     let exposed: Vec<String> = [
         Some(args.collector_addr),
@@ -121,7 +122,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         retention_interval: std::time::Duration::from_millis(args.retention_interval_ms.max(100)),
         ..Options::default()
     };
-    let mut services = Services::new(events, cache, Arc::new(SystemClock), options.services());
+    let mut services = tokio::task::block_in_place(|| {
+        Services::new(events, cache, Arc::new(SystemClock), options.services())
+    });
     let keys_in_force = auth.enabled();
     services.auth = Arc::new(auth);
     let origins = OriginPolicy {

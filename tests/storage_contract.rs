@@ -1314,3 +1314,50 @@ fn mongo_key_store() {
         Arc::new(MongoStore::connect(&url, 0, CacheMode::Capped).expect("connect"))
     });
 }
+
+/// Two stores on one database stand for two processes: one's put moves
+/// the shared write count, and bins the other computed before that put
+/// are not served once written (`put_as_of` marks them invalid again);
+/// bins computed after it are.
+#[test]
+fn mongo_bins_computed_across_another_process_put_are_not_served() {
+    use cubed::storage::mongo::{CacheMode, MongoStore};
+    let (server, name) = (mongo_server::server(), mongo_server::fresh_database());
+    let url = server.url(&name);
+    let _guard = mongo_server::DropDatabases { server, name };
+    let a = MongoStore::connect(&url, 1 << 20, CacheMode::Capped).unwrap();
+    let b = MongoStore::connect(&url, 1 << 20, CacheMode::Capped).unwrap();
+    assert!(a.shares_writes());
+    let svc = Tenant::default_tenant();
+    EventStore::put(&a, &svc, &[ev("test", 0, "{}", None)]).unwrap();
+    let g = b.shared_generation(&svc, "test").unwrap();
+    assert!(g.is_some());
+    // B computes from what it read at `g`; meanwhile A puts.
+    EventStore::put(&a, &svc, &[ev("test", 1, "{}", None)]).unwrap();
+    let bins = [CachedBin {
+        time: 0,
+        value: Some(1.0),
+    }];
+    assert!(
+        !b.put_as_of(&svc, "test", "sum(test)", 60_000, &bins, g)
+            .unwrap()
+    );
+    assert!(
+        b.get(&svc, "test", "sum(test)", 60_000, 0, 60_000)
+            .unwrap()
+            .is_empty()
+    );
+    let g = b.shared_generation(&svc, "test").unwrap();
+    let bins = [CachedBin {
+        time: 0,
+        value: Some(2.0),
+    }];
+    assert!(
+        b.put_as_of(&svc, "test", "sum(test)", 60_000, &bins, g)
+            .unwrap()
+    );
+    assert_eq!(
+        a.get(&svc, "test", "sum(test)", 60_000, 0, 60_000).unwrap(),
+        bins
+    );
+}

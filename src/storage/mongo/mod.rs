@@ -11,10 +11,13 @@
 //!   otherwise an ObjectId.
 //! - `<type>_metrics`: the metric cache, a capped collection
 //!   (`--cache-per-type` bytes; Cube's was 10 MB) of
-//!   `{_id: {e: source, l: tier ms, t: bin Date}, i: invalid, v: Double}`
-//!   plus `u: true` when the bin has no value (`v` is then NaN, and every
-//!   document of one source keeps one size, as capped collections before
-//!   MongoDB 5.3 require), with Cube's two indexes.
+//!   `{_id: {e: source, l: tier ms, t: bin Date}, i: invalid, v: Double}`,
+//!   Cube's document, with Cube's two indexes. A bin without a value
+//!   (the median of nothing) has `v: NaN`, so that every document of one
+//!   source keeps one size whatever it holds, as capped collections before
+//!   MongoDB 5.3 require (and a NaN bin reads as no value, which is what
+//!   an answer shows for either). Cube never cached such bins, nor zeros;
+//!   Cubed caches both.
 //! - `cubed_dirty` (marks of puts not yet invalidated: `{_id: ObjectId, y:
 //!   type, times}`), `cubed_writes` (`{_id: type, g}`: how many puts each
 //!   type has had, shared by every process), and in the URL's database
@@ -150,7 +153,7 @@ fn metrics_name(event_type: &str) -> String {
 /// driver would have stored.
 fn id_bson(canonical: &str) -> Result<Bson, StoreError> {
     if canonical.starts_with('"') {
-        let s: String = serde_json::from_str(canonical).map_err(|e| corrupt(e))?;
+        let s: String = serde_json::from_str(canonical).map_err(corrupt)?;
         return Ok(Bson::String(s));
     }
     let x: f64 = canonical
@@ -476,11 +479,15 @@ impl MongoStore {
                     .session(&mut *session)
                     .run()?;
             }
+            let mut touched = batch.times.clone();
             for (id, time) in &batch.order {
                 if let Some(id) = id
                     && let Some(old) = previous.insert(id.clone(), *time)
                 {
                     outcome.replaced.push((event_type.clone(), old));
+                    // The old time's bins are stale too (Cube never
+                    // invalidated them; every process here does).
+                    touched.push(old);
                 }
             }
             events
@@ -494,8 +501,7 @@ impl MongoStore {
                 .session(&mut *session)
                 .run()?;
             let mark = ObjectId::new();
-            let mut floors: Vec<i64> = batch
-                .times
+            let mut floors: Vec<i64> = touched
                 .iter()
                 .map(|t| t - t.rem_euclid(crate::metric::TIERS[0]))
                 .collect();
@@ -587,7 +593,6 @@ impl MongoStore {
             "_id": {"e": source, "l": convert::number_bson(tier as f64), "t": date(bin.time)},
             "i": false,
             "v": Bson::Double(bin.value.unwrap_or(f64::NAN)),
-            "u": bin.value.is_none(),
         };
         if let CacheMode::Ttl { .. } = self.cache_mode {
             d.insert("w", now);
@@ -734,7 +739,7 @@ impl EventStore for MongoStore {
             let d = d.map_err(engine)?;
             text.clear();
             data_json(&d, &mut text);
-            let data = serde_json::from_str(&text).map_err(|e| corrupt(e))?;
+            let data = serde_json::from_str(&text).map_err(corrupt)?;
             let id = match d.get("_id") {
                 None | Some(Bson::ObjectId(_)) => None,
                 Some(other) => Some(convert::bson_to_value(other)),
@@ -877,8 +882,8 @@ impl EventStore for MongoStore {
         let mut out = Vec::new();
         for d in found {
             let d = d.map_err(engine)?;
-            let id = d.get_document("_id").map_err(|e| corrupt(e))?;
-            let tenant = id.get_str("s").map_err(|e| corrupt(e))?;
+            let id = d.get_document("_id").map_err(corrupt)?;
+            let tenant = id.get_str("s").map_err(corrupt)?;
             let event_type = match id.get("y") {
                 Some(Bson::String(t)) => Some(t.clone()),
                 _ => None,
@@ -886,7 +891,7 @@ impl EventStore for MongoStore {
             out.push(RetentionOverride {
                 tenant: Tenant::from_key(tenant),
                 event_type,
-                horizon: d.get_str("h").map_err(|e| corrupt(e))?.to_owned(),
+                horizon: d.get_str("h").map_err(corrupt)?.to_owned(),
             });
         }
         Ok(out)
@@ -947,7 +952,7 @@ impl MetricCache for MongoStore {
                 "_id.l": tier,
                 "_id.t": range_of(start, stop),
             })
-            .projection(doc! {"v": 1, "u": 1})
+            .projection(doc! {"v": 1})
             .sort(doc! {"_id.t": 1})
             .batch_size(BATCH)
             .run()
@@ -959,9 +964,8 @@ impl MetricCache for MongoStore {
                 Some(Bson::DateTime(t)) => t.timestamp_millis(),
                 other => return Err(corrupt(format!("a cached bin whose time is {other:?}"))),
             };
-            let none = matches!(d.get("u"), Some(Bson::Boolean(true)));
             let value = match d.get("v") {
-                _ if none => None,
+                Some(Bson::Double(x)) if x.is_nan() => None,
                 Some(Bson::Double(x)) => Some(*x),
                 Some(Bson::Int32(x)) => Some(f64::from(*x)),
                 Some(Bson::Int64(x)) => Some(*x as f64),
@@ -995,7 +999,7 @@ impl MetricCache for MongoStore {
         // source has one size), written oldest first so that the capped
         // collection's FIFO keeps the newest.
         let one = bson::to_vec(&self.bin_doc(source, tier, &bins[0], now))
-            .map_err(|e| corrupt(e))?
+            .map_err(corrupt)?
             .len() as u64;
         if one > self.cache_bytes {
             return Err(StoreError::TooLarge(format!(
@@ -1170,13 +1174,13 @@ impl KeyStore for MongoStore {
             if let Some(id) = d.remove("_id") {
                 d.insert("id", id);
             }
-            out.push(bson::from_document(d).map_err(|e| corrupt(e))?);
+            out.push(bson::from_document(d).map_err(corrupt)?);
         }
         Ok(out)
     }
 
     fn add_key(&self, record: crate::model::access::KeyRecord) -> Result<(), StoreError> {
-        let mut d = bson::to_document(&record).map_err(|e| corrupt(e))?;
+        let mut d = bson::to_document(&record).map_err(corrupt)?;
         if let Some(id) = d.remove("id") {
             d.insert("_id", id);
         }

@@ -1361,3 +1361,58 @@ fn mongo_bins_computed_across_another_process_put_are_not_served() {
         bins
     );
 }
+
+/// `--mongo-cache ttl`: the cache is a regular collection (shardable)
+/// whose bins expire by a TTL index, and it keeps the cache's contract
+/// but for the cap.
+#[test]
+fn mongo_ttl_cache_round_trips_and_expires_by_index() {
+    use cubed::storage::mongo::{CacheMode, MongoStore};
+    use mongodb::bson::{Document, doc};
+    let (server, name) = (mongo_server::server(), mongo_server::fresh_database());
+    let url = server.url(&name);
+    let _drop = mongo_server::DropDatabases {
+        server,
+        name: name.clone(),
+    };
+    let store =
+        Arc::new(MongoStore::connect(&url, 16 * 1024, CacheMode::Ttl { ttl_secs: 3600 }).unwrap());
+    cache_round_trips_and_invalidates(Fresh {
+        store,
+        _guard: Box::new(()),
+        full_block: 0,
+    });
+    let db = mongodb::sync::Client::with_uri_str(&url)
+        .unwrap()
+        .database(&name);
+    let options = db
+        .run_command(doc! {"listCollections": 1, "filter": {"name": "test_metrics"}})
+        .run()
+        .unwrap();
+    let batch = options
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .unwrap();
+    let capped = batch[0]
+        .as_document()
+        .and_then(|d| d.get_document("options").ok())
+        .and_then(|o| o.get_bool("capped").ok())
+        .unwrap_or(false);
+    assert!(!capped, "a regular collection: {batch:?}");
+    let indexes: Vec<Document> = db
+        .collection::<Document>("test_metrics")
+        .list_indexes()
+        .run()
+        .unwrap()
+        .map(|i| mongodb::bson::to_document(&i.unwrap()).unwrap())
+        .collect();
+    assert!(
+        indexes
+            .iter()
+            .any(|i| i.get_document("key").is_ok_and(|k| k.contains_key("w"))
+                && i.get("expireAfterSeconds")
+                    .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
+                    == Some(3600)),
+        "{indexes:?}"
+    );
+}

@@ -241,3 +241,58 @@ fn a_cube_database_is_read_as_it_is() {
     assert_eq!(stored.get("t"), Some(&at(T0 + MIN + 1)));
     assert_eq!(stored.get("d"), Some(&Bson::Document(doc! {"ms": 1_i32})));
 }
+
+#[test]
+fn what_mongodb_cannot_hold_is_refused_before_anything_is_stored() {
+    // A name of 14 characters: with `-` and a 50-character service, 65.
+    let (server, name) = (mongo_server::server(), mongo_server::fresh_database());
+    let name = format!("{name:_<14}");
+    let url = server.url(&name);
+    let _drop = mongo_server::DropDatabases {
+        server: server.clone(),
+        name: name.clone(),
+    };
+    let s = start(&url);
+    let refused = |service: Option<&str>, body: Value| -> (u16, String) {
+        let mut req = ureq::post(&format!("{}/1.0/event/put", s.collector))
+            .header("content-type", "application/json");
+        if let Some(svc) = service {
+            req = req.header("fiware-service", svc);
+        }
+        let mut r = req
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body.to_string())
+            .expect("put");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    // A field name with a NUL character is no BSON key: the whole batch goes.
+    let (status, body) = refused(
+        None,
+        json!([
+            {"type": "ok", "time": iso(T0), "data": {"x": 1}},
+            {"type": "nul", "time": iso(T0), "data": {"a\u{0}b": 1}}
+        ]),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("NUL"), "{body}");
+    // A service whose database name would pass MongoDB's 63 characters;
+    // one that fits is stored.
+    let (status, body) = refused(
+        Some(&"s".repeat(48)),
+        json!([{"type": "ok", "time": iso(T0)}]),
+    );
+    assert_eq!(status, 200, "{body}");
+    let long = "s".repeat(50);
+    let (status, body) = refused(Some(&long), json!([{"type": "ok", "time": iso(T0)}]));
+    assert_eq!(status, 413, "{body}");
+    let db = database(&url, &name);
+    let names = db.list_collection_names().run().unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("_events") && n != "cube_request_events"),
+        "{names:?}"
+    );
+}

@@ -76,7 +76,7 @@ impl<'de> Visitor<'de> for BsonVisitor {
     fn visit_i64<E>(self, x: i64) -> Result<Bson, E> {
         Ok(match i32::try_from(x) {
             Ok(small) => Bson::Int32(small),
-            Err(_) if (x as f64).abs() <= EXACT => Bson::Int64(x),
+            Err(_) if x.unsigned_abs() <= 1 << 53 => Bson::Int64(x),
             Err(_) => Bson::Double(x as f64),
         })
     }

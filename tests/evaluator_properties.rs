@@ -258,7 +258,7 @@ mod mongo_server;
 
 proptest! {
     // Fewer cases: the MongoDB the tests start is SecantusDB, a Python server.
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// The same check on the MongoDB backend.
     #[test]

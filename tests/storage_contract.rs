@@ -53,7 +53,12 @@ fn selected<S: EventStore>(
 ) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut before = i64::MIN;
-    let selection = Selection { leaf, start, stop };
+    let selection = Selection {
+        leaf,
+        start,
+        stop,
+        step: None,
+    };
     s.select(svc, &selection, &mut |found| {
         let mut add = |t: i64, v: String| {
             assert!(t >= before, "{t} given after Before({before})");
@@ -74,6 +79,7 @@ fn selected<S: EventStore>(
                     add(*t, format!("{v:?}"));
                 }
             }
+            Selected::Partials(_) => panic!("Partials for a selection without a step"),
         }
         ControlFlow::Continue(())
     })
@@ -654,6 +660,7 @@ pub fn resent_ids_of_a_full_block_leave_each_event_once<S: EventStore>(f: Fresh<
         leaf: &leaf,
         start: 0,
         stop: 3_600_000,
+        step: None,
     };
     s.select(&svc, &selection, &mut |found| {
         if let Selected::Numbers(xs) = found {
@@ -683,6 +690,7 @@ pub fn scans_go_hour_by_hour<S: EventStore>(f: Fresh<S>) {
         leaf: &leaf,
         start: 0,
         stop: 6 * hour,
+        step: None,
     };
     let (mut hours, mut before, mut n) = (Vec::new(), i64::MIN, 0);
     s.select(&svc, &selection, &mut |found| {
@@ -700,6 +708,7 @@ pub fn scans_go_hour_by_hour<S: EventStore>(f: Fresh<S>) {
                 }
             }
             Selected::Values(vs) => panic!("{vs:?}"),
+            Selected::Partials(ps) => panic!("Partials without a step: {ps:?}"),
         }
         ControlFlow::Continue(())
     })
@@ -885,6 +894,88 @@ pub fn expire_bins_drops_old_cached_bins<S: MetricCache>(f: Fresh<S>) {
     assert_eq!(got("sum(other)", five, "other"), [0]);
 }
 
+/// `select` with a step (what the evaluator asks) gives bins that agree
+/// with the events themselves, whether the backend hands over events or
+/// computes per-bin partials itself (the MongoDB backend's `$group`):
+/// mixed types, missing fields, filters that pass events without the
+/// value's field, and a filter the server cannot run (`re`).
+pub fn select_with_a_step_agrees_with_the_events<S: EventStore>(f: Fresh<S>) {
+    use cubed::metric::{BinComputer, Tier, compute_bins};
+    let s = &*f.store;
+    let svc = Tenant::default_tenant();
+    let data = [
+        r#"{"x":1,"y":2,"s":"a"}"#,
+        r#"{"x":2.5,"y":0,"s":"ab"}"#,
+        r#"{"x":-4,"y":3,"s":"b"}"#,
+        r#"{"x":"7","y":5,"s":"a"}"#,
+        r#"{"x":null,"y":9}"#,
+        r#"{"x":true,"s":"a"}"#,
+        r#"{"y":4,"s":"a"}"#,
+        r#"{"x":[1,2],"y":7}"#,
+        r#"{"x":5,"y":"9"}"#,
+        r#"{"x":1e300,"y":1}"#,
+    ];
+    let step = 60_000;
+    let events: Vec<(i64, serde_json::Value)> = (0..120)
+        .map(|i| {
+            (
+                i * 7_919 % (6 * step),
+                serde_json::from_str(data[i as usize % data.len()]).unwrap(),
+            )
+        })
+        .collect();
+    let batch: Vec<NewEvent> = events
+        .iter()
+        .map(|(t, d)| ev("test", *t, &d.to_string(), None))
+        .collect();
+    s.put(&svc, &batch).unwrap();
+    let tier = Tier::from_step(step).unwrap();
+    for source in [
+        "sum(test)",
+        "count(test)",
+        "sum(test(x))",
+        "count(test(x))",
+        "min(test(x))",
+        "max(test(x))",
+        "max(test(x).gt(y, 1))",
+        "count(test(x).ne(x, 5))",
+        "sum(test(x).eq(s, \"a\"))",
+        "min(test(x).in(s, [\"a\", \"b\"]))",
+        "max(test(x).re(s, \"^a\"))",
+        "sum(test(y).exists(x, false))",
+        "median(test(x))",
+    ] {
+        let leaf = leaf(source);
+        // From one minute in, for 4 minutes: events outside are left out.
+        let (first, n) = (step, 4);
+        let want = compute_bins(&leaf, tier, first, n, events.iter().map(|(t, d)| (*t, d)));
+        let mut computer = BinComputer::new(&leaf, tier, first, n);
+        let selection = Selection {
+            leaf: &leaf,
+            start: first,
+            stop: first + n as i64 * step,
+            step: Some(step),
+        };
+        s.select(&svc, &selection, &mut |found| {
+            match found {
+                Selected::Before(t) => computer.close_before(t),
+                Selected::Numbers(xs) => xs.iter().for_each(|&(t, x)| computer.add_value(t, x)),
+                Selected::Values(vs) => vs.iter().for_each(|(t, v)| computer.add_scalar(*t, v)),
+                Selected::Partials(ps) => {
+                    assert!(
+                        cubed::metric::reduce::is_pyramidal(leaf.reduce),
+                        "partials of {source}"
+                    );
+                    ps.iter().for_each(|&(t, x)| computer.add_partial(t, x))
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(computer.finish(), want, "{source}");
+    }
+}
+
 #[macro_export]
 macro_rules! contract_suite {
     ($backend:ident, $factory:expr) => {
@@ -925,6 +1016,10 @@ macro_rules! contract_suite {
             #[test]
             fn select_gives_what_filter_and_value_give() {
                 super::select_gives_what_filter_and_value_give($factory())
+            }
+            #[test]
+            fn select_with_a_step_agrees_with_the_events() {
+                super::select_with_a_step_agrees_with_the_events($factory())
             }
             #[test]
             fn scans_go_hour_by_hour() {
@@ -1415,4 +1510,47 @@ fn mongo_ttl_cache_round_trips_and_expires_by_index() {
                     == Some(3600)),
         "{indexes:?}"
     );
+}
+
+/// The MongoDB backend computes the bins of `sum`, `min`, `max` and
+/// `count` itself (per-bin `$group`): the evaluator gets partials, not
+/// events; with `re` in the filter it gets the events.
+#[test]
+fn mongo_pyramidal_bins_are_computed_by_the_server() {
+    let f = mongo_backend::fresh();
+    let s = &*f.store;
+    let svc = Tenant::default_tenant();
+    let batch: Vec<NewEvent> = (0..50)
+        .map(|i| ev("test", i * 10_000, &format!(r#"{{"x":{i},"s":"a"}}"#), None))
+        .collect();
+    EventStore::put(s, &svc, &batch).unwrap();
+    for (source, by_server) in [
+        ("sum(test(x))", true),
+        ("count(test.eq(s, \"a\"))", true),
+        ("max(test(x).re(s, \"a\"))", false),
+        ("median(test(x))", false),
+    ] {
+        let leaf = leaf(source);
+        let (mut partials, mut events) = (0, 0);
+        let selection = Selection {
+            leaf: &leaf,
+            start: 0,
+            stop: 600_000,
+            step: Some(60_000),
+        };
+        s.select(&svc, &selection, &mut |found| {
+            match found {
+                Selected::Partials(ps) => partials += ps.len(),
+                Selected::Numbers(xs) => events += xs.len(),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        if by_server {
+            assert_eq!((partials, events), (9, 0), "{source}");
+        } else {
+            assert_eq!((partials, events), (0, 50), "{source}");
+        }
+    }
 }

@@ -93,6 +93,14 @@ impl<'p> BinComputer<'p> {
         }
     }
 
+    /// Merges a partial value of the bin starting at `time` (see
+    /// [`Accumulator::merge_partial`]).
+    pub fn add_partial(&mut self, time: i64, x: f64) {
+        if let Some(i) = self.slot(time) {
+            self.accs[i].merge_partial(x);
+        }
+    }
+
     /// `value`: the event's value if it passes the filter.
     fn add_with(&mut self, time: i64, value: impl FnOnce(&LeafPlan) -> Option<Scalar>) {
         let Some(i) = self.slot(time) else { return };

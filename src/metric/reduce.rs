@@ -144,6 +144,20 @@ impl Accumulator {
         0
     }
 
+    /// Merges a partial value of this bin computed elsewhere (a
+    /// database's per-bin aggregate: `storage::Selected::Partials`): a
+    /// sum is added, a minimum or maximum compared, a count added. Only
+    /// for pyramidal reduces ([`is_pyramidal`]); the others ignore it.
+    pub fn merge_partial(&mut self, x: f64) {
+        match self {
+            Accumulator::Sum(s) => *s += x,
+            Accumulator::Min(m) => *m = Some(m.map_or(x, |m| m.min(x))),
+            Accumulator::Max(m) => *m = Some(m.map_or(x, |m| m.max(x))),
+            Accumulator::Count(n) => *n += x.max(0.0) as u64,
+            _ => {}
+        }
+    }
+
     /// Finishes the bin in place, dropping the values it kept; returns how
     /// many bytes it held (what [`add`](Self::add) reported for it).
     pub fn close(&mut self) -> usize {

@@ -811,6 +811,7 @@ fn scan_bins(
         leaf,
         start: first,
         stop,
+        step: Some(tier.step()),
     };
     store.select(tenant, &selection, &mut |found| {
         match found {
@@ -825,6 +826,11 @@ fn scan_bins(
             Selected::Values(vs) => {
                 for (t, v) in vs {
                     computer.add_scalar(*t, v);
+                }
+            }
+            Selected::Partials(ps) => {
+                for &(t, x) in ps {
+                    computer.add_partial(t, x);
                 }
             }
         }

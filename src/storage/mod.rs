@@ -309,6 +309,10 @@ pub struct Selection<'a> {
     pub leaf: &'a LeafPlan,
     pub start: i64,
     pub stop: i64,
+    /// The width of the bins the caller reduces into (bins start at
+    /// `start` plus multiples of it), if it bins: a backend may then give
+    /// [`Selected::Partials`] for a pyramidal reduce.
+    pub step: Option<i64>,
 }
 
 /// One batch of what [`EventStore::select`] found.
@@ -324,6 +328,15 @@ pub enum Selected<'a> {
     /// NaN from arithmetic on one): (time, value). Of the reduces, only
     /// `count` and `distinct` take these into account.
     Values(&'a [(i64, Scalar)]),
+    /// Only for a selection with a `step` and a leaf whose reduce is
+    /// pyramidal (`sum`, `min`, `max`, `count`: `metric::reduce::is_pyramidal`),
+    /// and only if the backend computed them itself (a database's
+    /// aggregation): (bin start, the reduce over some of that bin's
+    /// selected events — for `count`, how many). Every selected event is
+    /// given once, as an event or inside one partial; a bin without
+    /// events need not appear. No [`Before`](Selected::Before) is owed
+    /// for them.
+    Partials(&'a [(i64, f64)]),
 }
 
 /// One cached metric bin.

@@ -291,7 +291,7 @@ mod tests {
                     out.extend(xs.iter().map(|&(t, x)| (t, Scalar::Number(x))))
                 }
                 Selected::Values(vs) => out.extend(vs.iter().cloned()),
-                Selected::Before(_) => {}
+                Selected::Before(_) | Selected::Partials(_) => {}
             }
             ControlFlow::Continue(())
         });

@@ -121,7 +121,9 @@ pub(super) fn select(
     selection: &Selection<'_>,
     visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
 ) -> Result<(), StoreError> {
-    let Selection { leaf, start, stop } = *selection;
+    let Selection {
+        leaf, start, stop, ..
+    } = *selection;
     let mut rows = RowSelector::new(leaf);
     let names: Vec<String> = rows.names().to_vec();
     let none_needed = names.is_empty();

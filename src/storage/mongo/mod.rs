@@ -53,6 +53,7 @@ use mongodb::sync::{Client, ClientSession, Collection, Database};
 
 use crate::model::event::canonical_id;
 use crate::model::{NewEvent, StoredEvent, Tenant};
+use crate::plan::LeafPlan;
 use crate::storage::{
     CachedBin, DirtyMark, EventStore, Expired, KeyStore, MetricCache, Order, PutOutcome,
     RetentionOverride, Selected, Selection, StoreError, TypeStats, rows,
@@ -139,6 +140,40 @@ fn range_of(start: i64, stop: i64) -> Document {
 
 fn range_filter(start: i64, stop: i64) -> Document {
     doc! {"t": range_of(start, stop)}
+}
+
+/// The `$group` accumulator of a leaf whose bins MongoDB can compute
+/// exactly as Cubed would, if it can: a pyramidal reduce (`sum`, `min`,
+/// `max`, `count`) of no value or of one top-level field, with a filter on
+/// top-level fields only and no `re` (MongoDB would run PCRE). Numbers
+/// only for `sum`, `min` and `max` (`$isNumber`, MongoDB 4.4+), as
+/// Cubed's reduces consider numbers only.
+fn group_accumulator(leaf: &LeafPlan) -> Option<Document> {
+    use crate::expr::{Reduce, ValueExpr};
+    let field = match &leaf.value {
+        None => None,
+        Some(ValueExpr::Field(f)) if f.tail.is_empty() && !f.head.contains(['.', '$']) => {
+            Some(format!("$d.{}", f.head))
+        }
+        Some(_) => return None,
+    };
+    for (key, value) in leaf.filter.query_document() {
+        let top_level = key.matches('.').count() == 1 && !key.contains('$');
+        let regex = value.as_object().is_some_and(|o| o.contains_key("$regex"));
+        if !top_level || regex {
+            return None;
+        }
+    }
+    let number = |f: &str| doc! {"$cond": [{"$isNumber": f}, f, Bson::Null]};
+    Some(match (leaf.reduce, field) {
+        (Reduce::Count, _) | (Reduce::Sum, None) => doc! {"$sum": 1},
+        (Reduce::Sum, Some(f)) => doc! {"$sum": number(&f)},
+        (Reduce::Min, None) => doc! {"$min": {"$literal": 1}},
+        (Reduce::Max, None) => doc! {"$max": {"$literal": 1}},
+        (Reduce::Min, Some(f)) => doc! {"$min": number(&f)},
+        (Reduce::Max, Some(f)) => doc! {"$max": number(&f)},
+        _ => return None,
+    })
 }
 
 /// `d.a` of a filter or projection key `d.a.b.0`: what a projection may
@@ -668,6 +703,73 @@ impl MongoStore {
         Ok(total.max(0) as u64)
     }
 
+    /// Per-bin aggregates computed by the server (`$match` on time and the
+    /// whole filter, `$group` on the bin), so that a sharded cluster does
+    /// the scanning: [`Selected::Partials`].
+    fn select_partials(
+        &self,
+        db: &Database,
+        selection: &Selection<'_>,
+        step: i64,
+        accumulator: Document,
+        visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let leaf = selection.leaf;
+        let mut filter = range_filter(selection.start, selection.stop);
+        for (key, value) in leaf.filter.query_document() {
+            let v = convert::json_to_bson(&value.to_string()).map_err(|u| {
+                StoreError::Engine(format!("a filter MongoDB cannot hold: {}", u.0))
+            })?;
+            filter.insert(key, v);
+        }
+        // An event without the value's field has no value (Cubed skips
+        // it, even when a filter such as `ne` on that field passes it).
+        let filter = match leaf.fields.first() {
+            Some(f) => doc! {"$and": [filter, {format!("d.{}", f.head): {"$exists": true}}]},
+            None => filter,
+        };
+        let since = doc! {"$subtract": [{"$toLong": "$t"}, selection.start]};
+        let bin = doc! {"$subtract": [{"$toLong": "$t"}, {"$mod": [since, step]}]};
+        let found = self
+            .events(db, &leaf.event_type)
+            .aggregate([
+                doc! {"$match": filter},
+                doc! {"$group": {"_id": bin, "v": accumulator}},
+                doc! {"$sort": {"_id": 1}},
+            ])
+            .batch_size(BATCH)
+            .run()
+            .map_err(engine)?;
+        let mut partials: Vec<(i64, f64)> = Vec::with_capacity(1024);
+        for d in found {
+            let d = d.map_err(engine)?;
+            let time = match d.get("_id") {
+                Some(Bson::Int64(t)) => *t,
+                Some(Bson::Int32(t)) => i64::from(*t),
+                Some(Bson::Double(t)) => *t as i64,
+                other => return Err(corrupt(format!("a bin start {other:?}"))),
+            };
+            let value = match d.get("v") {
+                Some(Bson::Int64(x)) => *x as f64,
+                Some(Bson::Int32(x)) => f64::from(*x),
+                Some(Bson::Double(x)) => *x,
+                // No number among the bin's values (min, max).
+                _ => continue,
+            };
+            partials.push((time, value));
+            if partials.len() == partials.capacity() {
+                if visit(Selected::Partials(&partials)).is_break() {
+                    return Ok(());
+                }
+                partials.clear();
+            }
+        }
+        if !partials.is_empty() {
+            let _ = visit(Selected::Partials(&partials));
+        }
+        Ok(())
+    }
+
     fn tenant_dbs(&self) -> Result<Vec<(String, Tenant)>, StoreError> {
         let names = self.client.list_database_names().run().map_err(engine)?;
         Ok(names
@@ -804,6 +906,11 @@ impl EventStore for MongoStore {
     ) -> Result<(), StoreError> {
         let leaf = selection.leaf;
         let db = self.db(tenant)?;
+        if let Some(step) = selection.step.filter(|s| *s > 0)
+            && let Some(accumulator) = group_accumulator(leaf)
+        {
+            return self.select_partials(&db, selection, step, accumulator, visit);
+        }
         let mut filter = range_filter(selection.start, selection.stop);
         let mut heads: Vec<String> = Vec::new();
         for (key, value) in leaf.filter.query_document() {

@@ -64,11 +64,21 @@ fn check(s: &TestServer, expr: &str, step: i64, expected: &[f64]) {
 
 #[test]
 fn cube_metric_test_every_tier_computed_then_cached() {
-    let s = TestServer::start();
-    put_cube_test_events(&s);
+    cube_metric_test(&TestServer::start());
+}
+
+/// The same on the MongoDB backend (computed with its per-bin `$group`,
+/// cached in its capped collection).
+#[test]
+fn cube_metric_test_on_mongodb() {
+    cube_metric_test(&TestServer::start_on_mongodb());
+}
+
+fn cube_metric_test(s: &TestServer) {
+    put_cube_test_events(s);
     let nan = f64::NAN;
     check(
-        &s,
+        s,
         "sum(test)",
         60_000,
         &[
@@ -79,17 +89,17 @@ fn cube_metric_test_every_tier_computed_then_cached() {
         ],
     );
     check(
-        &s,
+        s,
         "sum(test)",
         300_000,
         &[
             0., 17., 65., 143., 175., 225., 275., 325., 375., 425., 475., 0., 0.,
         ],
     );
-    check(&s, "sum(test)", 3_600_000, &[82., 2418.]);
-    check(&s, "sum(test)", 86_400_000, &[82., 2418.]);
+    check(s, "sum(test)", 3_600_000, &[82., 2418.]);
+    check(s, "sum(test)", 86_400_000, &[82., 2418.]);
     check(
-        &s,
+        s,
         "sum(test(i))",
         300_000,
         &[
@@ -97,40 +107,40 @@ fn cube_metric_test_every_tier_computed_then_cached() {
             0., 0.,
         ],
     );
-    check(&s, "sum(test(i))", 3_600_000, &[3321., 3120429.]);
-    check(&s, "sum(test(i))", 86_400_000, &[3321., 3120429.]);
+    check(s, "sum(test(i))", 3_600_000, &[3321., 3120429.]);
+    check(s, "sum(test(i))", 86_400_000, &[3321., 3120429.]);
     check(
-        &s,
+        s,
         "sum(test(i / 100))",
         300_000,
         &[
             0., 1.36, 31.85, 218.79, 546., 1152., 2095.5, 3451.5, 5295., 7701., 10744.5, 0., 0.,
         ],
     );
-    check(&s, "sum(test(i / 100))", 3_600_000, &[33.21, 31204.29]);
-    check(&s, "sum(test(i / 100))", 86_400_000, &[33.21, 31204.29]);
+    check(s, "sum(test(i / 100))", 3_600_000, &[33.21, 31204.29]);
+    check(s, "sum(test(i / 100))", 86_400_000, &[33.21, 31204.29]);
     check(
-        &s,
+        s,
         "max(test(i)) - min(test(i))",
         300_000,
         &[
             nan, 16., 64., 142., 174., 224., 274., 324., 374., 424., 474., nan, nan,
         ],
     );
-    check(&s, "max(test(i)) - min(test(i))", 3_600_000, &[81., 2417.]);
-    check(&s, "max(test(i)) - min(test(i))", 86_400_000, &[81., 2417.]);
+    check(s, "max(test(i)) - min(test(i))", 3_600_000, &[81., 2417.]);
+    check(s, "max(test(i)) - min(test(i))", 86_400_000, &[81., 2417.]);
     check(
-        &s,
+        s,
         "distinct(test(i))",
         300_000,
         &[
             0., 17., 65., 143., 175., 225., 275., 325., 375., 425., 475., 0., 0.,
         ],
     );
-    check(&s, "distinct(test(i))", 3_600_000, &[82., 2418.]);
-    check(&s, "distinct(test(i))", 86_400_000, &[82., 2418.]);
+    check(s, "distinct(test(i))", 3_600_000, &[82., 2418.]);
+    check(s, "distinct(test(i))", 86_400_000, &[82., 2418.]);
     check(
-        &s,
+        s,
         "sum(test(i)) - median(test(i))",
         300_000,
         &[
@@ -139,27 +149,27 @@ fn cube_metric_test_every_tier_computed_then_cached() {
         ],
     );
     check(
-        &s,
+        s,
         "sum(test(i)) - median(test(i))",
         3_600_000,
         &[3280.5, 3119138.5],
     );
     check(
-        &s,
+        s,
         "sum(test(i)) - median(test(i))",
         86_400_000,
         &[3280.5, 3119138.5],
     );
     check(
-        &s,
+        s,
         "-1 + sum(test)",
         300_000,
         &[
             -1., 16., 64., 142., 174., 224., 274., 324., 374., 424., 474., -1., -1.,
         ],
     );
-    check(&s, "-1 + sum(test)", 3_600_000, &[81., 2417.]);
-    check(&s, "-1 + sum(test)", 86_400_000, &[81., 2417.]);
+    check(s, "-1 + sum(test)", 3_600_000, &[81., 2417.]);
+    check(s, "-1 + sum(test)", 86_400_000, &[81., 2417.]);
 }
 
 #[test]
@@ -238,7 +248,15 @@ fn defaults_and_limit() {
 
 #[test]
 fn late_events_and_upserts_invalidate_cached_bins() {
-    let s = TestServer::start();
+    late_events_and_upserts(&TestServer::start());
+}
+
+#[test]
+fn late_events_and_upserts_invalidate_cached_bins_on_mongodb() {
+    late_events_and_upserts(&TestServer::start_on_mongodb());
+}
+
+fn late_events_and_upserts(s: &TestServer) {
     let put = |body: Value| s.put(&body);
     let q = |step: i64| {
         let (_, v) = get(

@@ -296,3 +296,100 @@ fn what_mongodb_cannot_hold_is_refused_before_anything_is_stored() {
         "{names:?}"
     );
 }
+
+/// The database stops in the middle of a stream of puts and comes back:
+/// puts meanwhile are refused (never acknowledged), the server recovers
+/// without a restart, and every acknowledged event is there. Always on a
+/// SecantusDB of its own (it is stopped and started again), keeping its
+/// files in a temporary directory.
+#[test]
+fn the_database_stopping_mid_put_loses_nothing_acknowledged() {
+    let files = tempfile::tempdir().unwrap();
+    let storage = files.path().to_str().unwrap().to_owned();
+    let port = mongo_server::free_port();
+    let db = mongo_server::OwnSecantus::start(port, &storage);
+    // A short server selection timeout: a put fails in 2 s while the
+    // database is away, instead of the driver's 30.
+    let url = format!("mongodb://127.0.0.1:{port}/cube?serverSelectionTimeoutMS=2000");
+    let s = start(&url);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let put_batch = |b: usize| -> u16 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| {
+                json!({"type": "durable", "id": format!("b{b}i{i}"),
+                       "time": iso(T0 + (b * 50 + i) as i64), "data": {"b": b}})
+            })
+            .collect();
+        match agent
+            .post(&format!("{}/1.0/event/put", s.collector))
+            .header("content-type", "application/json")
+            .send(Value::from(events).to_string())
+        {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    };
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    let mut b = 0;
+    while acknowledged.len() < 20 {
+        assert_eq!(put_batch(b), 200, "batch {b} before the stop");
+        acknowledged.push(b);
+        b += 1;
+    }
+    // Stop it while puts go on from another thread.
+    let stopper = std::thread::spawn(move || db.stop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        match put_batch(b) {
+            200 => acknowledged.push(b),
+            status => {
+                assert!(status >= 500 || status == 0, "batch {b}: {status}");
+                refused += 1;
+            }
+        }
+        b += 1;
+    }
+    stopper.join().unwrap();
+    assert!(
+        refused > 0,
+        "no put was refused while the database was down"
+    );
+    // Back, on the same files: puts succeed again without a restart.
+    let _db = mongo_server::OwnSecantus::start(port, &storage);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut after = 0;
+    while after < 5 {
+        assert!(std::time::Instant::now() < deadline, "puts never recovered");
+        if put_batch(b) == 200 {
+            acknowledged.push(b);
+            after += 1;
+        }
+        b += 1;
+    }
+    let got = get(&format!(
+        "{}/1.0/event?expression=durable(b)&start={}&stop={}&limit=10000",
+        s.evaluator,
+        iso(T0),
+        iso(T0 + 10 * MIN)
+    ));
+    let mut per_batch = std::collections::HashMap::<u64, usize>::new();
+    for e in got.as_array().unwrap() {
+        *per_batch
+            .entry(e["data"]["b"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    for b in &acknowledged {
+        assert_eq!(
+            per_batch.get(&(*b as u64)),
+            Some(&50),
+            "acknowledged batch {b}"
+        );
+    }
+    // A refused batch is all or nothing (one transaction).
+    assert!(per_batch.values().all(|n| *n == 50), "{per_batch:?}");
+}

@@ -10,6 +10,10 @@ use cubed::model::{Clock, SystemClock};
 use cubed::server::{self, App, Limits, Listeners, Options};
 use cubed::service::Services;
 use cubed::storage::embedded::{Durability, EmbeddedStore};
+use cubed::storage::mongo::{CacheMode, MongoStore};
+use cubed::storage::{EventStore, MetricCache};
+
+pub mod mongo;
 
 pub struct TestServer {
     pub collector: SocketAddr,
@@ -18,6 +22,8 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     pub dir: tempfile::TempDir,
+    /// The MongoDB databases of a server on that backend, dropped last.
+    drop_databases: Option<mongo::DropDatabases>,
 }
 
 impl TestServer {
@@ -51,10 +57,38 @@ impl TestServer {
         )
     }
 
+    /// A server (without self-monitoring events) on the MongoDB backend:
+    /// databases of its own on the tests' MongoDB (`mongo.rs`), dropped
+    /// with the server.
+    pub fn start_on_mongodb() -> Self {
+        let (server, name) = (mongo::server(), mongo::fresh_database());
+        let url = server.url(&name);
+        let mut s = Self::start_full(
+            Arc::new(SystemClock),
+            Options {
+                self_events: false,
+                ..Options::default()
+            },
+            None,
+            Some(url),
+        );
+        s.drop_databases = Some(mongo::DropDatabases { server, name });
+        s
+    }
+
     fn start_inner(
         clock: Arc<dyn Clock>,
         options: Options,
         keys: Option<std::path::PathBuf>,
+    ) -> Self {
+        Self::start_full(clock, options, keys, None)
+    }
+
+    fn start_full(
+        clock: Arc<dyn Clock>,
+        options: Options,
+        keys: Option<std::path::PathBuf>,
+        mongodb: Option<String>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_owned();
@@ -67,9 +101,23 @@ impl TestServer {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let store = Arc::new(
-                    EmbeddedStore::open(&path, Durability::Process, 1 << 20).expect("store"),
-                );
+                let (events, cache): (Arc<dyn EventStore>, Arc<dyn MetricCache>) = match mongodb {
+                    Some(url) => {
+                        let store = tokio::task::block_in_place(|| {
+                            MongoStore::connect(&url, 1 << 20, CacheMode::Capped)
+                        })
+                        .expect("mongodb");
+                        let store = Arc::new(store);
+                        (store.clone(), store)
+                    }
+                    None => {
+                        let store = Arc::new(
+                            EmbeddedStore::open(&path, Durability::Process, 1 << 20)
+                                .expect("store"),
+                        );
+                        (store.clone(), store)
+                    }
+                };
                 let listeners = Listeners {
                     collector: tokio::net::TcpListener::bind("127.0.0.1:0")
                         .await
@@ -94,7 +142,9 @@ impl TestServer {
                         .expect("addr"),
                 );
                 addr_tx.send(addrs).expect("send addrs");
-                let mut services = Services::new(store.clone(), store, clock, options.services());
+                let mut services = tokio::task::block_in_place(|| {
+                    Services::new(events, cache, clock, options.services())
+                });
                 if let Some(keys) = keys {
                     let file = cubed::storage::embedded::credentials::KeyFile::in_dir(&keys);
                     services.auth = Arc::new(
@@ -117,6 +167,7 @@ impl TestServer {
             stop: Some(stop_tx),
             thread: Some(thread),
             dir,
+            drop_databases: None,
         }
     }
 

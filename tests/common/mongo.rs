@@ -32,7 +32,7 @@ impl MongoServer {
 }
 
 /// The python that runs secantus.
-fn python() -> String {
+pub fn python() -> String {
     if let Ok(p) = std::env::var("CUBED_TEST_SECANTUS_PYTHON") {
         return p;
     }
@@ -50,7 +50,7 @@ fn python() -> String {
 const SUPERVISOR: &str = r#"
 import subprocess, sys
 p = subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1",
-                      "--port", sys.argv[1], "--storage-path", ":memory:",
+                      "--port", sys.argv[1], "--storage-path", sys.argv[2],
                       "--log-level", "WARNING"])
 try:
     sys.stdin.read()
@@ -78,29 +78,10 @@ pub fn server() -> MongoServer {
                 let (hosts, query) = split_url(&url);
                 return MongoServer { hosts, query };
             }
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let mut child = Command::new(python())
-                .args(["-c", SUPERVISOR, &port.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start secantus");
-            let stdin = child.stdin.take().expect("stdin");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("secantus exited: {status}");
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "secantus did not listen on {port}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let port = free_port();
+            // Kept for the whole test process: its supervisor stops it when
+            // the process exits and the pipe closes.
+            let (child, stdin) = OwnSecantus::start(port, ":memory:").into_parts();
             let _ = SECANTUS.set(Secantus {
                 _child: Mutex::new(child),
                 _stdin: Mutex::new(stdin),
@@ -111,6 +92,77 @@ pub fn server() -> MongoServer {
             }
         })
         .clone()
+}
+
+/// A SecantusDB of a test's own (always SecantusDB, whatever
+/// `CUBED_TEST_MONGO_URL` says: the test stops and restarts it), on
+/// `port`, keeping its files in `storage` (or `:memory:`). Dropping it (or
+/// [`stop`](Self::stop)) shuts it down cleanly.
+pub struct OwnSecantus {
+    child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl OwnSecantus {
+    pub fn start(port: u16, storage: &str) -> Self {
+        let mut child = Command::new(python())
+            .args(["-c", SUPERVISOR, &port.to_string(), storage])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start secantus");
+        let stdin = child.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("secantus exited: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "secantus did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        OwnSecantus {
+            child: Some(child),
+            stdin,
+        }
+    }
+
+    /// The process and its stdin, to hold for as long as the server is needed.
+    fn into_parts(mut self) -> (Child, std::process::ChildStdin) {
+        let child = self.child.take().expect("child");
+        let stdin = self.stdin.take().expect("stdin");
+        (child, stdin)
+    }
+
+    /// Shuts the server down (SIGTERM) and waits until it has exited.
+    pub fn stop(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        // Closing its stdin tells the supervisor to terminate it and wait.
+        self.stdin.take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnSecantus {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// `mongodb://h:p/db?q` → (`mongodb://h:p`, `?q`).

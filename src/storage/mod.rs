@@ -154,43 +154,15 @@ pub trait EventStore: Send + Sync + 'static {
         visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let leaf = selection.leaf;
-        let mut rows = rows::RowSelector::new(leaf);
-        let mut batch = rows::Batch::default();
-        let mut hour: Option<i64> = None;
-        let mut bad = None;
-        let mut stopped = false;
-        self.scan_data(
-            tenant,
-            &leaf.event_type,
-            selection.start,
-            selection.stop,
-            &mut |t, data| {
-                let h = rows::hour_of(t);
-                if hour != Some(h) {
-                    hour = Some(h);
-                    if batch.flush(visit).is_break() || visit(Selected::Before(h)).is_break() {
-                        stopped = true;
-                        return ControlFlow::Break(());
-                    }
-                }
-                if let Err(e) = rows.select(t, data, &mut batch) {
-                    bad = Some(e);
-                    return ControlFlow::Break(());
-                }
-                if batch.is_full() && batch.flush(visit).is_break() {
-                    stopped = true;
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            },
-        )?;
-        if let Some(e) = bad {
-            return Err(e);
-        }
-        if !stopped {
-            let _ = batch.flush(visit);
-        }
-        Ok(())
+        rows::select_rows(leaf, visit, |each| {
+            self.scan_data(
+                tenant,
+                &leaf.event_type,
+                selection.start,
+                selection.stop,
+                each,
+            )
+        })
     }
 
     /// The tenant's event types, sorted.

@@ -16,6 +16,50 @@ use crate::plan::{LeafPlan, Scalar};
 /// Most events one [`Batch`] holds before it is given to the caller.
 pub const BATCH_EVENTS: usize = 4096;
 
+/// `select` over (time, data JSON text) pairs that `feed` gives to the
+/// visitor it is handed, every event of an hour before any of a later one
+/// (what `scan_data` gives): each event is checked and valued by
+/// [`RowSelector`], batched, with a [`Selected::Before`] at the start of
+/// each hour. The default `select`, and any backend that reads events as
+/// JSON, run this.
+pub fn select_rows(
+    leaf: &LeafPlan,
+    visit: &mut dyn FnMut(Selected<'_>) -> ControlFlow<()>,
+    feed: impl FnOnce(&mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut rows = RowSelector::new(leaf);
+    let mut batch = Batch::default();
+    let mut hour: Option<i64> = None;
+    let mut bad = None;
+    let mut stopped = false;
+    feed(&mut |t, data| {
+        let h = hour_of(t);
+        if hour != Some(h) {
+            hour = Some(h);
+            if batch.flush(visit).is_break() || visit(Selected::Before(h)).is_break() {
+                stopped = true;
+                return ControlFlow::Break(());
+            }
+        }
+        if let Err(e) = rows.select(t, data, &mut batch) {
+            bad = Some(e);
+            return ControlFlow::Break(());
+        }
+        if batch.is_full() && batch.flush(visit).is_break() {
+            stopped = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    if !stopped {
+        let _ = batch.flush(visit);
+    }
+    Ok(())
+}
+
 /// Selected events waiting to be given to the caller of `select`.
 #[derive(Debug, Default)]
 pub struct Batch {

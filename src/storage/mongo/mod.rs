@@ -159,8 +159,7 @@ fn group_accumulator(leaf: &LeafPlan) -> Option<Document> {
     };
     for (key, value) in leaf.filter.query_document() {
         let top_level = key.matches('.').count() == 1 && !key.contains('$');
-        let regex = value.as_object().is_some_and(|o| o.contains_key("$regex"));
-        if !top_level || regex {
+        if !top_level || is_regex(&value) {
             return None;
         }
     }
@@ -174,6 +173,14 @@ fn group_accumulator(leaf: &LeafPlan) -> Option<Document> {
         (Reduce::Max, Some(f)) => doc! {"$max": number(&f)},
         _ => return None,
     })
+}
+
+/// Whether a filter document's condition holds `re` (`$regex`), which
+/// MongoDB would run as PCRE rather than as Cubed's regular expressions.
+fn is_regex(condition: &serde_json::Value) -> bool {
+    condition
+        .as_object()
+        .is_some_and(|o| o.contains_key("$regex"))
 }
 
 /// `d.a` of a filter or projection key `d.a.b.0`: what a projection may
@@ -205,6 +212,44 @@ fn id_bson(canonical: &str) -> Result<Bson, StoreError> {
         .parse()
         .map_err(|_| corrupt(format!("id {canonical}")))?;
     Ok(convert::number_bson(x))
+}
+
+/// Gives each event of `cursor` as (time, data JSON text) until `visit`
+/// breaks.
+fn visit_data(
+    cursor: mongodb::sync::Cursor<Document>,
+    visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
+    let mut text = String::new();
+    for d in cursor {
+        let d = d.map_err(engine)?;
+        text.clear();
+        data_json(&d, &mut text);
+        if visit(time_of(&d)?, text.as_bytes()).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A BSON number (`Int32`, `Int64` or `Double`) as a double.
+fn number_of(v: Option<&Bson>) -> Option<f64> {
+    match v? {
+        Bson::Double(x) => Some(*x),
+        Bson::Int32(x) => Some(f64::from(*x)),
+        Bson::Int64(x) => Some(*x as f64),
+        _ => None,
+    }
+}
+
+/// A BSON number as an integer (a double truncated), exact for `Int64`.
+fn integer_of(v: Option<&Bson>) -> Option<i64> {
+    match v? {
+        Bson::Int64(x) => Some(*x),
+        Bson::Int32(x) => Some(i64::from(*x)),
+        Bson::Double(x) => Some(*x as i64),
+        _ => None,
+    }
 }
 
 /// The time of a stored event.
@@ -652,20 +697,18 @@ impl MongoStore {
         start: i64,
         stop: i64,
         order: Order,
-    ) -> Result<Option<mongodb::sync::Cursor<Document>>, StoreError> {
+    ) -> Result<mongodb::sync::Cursor<Document>, StoreError> {
         let db = self.db(tenant)?;
         let sort = match order {
             Order::Ascending => 1,
             Order::Descending => -1,
         };
-        let cursor = self
-            .events(&db, event_type)
+        self.events(&db, event_type)
             .find(range_filter(start, stop))
             .sort(doc! {"t": sort})
             .batch_size(BATCH)
             .run()
-            .map_err(engine)?;
-        Ok(Some(cursor))
+            .map_err(engine)
     }
 
     fn has_events(&self, db: &Database, event_type: &str) -> Result<bool, StoreError> {
@@ -691,12 +734,7 @@ impl MongoStore {
         let total = match found.next() {
             Some(d) => {
                 let d = d.map_err(engine)?;
-                match d.get("b") {
-                    Some(Bson::Int32(x)) => i64::from(*x),
-                    Some(Bson::Int64(x)) => *x,
-                    Some(Bson::Double(x)) => *x as i64,
-                    _ => 0,
-                }
+                integer_of(d.get("b")).unwrap_or(0)
             }
             None => 0,
         };
@@ -743,18 +781,12 @@ impl MongoStore {
         let mut partials: Vec<(i64, f64)> = Vec::with_capacity(1024);
         for d in found {
             let d = d.map_err(engine)?;
-            let time = match d.get("_id") {
-                Some(Bson::Int64(t)) => *t,
-                Some(Bson::Int32(t)) => i64::from(*t),
-                Some(Bson::Double(t)) => *t as i64,
-                other => return Err(corrupt(format!("a bin start {other:?}"))),
+            let Some(time) = integer_of(d.get("_id")) else {
+                return Err(corrupt(format!("a bin start {:?}", d.get("_id"))));
             };
-            let value = match d.get("v") {
-                Some(Bson::Int64(x)) => *x as f64,
-                Some(Bson::Int32(x)) => f64::from(*x),
-                Some(Bson::Double(x)) => *x,
-                // No number among the bin's values (min, max).
-                _ => continue,
+            // None: no number among the bin's values (min, max).
+            let Some(value) = number_of(d.get("v")) else {
+                continue;
             };
             partials.push((time, value));
             if partials.len() == partials.capacity() {
@@ -843,9 +875,7 @@ impl EventStore for MongoStore {
         order: Order,
         visit: &mut dyn FnMut(StoredEvent) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let Some(cursor) = self.find_events(tenant, event_type, start, stop, order)? else {
-            return Ok(());
-        };
+        let cursor = self.find_events(tenant, event_type, start, stop, order)?;
         let mut text = String::new();
         for d in cursor {
             let d = d.map_err(engine)?;
@@ -876,20 +906,8 @@ impl EventStore for MongoStore {
         stop: i64,
         visit: &mut dyn FnMut(i64, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let Some(cursor) = self.find_events(tenant, event_type, start, stop, Order::Ascending)?
-        else {
-            return Ok(());
-        };
-        let mut text = String::new();
-        for d in cursor {
-            let d = d.map_err(engine)?;
-            text.clear();
-            data_json(&d, &mut text);
-            if visit(time_of(&d)?, text.as_bytes()).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        let cursor = self.find_events(tenant, event_type, start, stop, Order::Ascending)?;
+        visit_data(cursor, visit)
     }
 
     /// Pushdown: the leaf's filter goes to MongoDB as Cube's query
@@ -914,8 +932,9 @@ impl EventStore for MongoStore {
         let mut filter = range_filter(selection.start, selection.stop);
         let mut heads: Vec<String> = Vec::new();
         for (key, value) in leaf.filter.query_document() {
-            let regex = value.as_object().is_some_and(|o| o.contains_key("$regex"));
-            if !regex && let Ok(v) = convert::json_to_bson(&value.to_string()) {
+            if !is_regex(&value)
+                && let Ok(v) = convert::json_to_bson(&value.to_string())
+            {
                 filter.insert(key.clone(), v);
             }
             heads.push(top_field(&key));
@@ -937,29 +956,7 @@ impl EventStore for MongoStore {
             .batch_size(BATCH)
             .run()
             .map_err(engine)?;
-        let mut rows = rows::RowSelector::new(leaf);
-        let mut batch = rows::Batch::default();
-        let mut hour: Option<i64> = None;
-        let mut text = String::new();
-        for d in cursor {
-            let d = d.map_err(engine)?;
-            let t = time_of(&d)?;
-            let h = rows::hour_of(t);
-            if hour != Some(h) {
-                hour = Some(h);
-                if batch.flush(visit).is_break() || visit(Selected::Before(h)).is_break() {
-                    return Ok(());
-                }
-            }
-            text.clear();
-            data_json(&d, &mut text);
-            rows.select(t, text.as_bytes(), &mut batch)?;
-            if batch.is_full() && batch.flush(visit).is_break() {
-                return Ok(());
-            }
-        }
-        let _ = batch.flush(visit);
-        Ok(())
+        rows::select_rows(leaf, visit, |each| visit_data(cursor, each))
     }
 
     fn types(&self, tenant: &Tenant) -> Result<Vec<String>, StoreError> {
@@ -1147,13 +1144,13 @@ impl MetricCache for MongoStore {
                 other => return Err(corrupt(format!("a cached bin whose time is {other:?}"))),
             };
             let value = match d.get("v") {
-                Some(Bson::Double(x)) if x.is_nan() => None,
-                Some(Bson::Double(x)) => Some(*x),
-                Some(Bson::Int32(x)) => Some(f64::from(*x)),
-                Some(Bson::Int64(x)) => Some(*x as f64),
                 // Marsup's fork stored bins without a value this way.
                 None | Some(Bson::Null) => None,
-                Some(other) => return Err(corrupt(format!("a cached value {other:?}"))),
+                v => match number_of(v) {
+                    Some(x) if x.is_nan() => None,
+                    Some(x) => Some(x),
+                    None => return Err(corrupt(format!("a cached value {v:?}"))),
+                },
             };
             out.push(CachedBin { time, value });
         }
@@ -1297,12 +1294,7 @@ impl MetricCache for MongoStore {
             .find_one(doc! {"_id": event_type})
             .run()
             .map_err(engine)?;
-        let g = found
-            .and_then(|d| {
-                d.get("g")
-                    .and_then(|g| g.as_i64().or_else(|| g.as_i32().map(i64::from)))
-            })
-            .unwrap_or(0);
+        let g = found.and_then(|d| integer_of(d.get("g"))).unwrap_or(0);
         Ok(Some(g.max(0) as u64))
     }
 

@@ -111,6 +111,78 @@ fn websocket_messages_over_the_limit_close_the_socket() {
     assert_eq!(get(&s.evaluator_url("/1.0/types"), None).1, json!([]));
 }
 
+/// Each socket's read buffer starts at 4 KiB (`server/ws.rs`): messages
+/// many times that, up to the limit, still arrive whole, over both
+/// listeners.
+#[test]
+fn websocket_messages_longer_than_the_read_buffer_arrive_whole() {
+    let s = TestServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let long = "y".repeat(60_000);
+    rt.block_on(async {
+        let url = format!("ws://{}/1.0/event/put", s.collector);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        let event = json!({"type": "long", "time": "2026-01-01T00:00:00Z", "data": {"s": long}});
+        ws.send(Message::text(event.to_string())).await.unwrap();
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some() {}
+    });
+    let url = s.evaluator_url(&format!(
+        "/1.0/event?expression={}&start=2026-01-01&stop=2026-01-02",
+        common::enc("long(s)")
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let (status, body) = get(&url, None);
+        assert_eq!(status, 200, "{body}");
+        if body.as_array().is_some_and(|a| !a.is_empty()) || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        got[0]["data"]["s"].as_str().map(str::len),
+        Some(60_000),
+        "stored whole"
+    );
+    // And a request of 60,000 bytes on the evaluator's socket is read
+    // whole too (refused as an expression, not as a broken frame).
+    rt.block_on(async {
+        let url = format!("ws://{}/1.0/metric/get", s.evaluator);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        let request = json!({"expression": long, "start": "2026-01-01", "stop": "2026-01-02", "step": 3_600_000});
+        ws.send(Message::text(request.to_string())).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("answered in time")
+            .expect("an answer")
+            .expect("a message");
+        let answer: Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+        assert!(answer["error"].is_string(), "{answer}");
+        assert_ne!(answer["error"], json!("invalid request"), "{answer}");
+    });
+}
+
+/// A plain GET to a WebSocket endpoint is a clear 400, not a hang or 404.
+#[test]
+fn a_plain_get_to_a_websocket_endpoint_is_refused() {
+    let s = TestServer::start();
+    // (The evaluator's `/1.0/metric/get` and `/1.0/event/get` answer plain
+    // GETs as Cube's do; the collector's put socket has no plain GET.)
+    let url = format!("http://{}/1.0/event/put", s.collector);
+    let (status, body) = get(&url, None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], json!("not a websocket handshake"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("upgrade")),
+        "{body}"
+    );
+}
+
 #[test]
 fn invalid_service_on_websocket_upgrade_is_refused() {
     let s = TestServer::start();

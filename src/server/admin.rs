@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use super::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use warp::http::StatusCode;
 use warp::http::header::{CONTENT_TYPE, HeaderValue};
-use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
 use super::App;
@@ -190,12 +190,12 @@ pub fn routes(
         });
 
     let status_ws = warp::path!("1.0" / "status")
-        .and(warp::ws())
+        .and(super::ws::ws())
         .and(access(Arc::clone(&app), Role::Read))
         .and(tx_headers())
         .and(with_app(Arc::clone(&app)))
         .map(
-            |ws: warp::ws::Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| {
+            |ws: super::ws::Ws, access: Result<Access, ApiError>, tx: TxHeaders, app: Arc<App>| {
                 match access
                     .and_then(operator)
                     .and_then(|a| websocket_turn(&app).map(|turn| (a, turn)))
@@ -203,12 +203,11 @@ pub fn routes(
                     Ok((access, turn)) => {
                         let tx = tx.for_tenant(&access.tenant);
                         let offered = tx.protocols.clone();
-                        let reply = ws
-                            .max_message_size(app.limits.max_ws_message_bytes)
-                            .on_upgrade(move |socket| async move {
-                                status_socket(socket, app, tx, access.key_id).await;
-                                drop(turn);
-                            });
+                        let max = app.limits.max_ws_message_bytes;
+                        let reply = ws.on_upgrade(max, move |socket| async move {
+                            status_socket(socket, app, tx, access.key_id).await;
+                            drop(turn);
+                        });
                         upgrade_reply(reply, offered.as_deref())
                     }
                     Err(e) => e.into_response(),
@@ -349,7 +348,7 @@ async fn status_socket(
             break;
         }
         ws.messages_sent.fetch_add(1, Relaxed);
-        tx_headers.record(&app, msg.as_bytes().len() as u64, n, false, started);
+        tx_headers.record(&app, msg.len() as u64, n, false, started);
     }
     let _ = tx.close().await;
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use super::ws::{Message, WebSocket, Ws};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
 use warp::http::StatusCode;
-use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Reply};
 
 use super::App;
@@ -89,7 +89,7 @@ pub fn routes(
         });
 
     let ws_put = warp::path!("1.0" / "event" / "put")
-        .and(warp::ws())
+        .and(super::ws::ws())
         .and(access(Arc::clone(&app), Role::Write))
         .and(super::admin::tx_headers())
         .and(with_app(Arc::clone(&app)))
@@ -100,13 +100,11 @@ pub fn routes(
                 Ok((access, turn)) => {
                     let tx = tx.for_tenant(&access.tenant);
                     let offered = tx.protocols.clone();
-                    let reply = ws
-                        .max_message_size(app.limits.max_ws_message_bytes)
-                        .max_frame_size(app.limits.max_ws_message_bytes)
-                        .on_upgrade(move |socket| async move {
-                            ws_put(socket, app, access.tenant, tx, access.key_id).await;
-                            drop(turn);
-                        });
+                    let max = app.limits.max_ws_message_bytes;
+                    let reply = ws.on_upgrade(max, move |socket| async move {
+                        ws_put(socket, app, access.tenant, tx, access.key_id).await;
+                        drop(turn);
+                    });
                     upgrade_reply(reply, offered.as_deref())
                 }
                 Err(e) => e.into_response(),
@@ -262,11 +260,10 @@ async fn ws_put(
         let mut incoming: Vec<Incoming> = Vec::with_capacity(messages.len());
         for m in messages {
             match m {
-                Ok(m) if m.is_text() => incoming.push(Incoming::Text(m.into_bytes())),
-                Ok(m) if m.is_binary() => incoming.push(Incoming::Refused(
-                    m.as_bytes().len() as u64,
-                    Refusal::NotText,
-                )),
+                Ok(m) if m.is_text() => incoming.push(Incoming::Text(m.into_data())),
+                Ok(m) if m.is_binary() => {
+                    incoming.push(Incoming::Refused(m.len() as u64, Refusal::NotText))
+                }
                 Ok(m) if m.is_close() => open = false,
                 Ok(_) => {}
                 Err(e) => {

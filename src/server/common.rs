@@ -212,6 +212,16 @@ pub fn respond(result: Result<warp::reply::Response, ApiError>) -> warp::reply::
 
 /// Unmatched requests: JSON 404 / 405 / 400 instead of warp's plain text.
 pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    // Before 405: a GET to a WebSocket endpoint that other methods' routes
+    // share (event/put) is answered as the handshake it was meant to be.
+    if let Some(super::ws::NotUpgrade(message)) = err.find() {
+        return Ok(ApiError::with_message(
+            StatusCode::BAD_REQUEST,
+            "not a websocket handshake",
+            *message,
+        )
+        .into_response());
+    }
     let (status, error) = if err.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -236,21 +246,15 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
 
 /// The close frame of a socket whose key no longer authorizes it (revoked,
 /// or keys came into force after it opened): 1008, policy violation.
-pub fn close_unauthorized() -> warp::ws::Message {
-    warp::ws::Message::close_with(1008u16, "the key was revoked or keys are now required")
+pub fn close_unauthorized() -> super::ws::Message {
+    super::ws::close_frame(1008, "the key was revoked or keys are now required")
 }
 
 /// The close frame after a failed WebSocket receive: 1009 (message too big)
 /// for a message over `--max-ws-message`, 1002 (protocol error) otherwise,
 /// with the error as the reason (at most the 123 bytes a close frame holds).
-/// warp does not expose tungstenite's error type, so its text decides; a
-/// test (`websocket_messages_over_the_limit_close_the_socket`) pins it.
-pub fn close_after(e: &warp::Error) -> warp::ws::Message {
-    let text = e.to_string();
-    let too_big = text.contains("Message too long") || text.contains("Space limit exceeded");
-    let mut end = text.len().min(123);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    warp::ws::Message::close_with(if too_big { 1009u16 } else { 1002 }, text[..end].to_owned())
+/// (`websocket_messages_over_the_limit_close_the_socket` pins it.)
+pub fn close_after(e: &super::ws::Error) -> super::ws::Message {
+    let code = if super::ws::too_big(e) { 1009 } else { 1002 };
+    super::ws::close_frame(code, &e.to_string())
 }

@@ -24,12 +24,12 @@ fn ws_route(
     endpoint: Endpoint,
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    path.and(warp::ws())
+    path.and(super::ws::ws())
         .and(access(Arc::clone(&app), Role::Read))
         .and(super::admin::tx_headers())
         .and(with_app(app))
         .map(
-            move |ws: warp::ws::Ws,
+            move |ws: super::ws::Ws,
                   access: Result<Access, ApiError>,
                   tx: super::admin::TxHeaders,
                   app: Arc<App>| match access
@@ -38,13 +38,11 @@ fn ws_route(
                 Ok((access, turn)) => {
                     let tx = tx.for_tenant(&access.tenant);
                     let offered = tx.protocols.clone();
-                    let reply = ws
-                        .max_message_size(app.limits.max_ws_message_bytes)
-                        .max_frame_size(app.limits.max_ws_message_bytes)
-                        .on_upgrade(move |socket| async move {
-                            evaluator_ws::serve(socket, app, access, endpoint, tx).await;
-                            drop(turn);
-                        });
+                    let max = app.limits.max_ws_message_bytes;
+                    let reply = ws.on_upgrade(max, move |socket| async move {
+                        evaluator_ws::serve(socket, app, access, endpoint, tx).await;
+                        drop(turn);
+                    });
                     upgrade_reply(reply, offered.as_deref())
                 }
                 Err(e) => e.into_response(),

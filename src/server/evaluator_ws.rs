@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
+use super::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
-use warp::ws::{Message, WebSocket};
 
 use super::App;
 use super::admin::TxHeaders;
@@ -261,7 +261,7 @@ pub async fn serve(
             }
         };
         app.run.websocket.messages_received.fetch_add(1, Relaxed);
-        let request_bytes = msg.as_bytes().len() as u64;
+        let request_bytes = msg.len() as u64;
         let on_done = {
             let (app, tx_headers) = (Arc::clone(&app), tx_headers.clone());
             Box::new(move |bytes: u64, error: bool| {
@@ -274,7 +274,7 @@ pub async fn serve(
             error: false,
             on_done: Some(on_done),
         };
-        let request: Value = match msg.to_str().map(serde_json::from_str::<Value>) {
+        let request: Value = match msg.to_text().map(serde_json::from_str::<Value>) {
             Ok(Ok(v)) if v.is_object() => v,
             parsed => {
                 app.run.websocket.messages_rejected.fetch_add(1, Relaxed);

@@ -84,6 +84,7 @@ pub async fn serve<F>(
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ClientAddr(addr));
+                super::ws::Upgrade::lift(&mut req);
                 let mut svc = svc.clone();
                 tower_service::Service::call(&mut svc, req)
             });

@@ -17,6 +17,7 @@ pub mod tasks;
 pub mod udp;
 pub mod web;
 pub mod wire;
+pub mod ws;
 
 use std::future::Future;
 use std::sync::Arc;

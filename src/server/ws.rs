@@ -23,8 +23,8 @@ use warp::reply::Response;
 
 pub use tokio_tungstenite::tungstenite::Error;
 pub use tokio_tungstenite::tungstenite::Message;
-pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-pub use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// An upgraded connection speaking WebSocket (server side).
 pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -61,8 +61,8 @@ impl Upgrade {
     }
 }
 
-/// A GET that asked to become a WebSocket; not one: rejected with
-/// [`NotUpgrade`] (`400` if no other route takes the request).
+/// A valid WebSocket handshake, extracted by [`ws`] (a request that is not
+/// one is rejected with [`NotUpgrade`]: `400` if no other route takes it).
 pub struct Ws {
     accept: String,
     upgrade: Option<Upgrade>,

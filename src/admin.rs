@@ -61,7 +61,7 @@ fn with<B>(args: &AdminArgs, mut req: ureq::RequestBuilder<B>) -> ureq::RequestB
 }
 
 /// Columns padded to their widest cell, the first left-aligned, the rest right-aligned.
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

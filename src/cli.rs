@@ -49,6 +49,9 @@ pub enum Command {
     /// Events, bytes and the oldest event per type of a service, from a
     /// running server (`GET /admin/stats`; an admin key when keys are in force).
     Stats(AdminArgs),
+    /// Print a metric from a running evaluator (`/1.0/metric`): a table
+    /// with a sparkline per series, CSV or JSON.
+    Query(QueryArgs),
     /// Show or change how long a service's events are kept, on a running
     /// server (`/admin/retention`; an admin key when keys are in force).
     Retention {
@@ -57,6 +60,51 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<RetentionCommand>,
     },
+}
+
+/// `cubed query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The metric expression (may start with `-`), e.g. `sum(request(duration)).group(path, 5)`.
+    #[arg(allow_hyphen_values = true)]
+    pub expr: String,
+    /// First time: epoch milliseconds or ISO 8601 (default: the last
+    /// `--limit` bins up to `--stop`).
+    #[arg(long, env = "CUBED_QUERY_START")]
+    pub start: Option<String>,
+    /// End of the range, exclusive (default: now).
+    #[arg(long, env = "CUBED_QUERY_STOP")]
+    pub stop: Option<String>,
+    /// The step: `10s`, `1m`, `5m`, `1h`, `1d` or milliseconds.
+    #[arg(long, env = "CUBED_QUERY_STEP", default_value = "1m")]
+    pub step: String,
+    /// Most bins (the most recent are kept); without `--start`, how many
+    /// bins back from `--stop`.
+    #[arg(long, env = "CUBED_QUERY_LIMIT", default_value_t = 60)]
+    pub limit: u32,
+    /// How to print the bins.
+    #[arg(long, env = "CUBED_QUERY_FORMAT", value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+    /// The evaluator's base URL.
+    #[arg(long, env = "CUBED_URL", default_value = "http://127.0.0.1:1081")]
+    pub url: String,
+    /// An API key with the `read` role (sent as `Authorization: Bearer`);
+    /// it decides the service.
+    #[arg(long, env = "CUBED_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// The service, when keys are not in force (`Fiware-Service`).
+    #[arg(long, env = "CUBED_SERVICE")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    /// A table of the bins (a column per group), then a sparkline per series.
+    Table,
+    /// `time,value` (grouped: `time,group,value`), one line per bin (and group).
+    Csv,
+    /// The server's JSON answer as it is.
+    Json,
 }
 
 /// How the admin commands reach a running server.

@@ -21,6 +21,7 @@ mod admin;
 mod cli;
 mod import;
 mod keys;
+mod query;
 mod serve;
 
 fn main() -> ExitCode {
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             }
         },
         cli::Command::Stats(args) => admin::done(admin::stats(&args)),
+        cli::Command::Query(args) => admin::done(query::run(&args)),
         cli::Command::Retention {
             admin: args,
             command,

@@ -341,3 +341,103 @@ fn a_query_past_its_timeout_is_refused() {
         "{body}"
     );
 }
+
+/// A grouped expression over HTTP: one object per bin and group, in time
+/// order then group order, `top` folding the rest into `other`, events
+/// without the field left out, and errors for what cannot be grouped.
+#[test]
+fn grouped_metrics_over_http() {
+    let s = TestServer::start();
+    s.put(&json!([
+        {"type": "req", "time": "2012-04-16T16:00:10Z", "data": {"ms": 5, "path": "/a"}},
+        {"type": "req", "time": "2012-04-16T16:00:20Z", "data": {"ms": 7, "path": "/b"}},
+        {"type": "req", "time": "2012-04-16T16:01:10Z", "data": {"ms": 9, "path": "/a"}},
+        {"type": "req", "time": "2012-04-16T16:01:20Z", "data": {"ms": 1, "path": "/c"}},
+        {"type": "req", "time": "2012-04-16T16:01:30Z", "data": {"ms": 100}},
+    ]));
+    let url = |expr: &str| {
+        s.evaluator_url(&format!(
+            "/1.0/metric?expression={}&start=2012-04-16T16:00:00Z&stop=2012-04-16T16:02:00Z&step=60000",
+            enc(expr)
+        ))
+    };
+    let (status, body) = get(&url("sum(req(ms)).group(path)"), None);
+    assert_eq!(status, 200, "{body}");
+    let t0 = "2012-04-16T16:00:00.000Z";
+    let t1 = "2012-04-16T16:01:00.000Z";
+    assert_eq!(
+        body,
+        json!([
+            {"time": t0, "value": 5, "group": "/a"},
+            {"time": t0, "value": 7, "group": "/b"},
+            {"time": t0, "value": 0, "group": "/c"},
+            {"time": t1, "value": 9, "group": "/a"},
+            {"time": t1, "value": 0, "group": "/b"},
+            {"time": t1, "value": 1, "group": "/c"},
+        ])
+    );
+    // The busiest path by total, the rest as `other`; `max` of no events is
+    // undefined (left out).
+    let (status, body) = get(&url("max(req(ms)).group(path, 1)"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!([
+            {"time": t0, "value": 5, "group": "/a"},
+            {"time": t0, "value": 7, "group": null, "other": true},
+            {"time": t1, "value": 9, "group": "/a"},
+            {"time": t1, "value": 1, "group": null, "other": true},
+        ])
+    );
+    // Each path's share of all requests (the ungrouped side counts the
+    // event without a path too).
+    let (status, body) = get(&url("count(req).group(path) / count(req)"), None);
+    assert_eq!(status, 200, "{body}");
+    let shares: Vec<f64> = body
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|b| b["value"].as_f64().expect("number"))
+        .collect();
+    let third = 1.0 / 3.0;
+    assert_eq!(shares, vec![0.5, 0.5, 0.0, third, 0.0, third]);
+    // An ungrouped expression answers as before.
+    let (_, body) = get(&url("sum(req(ms))"), None);
+    assert_eq!(
+        body,
+        json!([{"time": t0, "value": 12}, {"time": t1, "value": 110}])
+    );
+    // Two fields, a bad top: invalid expressions.
+    for bad in [
+        "sum(req).group(path) + sum(req).group(ms)",
+        "sum(req).group(path, 0)",
+    ] {
+        let (status, body) = get(&url(bad), None);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid expression", "{bad}");
+    }
+}
+
+/// More groups than one request may hold is a clear `422`.
+#[test]
+fn too_many_groups_is_refused() {
+    let s = TestServer::start();
+    let events: Vec<Value> = (0..1001)
+        .map(|i| json!({"type": "req", "time": 1_000 + i, "data": {"user": i}}))
+        .collect();
+    s.put(&Value::from(events));
+    let url = s.evaluator_url(&format!(
+        "/1.0/metric?expression={}&start=0&stop=60000&step=60000",
+        enc("count(req).group(user)")
+    ));
+    let (status, body) = get(&url, None);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "query too large");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("more than 1000 groups"),
+        "{body}"
+    );
+}

@@ -419,3 +419,44 @@ fn websockets_are_capped_server_wide() {
         }
     });
 }
+
+/// A grouped expression over WebSocket: one message per bin and group,
+/// each with the request's id, then the end marker.
+#[test]
+fn grouped_metrics_over_websocket() {
+    let s = TestServer::start();
+    s.put(&json!([
+        {"type": "req", "time": "2012-04-16T16:00:10Z", "data": {"ms": 5, "path": "/a"}},
+        {"type": "req", "time": "2012-04-16T16:01:10Z", "data": {"ms": 7, "path": "/b"}},
+    ]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/metric/get").await;
+        send(
+            &mut ws,
+            json!({"expression": "sum(req(ms)).group(path)", "start": "2012-04-16T16:00:00Z",
+                   "stop": "2012-04-16T16:02:00Z", "step": 6e4, "id": "g"}),
+        )
+        .await;
+        let mut got = Vec::new();
+        loop {
+            let m = next(&mut ws).await;
+            assert_eq!(m["id"], "g", "{m}");
+            if m.get("group").is_none() {
+                assert_eq!(m, json!({"time": "2012-04-16T16:02:00.000Z", "id": "g"}));
+                break;
+            }
+            got.push((m["time"].clone(), m["group"].clone(), m["value"].clone()));
+        }
+        got.sort_by_key(|g| format!("{g:?}"));
+        assert_eq!(
+            got,
+            vec![
+                (json!("2012-04-16T16:00:00.000Z"), json!("/a"), json!(5)),
+                (json!("2012-04-16T16:00:00.000Z"), json!("/b"), json!(0)),
+                (json!("2012-04-16T16:01:00.000Z"), json!("/a"), json!(0)),
+                (json!("2012-04-16T16:01:00.000Z"), json!("/b"), json!(7)),
+            ]
+        );
+    });
+}

@@ -96,12 +96,14 @@ fn reduce_expr() -> impl Strategy<Value = ReduceExpr> {
         type_name(),
         prop::option::of(value_expr()),
         prop::collection::vec(filter(), 0..3),
+        prop::option::of((field(), prop::option::of(1u32..=1000))),
     )
-        .prop_map(|(r, event_type, value, filters)| ReduceExpr {
+        .prop_map(|(r, event_type, value, filters, group)| ReduceExpr {
             reduce: Reduce::ALL[r],
             event_type,
             value,
             filters,
+            group: group.map(|(field, top)| GroupBy { field, top }),
         })
 }
 

@@ -119,7 +119,18 @@ pub enum Reduce {
     P999,
 }
 
-/// `reduce(type(value).filters...)`: one leaf of a metric expression.
+/// `.group(field)` or `.group(field, top)` after a reduce: its value split
+/// by the field's values (their JavaScript string form).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupBy {
+    pub field: FieldPath,
+    /// Only the `top` groups with the largest totals, the rest folded into
+    /// one `other` group; `None`: every group.
+    pub top: Option<u32>,
+}
+
+/// `reduce(type(value).filters...)`, optionally `.group(field)`: one leaf
+/// of a metric expression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReduceExpr {
     pub reduce: Reduce,
@@ -127,6 +138,25 @@ pub struct ReduceExpr {
     /// `None` means "1 per event".
     pub value: Option<ValueExpr>,
     pub filters: Vec<Filter>,
+    pub group: Option<GroupBy>,
+}
+
+impl ReduceExpr {
+    /// The canonical text without the group's `top`: what the leaf's bins
+    /// are keyed by (the bins of every group are the same whatever `top`).
+    pub fn source(&self) -> String {
+        match &self.group {
+            Some(g) if g.top.is_some() => ReduceExpr {
+                group: Some(GroupBy {
+                    field: g.field.clone(),
+                    top: None,
+                }),
+                ..self.clone()
+            }
+            .to_string(),
+            _ => self.to_string(),
+        }
+    }
 }
 
 /// A metric expression.
@@ -469,7 +499,15 @@ impl fmt::Display for ReduceExpr {
             write!(f, "({value})")?;
         }
         write_filters(f, &self.filters)?;
-        f.write_str(")")
+        f.write_str(")")?;
+        match &self.group {
+            None => Ok(()),
+            Some(GroupBy { field, top: None }) => write!(f, ".group({field})"),
+            Some(GroupBy {
+                field,
+                top: Some(n),
+            }) => write!(f, ".group({field}, {n})"),
+        }
     }
 }
 

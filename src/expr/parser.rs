@@ -25,7 +25,8 @@ use super::ast::*;
 use super::error::ParseError;
 
 pub use crate::limits::{
-    MAX_DEPTH, MAX_EXPRESSION_BYTES, MAX_FIELD_SEGMENTS, MAX_REGEX_BYTES, MAX_TREE_DEPTH,
+    MAX_DEPTH, MAX_EXPRESSION_BYTES, MAX_FIELD_SEGMENTS, MAX_GROUP_TOP, MAX_REGEX_BYTES,
+    MAX_TREE_DEPTH,
 };
 
 /// nom's error type here carries nothing: what went wrong is kept in [`Cx`].
@@ -215,6 +216,45 @@ fn field_path<'a>(cx: &Cx<'_>, i: &'a str) -> R<'a, FieldPath> {
             ));
         }
     }
+}
+
+/// `("." "group" "(" field ("," top)? ")")?` after a reduce, as the
+/// infochimps and Marsup forks of Cube spelled it (plus the `top`).
+fn group_by<'a>(cx: &Cx<'_>, i: &'a str) -> R<'a, Option<GroupBy>> {
+    // Not an expected token where absent: error messages after a reduce
+    // stay Cube's.
+    let (after_ws, _) = ws(i)?;
+    let Some(rest) = after_ws.strip_prefix('.') else {
+        return Ok((i, None));
+    };
+    let (rest, _) = ws(rest)?;
+    let rest = match word(rest) {
+        Ok((after, "group")) => after,
+        _ => return cx.expected(rest, "\"group\""),
+    };
+    let (rest, _) = sym(cx, "(", "\"(\"", rest)?;
+    let (rest, field) = field_path(cx, rest)?;
+    let (rest, top) = match sym(cx, ",", "\",\"", rest) {
+        Ok((after, _)) => {
+            let (at, _) = ws(after)?;
+            let (after, digits) = match digits1(at) {
+                Ok(ok) => ok,
+                Err(_) => return cx.expected(at, "number of groups"),
+            };
+            match digits.parse::<u32>() {
+                Ok(n) if (1..=MAX_GROUP_TOP).contains(&n) => (after, Some(n)),
+                _ => {
+                    return cx.fatal(
+                        at,
+                        format!("the number of groups must be 1 to {MAX_GROUP_TOP}, not {digits}"),
+                    );
+                }
+            }
+        }
+        Err(_) => (rest, None),
+    };
+    let (rest, _) = sym(cx, ")", "\")\"", rest)?;
+    Ok((rest, Some(GroupBy { field, top })))
 }
 
 /// An unsigned number: `int frac? exp?` or `frac exp?` (JSON-like, as Cube's).
@@ -623,11 +663,13 @@ impl Arith for MetricExpr {
             cx.check_tree(i, tree)?;
             let (rest, filters) = filters(cx, rest)?;
             let (rest, _) = sym(cx, ")", "\")\"", rest)?;
+            let (rest, group) = group_by(cx, rest)?;
             let leaf = ReduceExpr {
                 reduce,
                 event_type,
                 value,
                 filters,
+                group,
             };
             return Ok((rest, (MetricExpr::Reduce(leaf), tree)));
         }

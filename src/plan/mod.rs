@@ -29,6 +29,8 @@ pub enum PlanError {
     SourceTooLong {
         len: usize,
     },
+    /// Grouped reduces of one expression that group differently.
+    Group(String),
 }
 
 impl std::fmt::Display for PlanError {
@@ -36,6 +38,7 @@ impl std::fmt::Display for PlanError {
         match self {
             PlanError::Parse(e) => write!(f, "{e}"),
             PlanError::Regex(e) => write!(f, "invalid regular expression: {e}"),
+            PlanError::Group(e) => f.write_str(e),
             PlanError::SourceTooLong { len } => write!(
                 f,
                 "a reduce's canonical text is {len} bytes, more than {} (numbers are spelled out in full there)",
@@ -69,7 +72,10 @@ pub struct LeafPlan {
     pub filter: EventFilter,
     /// Fields the value reads (projection), in order of first use, deduplicated.
     pub fields: Vec<FieldPath>,
-    /// Canonical text of the leaf, e.g. `sum(request(duration).eq(path, "/"))`: the cache key.
+    /// The field a grouped leaf splits its value by (`.group(field)`).
+    pub group: Option<FieldPath>,
+    /// Canonical text of the leaf, e.g. `sum(request(duration).eq(path, "/"))`
+    /// (a grouped one with its `.group(field)`, without a `top`): the cache key.
     pub source: String,
 }
 
@@ -79,8 +85,14 @@ impl LeafPlan {
         if let Some(v) = &leaf.value {
             value::collect_fields(v, &mut fields);
         }
-        let filter = EventFilter::build(&leaf.filters, &fields)?;
-        let source = leaf.to_string();
+        // Events without the group field are in no group: the filter
+        // requires it as it requires the fields the value reads.
+        let mut required = fields.clone();
+        if let Some(g) = leaf.group.as_ref().filter(|g| !required.contains(&g.field)) {
+            required.push(g.field.clone());
+        }
+        let filter = EventFilter::build(&leaf.filters, &required)?;
+        let source = leaf.source();
         if source.len() > crate::limits::MAX_SOURCE_BYTES {
             return Err(PlanError::SourceTooLong { len: source.len() });
         }
@@ -90,8 +102,17 @@ impl LeafPlan {
             value: leaf.value.clone(),
             filter,
             fields,
+            group: leaf.group.as_ref().map(|g| g.field.clone()),
             source,
         })
+    }
+
+    /// The group of an event's data: its group field's value in
+    /// JavaScript's `String(v)`; `None` when the field is missing (or the
+    /// leaf is not grouped).
+    pub fn group_of(&self, data: &Value) -> Option<String> {
+        let field = self.group.as_ref()?;
+        value::lookup(data, field).map(crate::model::js::string)
     }
 
     /// The value this leaf takes from an event's data; `None` when a field it
@@ -124,6 +145,14 @@ fn projection(fields: &[FieldPath]) -> Map<String, Value> {
         .collect()
 }
 
+/// How a grouped expression groups: one field for all its grouped
+/// reduces, and the `top` if one was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub field: FieldPath,
+    pub top: Option<u32>,
+}
+
 /// A planned metric expression.
 #[derive(Debug, Clone)]
 pub enum MetricPlan {
@@ -149,6 +178,51 @@ impl MetricPlan {
             ),
             MetricExpr::Reduce(leaf) => MetricPlan::Leaf(LeafPlan::new(leaf)?),
         })
+    }
+
+    /// How the expression groups, `None` if no reduce of it is grouped.
+    /// Its grouped reduces must group by the same field, and give the
+    /// same `top` if more than one gives one.
+    pub fn group(expr: &MetricExpr) -> Result<Option<GroupSpec>, PlanError> {
+        let mut spec: Option<GroupSpec> = None;
+        let mut stack = vec![expr];
+        while let Some(e) = stack.pop() {
+            match e {
+                MetricExpr::Constant(_) => {}
+                MetricExpr::Neg(a) => stack.push(a),
+                MetricExpr::Binary(_, l, r) => {
+                    stack.push(r);
+                    stack.push(l);
+                }
+                MetricExpr::Reduce(ReduceExpr { group: Some(g), .. }) => match &mut spec {
+                    None => {
+                        spec = Some(GroupSpec {
+                            field: g.field.clone(),
+                            top: g.top,
+                        })
+                    }
+                    Some(s) => {
+                        if s.field != g.field {
+                            return Err(PlanError::Group(format!(
+                                "every grouped reduce of an expression must group by the same field, not by {} and by {}",
+                                s.field, g.field
+                            )));
+                        }
+                        match (s.top, g.top) {
+                            (Some(a), Some(b)) if a != b => {
+                                return Err(PlanError::Group(format!(
+                                    "grouped reduces of one expression ask for {a} and for {b} groups; give the number once"
+                                )));
+                            }
+                            (None, Some(b)) => s.top = Some(b),
+                            _ => {}
+                        }
+                    }
+                },
+                MetricExpr::Reduce(_) => {}
+            }
+        }
+        Ok(spec)
     }
 
     /// Every leaf, left to right.
@@ -206,13 +280,19 @@ impl MetricPlan {
             MetricPlan::Binary(op, l, r) => {
                 json!({ "op": op.symbol(), "left": l.explain(), "right": r.explain() })
             }
-            MetricPlan::Leaf(leaf) => json!({
-                "type": leaf.event_type,
-                "reduce": leaf.reduce.name(),
-                "source": leaf.source,
-                "filter": leaf.filter.query_document(),
-                "fields": leaf.projection(),
-            }),
+            MetricPlan::Leaf(leaf) => {
+                let mut out = json!({
+                    "type": leaf.event_type,
+                    "reduce": leaf.reduce.name(),
+                    "source": leaf.source,
+                    "filter": leaf.filter.query_document(),
+                    "fields": leaf.projection(),
+                });
+                if let (Some(g), Some(m)) = (&leaf.group, out.as_object_mut()) {
+                    m.insert("group".into(), json!(g.to_string()));
+                }
+                out
+            }
         }
     }
 }
@@ -267,6 +347,7 @@ impl EventPlan {
 /// Parses and plans a metric expression.
 pub fn compile_metric(source: &str) -> Result<(MetricExpr, MetricPlan), PlanError> {
     let ast = expr::parse_metric(source)?;
+    MetricPlan::group(&ast)?;
     let plan = MetricPlan::new(&ast)?;
     Ok((ast, plan))
 }
@@ -279,12 +360,19 @@ pub fn compile_event(source: &str) -> Result<EventPlan, PlanError> {
 /// `cubed explain` output for a metric expression.
 pub fn explain_metric(source: &str) -> Result<Value, PlanError> {
     let (ast, plan) = compile_metric(source)?;
-    Ok(json!({
+    let mut out = json!({
         "kind": "metric",
         "expression": source,
         "canonical": ast.to_string(),
         "plan": plan.explain(),
-    }))
+    });
+    if let (Some(g), Some(m)) = (MetricPlan::group(&ast)?, out.as_object_mut()) {
+        m.insert(
+            "group".into(),
+            json!({ "field": g.field.to_string(), "top": g.top }),
+        );
+    }
+    Ok(out)
 }
 
 /// `cubed explain --event` output.

@@ -12,7 +12,7 @@ use super::App;
 use super::common::{access, recover, respond, upgrade_reply, websocket_turn, with_app};
 use super::error::{ApiError, json_response};
 use super::evaluator_ws::{self, Endpoint};
-use super::wire::metric_json;
+use super::wire::{grouped_metric_json, metric_json};
 use crate::model::access::Role;
 use crate::service::{Access, EventQuery, MetricQuery, Order};
 use warp::Reply;
@@ -92,6 +92,21 @@ async fn metric(
         p("limit"),
         app.clock.now_ms(),
     )?;
+    if query.group.is_some() {
+        let rows = app.evaluator.evaluate_grouped(&tenant, &query).await?;
+        let mut out: Vec<Value> = Vec::with_capacity(rows.len() * query.n);
+        for i in 0..query.n {
+            for row in &rows {
+                out.push(grouped_metric_json(
+                    query.time(i),
+                    row.group.as_deref(),
+                    row.values.get(i).copied().flatten(),
+                    None,
+                ));
+            }
+        }
+        return Ok(json_response(StatusCode::OK, &Value::Array(out)));
+    }
     let mut values: Vec<Option<f64>> = vec![None; query.n];
     app.evaluator
         .evaluate(&tenant, &query, &mut |i, v| values[i] = v)

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::App;
 use super::admin::TxHeaders;
 use super::error::ApiError;
-use super::wire::metric_json;
+use super::wire::{grouped_metric_json, metric_json};
 use crate::limits::{MAX_LIVE_DELAY_MS, MAX_REQUEST_ID_BYTES};
 use crate::model::Tenant;
 use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, Order};
@@ -406,10 +406,30 @@ async fn metric_request(app: &App, tenant: &Tenant, req: &Value, out: &mut Answe
             return;
         }
     };
-    let mut emit = |i: usize, v: Option<f64>| {
-        let _ = out.send(metric_json(query.time(i), v, id));
+    let result = if query.group.is_some() {
+        app.evaluator
+            .evaluate_grouped(tenant, &query)
+            .await
+            .map(|rows| {
+                for i in 0..query.n {
+                    for row in &rows {
+                        let v = row.values.get(i).copied().flatten();
+                        let _ = out.send(grouped_metric_json(
+                            query.time(i),
+                            row.group.as_deref(),
+                            v,
+                            id,
+                        ));
+                    }
+                }
+            })
+    } else {
+        let mut emit = |i: usize, v: Option<f64>| {
+            let _ = out.send(metric_json(query.time(i), v, id));
+        };
+        app.evaluator.evaluate(tenant, &query, &mut emit).await
     };
-    match app.evaluator.evaluate(tenant, &query, &mut emit).await {
+    match result {
         Ok(()) => {
             let end = json!({ "time": crate::model::time::format_iso(query.end) });
             let _ = out.send(with_id(end, id));

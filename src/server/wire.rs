@@ -19,3 +19,27 @@ pub fn metric_json(time: i64, value: Option<f64>, id: Option<&Value>) -> Value {
     }
     Value::Object(m)
 }
+
+/// One row of a grouped metric at one bin: `{time, group, value?, id?}`;
+/// the `other` row (the groups beyond a `top`) has `"group": null` and
+/// `"other": true`.
+pub fn grouped_metric_json(
+    time: i64,
+    group: Option<&str>,
+    value: Option<f64>,
+    id: Option<&Value>,
+) -> Value {
+    let mut v = metric_json(time, value, id);
+    if let Some(m) = v.as_object_mut() {
+        match group {
+            Some(g) => {
+                m.insert("group".into(), Value::String(g.to_owned()));
+            }
+            None => {
+                m.insert("group".into(), Value::Null);
+                m.insert("other".into(), Value::Bool(true));
+            }
+        }
+    }
+    v
+}

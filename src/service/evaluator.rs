@@ -19,9 +19,9 @@ use tokio::sync::OnceCell;
 use super::invalidation::Invalidator;
 use crate::limits::MAX_BINS_PER_REQUEST;
 use crate::metric::reduce::{is_pyramidal, merge};
-use crate::metric::{BinComputer, Tier};
+use crate::metric::{BinComputer, GroupRow, GroupedBinComputer, LeafBins, Tier, combine_groups};
 use crate::model::{Tenant, time};
-use crate::plan::{LeafPlan, MetricPlan, PlanError, compile_metric};
+use crate::plan::{GroupSpec, LeafPlan, MetricPlan, PlanError, compile_metric};
 use crate::storage::{CachedBin, EventStore, MetricCache, Selected, Selection, StoreError};
 use crate::sync::lock;
 
@@ -117,6 +117,8 @@ pub struct MetricQuery {
     pub n: usize,
     /// `ceil(stop)`: the time of the WebSocket end marker.
     pub end: i64,
+    /// How a grouped expression groups (`.group(field)`); `None`: ungrouped.
+    pub group: Option<GroupSpec>,
 }
 
 impl MetricQuery {
@@ -151,8 +153,9 @@ impl MetricQuery {
                 .floor(now),
             Some(s) => time::parse_stop(s).ok_or(MetricQueryError::Stop)?,
         };
-        let (_, plan) =
+        let (ast, plan) =
             compile_metric(expression.unwrap_or_default()).map_err(MetricQueryError::Expression)?;
+        let group = MetricPlan::group(&ast).map_err(MetricQueryError::Expression)?;
         let tier = tier.ok_or(MetricQueryError::Step)?;
         let limit = match limit {
             None => MAX_METRIC_LIMIT,
@@ -183,6 +186,7 @@ impl MetricQuery {
             first,
             n: usize::try_from(n).unwrap_or(0),
             end,
+            group,
         })
     }
 
@@ -340,6 +344,11 @@ impl Evaluator {
         q: &MetricQuery,
         emit: &mut (dyn FnMut(usize, BinValue) + Send),
     ) -> Result<(), EvalError> {
+        if q.group.is_some() {
+            return Err(EvalError::Internal(
+                "a grouped expression is evaluated with evaluate_grouped".into(),
+            ));
+        }
         let started = std::time::Instant::now();
         let stats = &self.run.evaluator;
         stats.metric_requests.fetch_add(1, Relaxed);
@@ -360,6 +369,122 @@ impl Evaluator {
             Err(_) => stats.metric_errors.fetch_add(1, Relaxed),
         };
         r
+    }
+
+    /// Evaluates a grouped `q` (`q.group` is set): its rows, one per group
+    /// (see `metric::group`), each with a value per bin. Grouped reduces
+    /// are computed from the events on every request (not cached yet);
+    /// the ungrouped reduces of the expression go through the cache.
+    pub async fn evaluate_grouped(
+        &self,
+        tenant: &Tenant,
+        q: &MetricQuery,
+    ) -> Result<Vec<GroupRow>, EvalError> {
+        let started = std::time::Instant::now();
+        let stats = &self.run.evaluator;
+        stats.metric_requests.fetch_add(1, Relaxed);
+        let cost = distinct_reduces(&q.plan)
+            .saturating_mul(q.n)
+            .clamp(1, self.max_bins_in_flight);
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+        let r = tokio::time::timeout(self.query_timeout, async {
+            let _turn = self.bins_in_flight.acquire_many(cost).await.ok();
+            self.evaluate_grouped_inner(tenant, q).await
+        })
+        .await
+        .unwrap_or(Err(EvalError::Timeout(self.query_timeout)));
+        stats.metric_latency.record(started.elapsed());
+        match &r {
+            Ok(rows) => stats
+                .bins_returned
+                .fetch_add((q.n * rows.len()) as u64, Relaxed),
+            Err(_) => stats.metric_errors.fetch_add(1, Relaxed),
+        };
+        r
+    }
+
+    async fn evaluate_grouped_inner(
+        &self,
+        tenant: &Tenant,
+        q: &MetricQuery,
+    ) -> Result<Vec<GroupRow>, EvalError> {
+        let budget = Budget::new(self.query_memory);
+        let max_groups = crate::limits::MAX_GROUPS.min(MAX_BINS_PER_REQUEST / q.n.max(1));
+        let mut computed: Vec<(String, LeafBins)> = Vec::new();
+        for leaf in q.plan.leaves() {
+            if computed.iter().any(|(s, _)| *s == leaf.source) {
+                continue;
+            }
+            let leaf = Arc::new(leaf.clone());
+            let bins = if leaf.group.is_some() {
+                LeafBins::Grouped(
+                    self.scan_grouped(tenant, &leaf, q.tier, q.first, q.n, max_groups, &budget)
+                        .await?,
+                )
+            } else {
+                let cached = self.cached(tenant, &leaf, q.tier, q.first, q.n).await?;
+                LeafBins::Plain(
+                    self.fill(tenant, &leaf, q.tier, q.first, cached, &budget)
+                        .await?,
+                )
+            };
+            computed.push((leaf.source.clone(), bins));
+        }
+        let per_leaf: Vec<LeafBins> = q
+            .plan
+            .leaves()
+            .iter()
+            .filter_map(|l| {
+                computed
+                    .iter()
+                    .find(|(s, _)| *s == l.source)
+                    .map(|(_, b)| b.clone())
+            })
+            .collect();
+        Ok(combine_groups(
+            &q.plan,
+            &per_leaf,
+            q.n,
+            q.group.as_ref().and_then(|g| g.top),
+        ))
+    }
+
+    /// Computes a grouped leaf's bins from the events of the range (their
+    /// data decoded here), under a computation permit.
+    #[allow(clippy::too_many_arguments)]
+    async fn scan_grouped(
+        &self,
+        tenant: &Tenant,
+        leaf: &Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+        max_groups: usize,
+        budget: &Budget,
+    ) -> Result<crate::metric::group::GroupedBins, EvalError> {
+        let (store, tenant, leaf) = (Arc::clone(&self.store), tenant.clone(), Arc::clone(leaf));
+        let budget = budget.clone();
+        let stats = Arc::clone(&self.run);
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _abandon = Abandon(Arc::clone(&abandoned));
+        stats.evaluator.computations_waiting.fetch_add(1, Relaxed);
+        let permit = Arc::clone(&self.computations).acquire_owned().await;
+        stats.evaluator.computations_waiting.fetch_sub(1, Relaxed);
+        let permit = permit.map_err(|e| EvalError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let e = &stats.evaluator;
+            let running = e.computations_running.fetch_add(1, Relaxed) + 1;
+            e.computations_peak.fetch_max(running, Relaxed);
+            let r = scan_grouped_bins(
+                &*store, &tenant, &leaf, tier, first, n, max_groups, &budget, &abandoned,
+            );
+            e.computations_running.fetch_sub(1, Relaxed);
+            e.bins_computed.fetch_add(n as u64, Relaxed);
+            r
+        })
+        .await
+        .map_err(|e| EvalError::Internal(e.to_string()))?
     }
 
     async fn evaluate_inner(
@@ -784,6 +909,73 @@ impl Drop for Abandon {
     fn drop(&mut self) {
         self.0.store(true, Relaxed);
     }
+}
+
+/// Computes `n` grouped bins of `leaf` from the events they cover
+/// (blocking), charging what it holds to `budget`.
+#[allow(clippy::too_many_arguments)]
+fn scan_grouped_bins(
+    store: &dyn EventStore,
+    tenant: &Tenant,
+    leaf: &LeafPlan,
+    tier: Tier,
+    first: i64,
+    n: usize,
+    max_groups: usize,
+    budget: &Budget,
+    abandoned: &std::sync::atomic::AtomicBool,
+) -> Result<crate::metric::group::GroupedBins, EvalError> {
+    let mut computer = GroupedBinComputer::new(leaf, tier, first, n, max_groups);
+    let (mut charged, mut over_budget, mut gone, mut bad) = (0, false, false, None);
+    let stop = first + n as i64 * tier.step();
+    store.scan_data(tenant, &leaf.event_type, first, stop, &mut |t, json| {
+        match serde_json::from_slice::<serde_json::Value>(json) {
+            Ok(data) => computer.add(t, &data),
+            Err(e) => {
+                bad = Some(e.to_string());
+                return ControlFlow::Break(());
+            }
+        }
+        if computer.failed() {
+            return ControlFlow::Break(());
+        }
+        if abandoned.load(Relaxed) {
+            gone = true;
+            return ControlFlow::Break(());
+        }
+        let held = computer.held_bytes();
+        if held > charged {
+            if !budget.take(held - charged) {
+                over_budget = true;
+                return ControlFlow::Break(());
+            }
+            charged = held;
+        }
+        ControlFlow::Continue(())
+    })?;
+    budget.give(charged);
+    if gone {
+        return Err(EvalError::Abandoned);
+    }
+    if let Some(e) = bad {
+        return Err(EvalError::Store(format!(
+            "stored event data is not JSON: {e}"
+        )));
+    }
+    if over_budget {
+        return Err(EvalError::TooLarge(format!(
+            "{} would keep more values in memory than one request may (--max-query-memory); ask for a shorter range",
+            leaf.source
+        )));
+    }
+    computer.finish().map_err(|e| match e {
+        crate::metric::group::GroupError::TooManyGroups { max } => EvalError::TooLarge(format!(
+            "{} has more than {max} groups in the range (at most {} a reduce, and {} bins x groups a request); ask for fewer bins, a shorter range or a narrower filter",
+            leaf.source,
+            crate::limits::MAX_GROUPS,
+            MAX_BINS_PER_REQUEST
+        )),
+    })
 }
 
 /// Computes `n` bins of `leaf` from the events they cover (blocking); stops

@@ -35,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Modules that may use any other: the library's own utilities and the
 /// binary's composition root.
 const FREE: &[&str] = &[
-    "limits", "sync", "lib", "main", "cli", "serve", "import", "keys", "admin",
+    "limits", "sync", "lib", "main", "cli", "serve", "import", "keys", "admin", "query",
 ];
 
 /// Layers that do no IO and no async.

@@ -120,6 +120,12 @@ pub const MAX_SOURCE_BYTES: usize = 32 * 1024;
 
 /// Most (and default) bins one metric request returns.
 pub const MAX_METRIC_LIMIT: usize = 10_000;
+/// Largest form body of a Prometheus API request (`POST /api/v1/…`), in bytes.
+pub const MAX_PROMETHEUS_FORM_BYTES: usize = 64 * 1024;
+/// Longest series selector (`match[]`) of the Prometheus API, in bytes.
+pub const MAX_SELECTOR_BYTES: usize = 4096;
+/// Most `match[]` selectors one Prometheus API request may give.
+pub const MAX_SELECTORS: usize = 64;
 /// Most (and default) events one event request returns.
 pub const MAX_EVENT_LIMIT: usize = 10_000;
 /// Longest id of a WebSocket request (echoed in each of its answers), in

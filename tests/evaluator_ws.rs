@@ -460,3 +460,81 @@ fn grouped_metrics_over_websocket() {
         );
     });
 }
+
+/// Collects `n` messages as time -> message.
+async fn bins(ws: &mut Ws, n: usize) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let m = next(ws).await;
+        let key = format!(
+            "{}{}",
+            m["time"].as_str().expect("time"),
+            m.get("group").map(|g| g.to_string()).unwrap_or_default()
+        );
+        out.insert(key, m);
+    }
+    out
+}
+
+#[test]
+fn live_metrics_send_closing_bins_and_corrections() {
+    let clock = ManualClock::new(1_000_000);
+    let options = Options {
+        live_poll_interval: Duration::from_millis(20),
+        self_events: false,
+        ..Options::default()
+    };
+    let s = TestServer::start_with_options(Arc::new(clock.clone()), options);
+    s.put(&json!([{"type": "tick", "time": 900_000, "data": {"k": "a"}}]));
+    let iso = cubed::model::time::format_iso;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = connect(&s, "/1.0/metric/get").await;
+        // No stop: the bins from start to the last closed one (now - delay
+        // = 995,000 floored: [880,000, 990,000)), then the stream.
+        send(&mut ws, json!({"expression": "sum(tick)", "start": 880_000, "step": 10_000, "id": "L"})).await;
+        let history = bins(&mut ws, 11).await;
+        assert_eq!(history[&iso(900_000)], json!({"time": iso(900_000), "value": 1, "id": "L"}));
+        assert_eq!(history[&iso(980_000)]["value"], 0);
+        assert!(!history.contains_key(&iso(990_000)));
+        // An event in the open bin: sent once the bin closes (now - delay
+        // passes its end), and not before.
+        s.put(&json!([{"type": "tick", "time": 991_000, "data": {"k": "b"}}]));
+        clock.advance(4_000);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        clock.advance(1_000);
+        assert_eq!(next(&mut ws).await, json!({"time": iso(990_000), "value": 1, "id": "L"}));
+        // A late event corrects a bin already sent.
+        s.put(&json!([{"type": "tick", "time": 905_000, "data": {"k": "a"}}]));
+        assert_eq!(next(&mut ws).await, json!({"time": iso(900_000), "value": 2, "id": "L"}));
+        // An upsert moving an event corrects both of its bins.
+        s.put(&json!([{"type": "tick", "time": 960_000, "id": "u", "data": {"k": "a"}}]));
+        assert_eq!(next(&mut ws).await, json!({"time": iso(960_000), "value": 1, "id": "L"}));
+        s.put(&json!([{"type": "tick", "time": 970_000, "id": "u", "data": {"k": "a"}}]));
+        let moved = bins(&mut ws, 2).await;
+        assert_eq!(moved[&iso(960_000)]["value"], 0);
+        assert_eq!(moved[&iso(970_000)]["value"], 1);
+        // A second request for the same expression joins the poll; both
+        // get the next closing bin.
+        let mut ws2 = connect(&s, "/1.0/metric/get").await;
+        send(&mut ws2, json!({"expression": "sum(tick)", "start": 990_000, "step": 10_000})).await;
+        assert_eq!(next(&mut ws2).await, json!({"time": iso(990_000), "value": 1}));
+        s.put(&json!([{"type": "tick", "time": 1_001_000, "data": {"k": "b"}}, {"type": "tick", "time": 1_002_000, "data": {"k": "b"}}]));
+        clock.advance(10_000);
+        assert_eq!(next(&mut ws).await, json!({"time": iso(1_000_000), "value": 2, "id": "L"}));
+        assert_eq!(next(&mut ws2).await, json!({"time": iso(1_000_000), "value": 2}));
+        // Grouped: a row per group and bin; a late event corrects its group.
+        let mut ws3 = connect(&s, "/1.0/metric/get").await;
+        send(&mut ws3, json!({"expression": "sum(tick).group(k)", "start": 990_000, "step": 10_000})).await;
+        // (groups are those with events in the history's range: only b)
+        let rows = bins(&mut ws3, 2).await;
+        assert_eq!(rows[&format!("{}\"b\"", iso(990_000))]["value"], 1);
+        assert_eq!(rows[&format!("{}\"b\"", iso(1_000_000))]["value"], 2);
+        s.put(&json!([{"type": "tick", "time": 1_003_000, "data": {"k": "a"}}]));
+        assert_eq!(next(&mut ws3).await, json!({"time": iso(1_000_000), "group": "a", "value": 1}));
+        // A top N needs a whole range: refused without stop.
+        send(&mut ws3, json!({"expression": "sum(tick).group(k, 1)", "start": 0, "step": 10_000, "id": 7})).await;
+        let refused = next(&mut ws3).await;
+        assert_eq!((refused["error"].as_str(), &refused["id"]), (Some("invalid request"), &json!(7)), "{refused}");
+    });
+}

@@ -5,6 +5,7 @@ pub mod ast;
 pub mod error;
 pub mod parser;
 pub mod pattern;
+pub mod selector;
 
 pub use ast::*;
 pub use error::ParseError;

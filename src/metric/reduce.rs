@@ -217,6 +217,14 @@ pub fn merge(reduce: Reduce, parts: impl IntoIterator<Item = Option<f64>>) -> Op
     }
 }
 
+/// Every `k` consecutive bins merged into one (pyramidal reduces only;
+/// `None` for the others): bins of a step `k` times a tier's.
+pub fn merge_every(reduce: Reduce, bins: &[Option<f64>], k: usize) -> Vec<Option<f64>> {
+    bins.chunks(k.max(1))
+        .map(|run| merge(reduce, run.iter().copied()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +314,14 @@ mod tests {
         assert_eq!(merge(Reduce::Max, [None, None]), None);
         assert_eq!(merge(Reduce::Count, [Some(1.0), Some(0.0)]), Some(1.0));
         assert!(is_pyramidal(Reduce::Sum) && !is_pyramidal(Reduce::Median));
+        let bins = [Some(1.0), None, Some(3.0), Some(4.0), Some(5.0)];
+        assert_eq!(
+            merge_every(Reduce::Sum, &bins, 2),
+            vec![Some(1.0), Some(7.0), Some(5.0)]
+        );
+        assert_eq!(
+            merge_every(Reduce::Max, &[None, None, Some(2.0)], 2),
+            vec![None, Some(2.0)]
+        );
     }
 }

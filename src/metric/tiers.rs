@@ -13,6 +13,27 @@ impl Tier {
         TIERS.contains(&step).then_some(Tier(step))
     }
 
+    /// The largest tier not above `step` (the 10 s tier for smaller steps).
+    pub fn at_most(step: i64) -> Tier {
+        Tier(
+            TIERS
+                .into_iter()
+                .rev()
+                .find(|&t| t <= step)
+                .unwrap_or(TIERS[0]),
+        )
+    }
+
+    /// The largest tier that divides `step` (so that a bin of `step` is a
+    /// whole number of its bins), if any does.
+    pub fn dividing(step: i64) -> Option<Tier> {
+        TIERS
+            .into_iter()
+            .rev()
+            .find(|&t| t <= step && step % t == 0)
+            .map(Tier)
+    }
+
     pub fn all() -> impl Iterator<Item = Tier> {
         TIERS.into_iter().map(Tier)
     }
@@ -67,6 +88,20 @@ impl Tier {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn tiers_for_other_steps() {
+        assert_eq!(Tier::at_most(1).step(), 10_000);
+        assert_eq!(Tier::at_most(15_000).step(), 10_000);
+        assert_eq!(Tier::at_most(60_000).step(), 60_000);
+        assert_eq!(Tier::at_most(7 * 86_400_000).step(), 86_400_000);
+        assert_eq!(Tier::dividing(15_000), None);
+        assert_eq!(Tier::dividing(90_000).map(Tier::step), Some(10_000));
+        assert_eq!(Tier::dividing(120_000).map(Tier::step), Some(60_000));
+        assert_eq!(Tier::dividing(900_000).map(Tier::step), Some(300_000));
+        assert_eq!(Tier::dividing(7_200_000).map(Tier::step), Some(3_600_000));
+        assert_eq!(Tier::dividing(3_600_000).map(Tier::step), Some(3_600_000));
+    }
 
     #[test]
     fn floors_and_ceils_like_cube() {

@@ -71,6 +71,65 @@ pub fn parse_stop(s: &str) -> Option<i64> {
     }
 }
 
+/// A time as Prometheus's HTTP API takes it: Unix seconds (fractions to
+/// the millisecond) or RFC 3339.
+pub fn parse_unix_seconds(s: &str) -> Option<i64> {
+    let t = s.trim();
+    if let Ok(x) = t.parse::<f64>() {
+        return from_number((x * 1000.0).round());
+    }
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .and_then(|d| in_range(d.timestamp_millis()))
+}
+
+/// A duration as Prometheus's HTTP API takes it, in milliseconds: seconds
+/// as a number (`15`, `0.5`), or units largest first (`1h30m`, `500ms`,
+/// `2d`, `1w`, `1y` of 365 days). `None` for anything else, zero, or more
+/// than the range of times.
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let limit = (MAX_TIME_MS - MIN_TIME_MS) as f64;
+    if let Ok(x) = t.parse::<f64>() {
+        let ms = (x * 1000.0).round();
+        return (ms.is_finite() && ms >= 1.0 && ms <= limit).then_some(ms as i64);
+    }
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut rest = t;
+    let mut total: i64 = 0;
+    let mut last_unit = usize::MAX;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = UNITS.iter().position(|(u, _)| *u == &rest[..unit_len])?;
+        // Each unit once, largest first, as Prometheus requires.
+        if last_unit != usize::MAX && unit <= last_unit {
+            return None;
+        }
+        last_unit = unit;
+        rest = &rest[unit_len..];
+        total = total.checked_add(n.checked_mul(UNITS[unit].1)?)?;
+    }
+    (total >= 1 && (total as f64) <= limit).then_some(total)
+}
+
 /// What a client is told when a time parameter is refused.
 pub const PARAM_HELP: &str = "epoch milliseconds or ISO 8601 (2012-04-16T16:00:00Z, \
      2012-04-16T16:00:00.123+02:00, 2012-04-16), between the years 0 and 9999 \
@@ -98,6 +157,32 @@ pub fn format_iso(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_times_and_durations() {
+        assert_eq!(parse_unix_seconds("1334592000"), Some(1_334_592_000_000));
+        assert_eq!(parse_unix_seconds("1334592000.5"), Some(1_334_592_000_500));
+        assert_eq!(
+            parse_unix_seconds("2012-04-16T16:00:00Z"),
+            Some(1_334_592_000_000)
+        );
+        assert_eq!(parse_unix_seconds("NaN"), None);
+        assert_eq!(parse_unix_seconds("1e300"), None);
+        assert_eq!(parse_unix_seconds("yesterday"), None);
+        assert_eq!(parse_duration_ms("15"), Some(15_000));
+        assert_eq!(parse_duration_ms("0.5"), Some(500));
+        assert_eq!(parse_duration_ms("1m"), Some(60_000));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("1w"), Some(604_800_000));
+        assert_eq!(parse_duration_ms("0"), None);
+        assert_eq!(parse_duration_ms("-1"), None);
+        assert_eq!(parse_duration_ms("30m1h"), None);
+        assert_eq!(parse_duration_ms("1x"), None);
+        assert_eq!(parse_duration_ms("m"), None);
+        assert_eq!(parse_duration_ms(""), None);
+        assert_eq!(parse_duration_ms("99999999999999999999y"), None);
+    }
 
     #[test]
     fn parses_the_spellings_clients_send() {

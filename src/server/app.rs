@@ -143,8 +143,10 @@ pub struct App {
     /// event/get and the list of types.
     pub events: Events,
     pub invalidator: Arc<Invalidator>,
-    pub evaluator: Evaluator,
+    pub evaluator: Arc<Evaluator>,
     pub live: Arc<LiveStreams>,
+    /// Live metric requests (metric/get without `stop`).
+    pub live_metrics: Arc<crate::service::live_metrics::LiveMetrics>,
     /// Keys and roles.
     pub auth: Arc<Auth>,
     pub self_events: Arc<SelfEvents>,
@@ -190,6 +192,7 @@ impl App {
             evaluator,
             events,
             live,
+            live_metrics,
             auth,
             retention,
         } = services;
@@ -205,6 +208,7 @@ impl App {
             invalidator,
             evaluator,
             live,
+            live_metrics,
             auth,
             retention,
             self_events,

@@ -11,7 +11,7 @@ use warp::reply::Reply;
 use crate::ingest::emetrics::EmetricsError;
 use crate::model::{BatchError, EventError, TenantError};
 use crate::service::{AuthError, StoreError};
-use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError};
+use crate::service::{CollectorError, EvalError, EventQueryError, MetricQueryError, RangeError};
 
 /// An answer that is not a success.
 #[derive(Debug)]
@@ -332,6 +332,71 @@ impl From<EvalError> for ApiError {
                 ),
             ),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(e: RangeError) -> Self {
+        match e {
+            RangeError::Query(q) => q.into(),
+            RangeError::Eval(e) => e.into(),
+            e @ (RangeError::EndBeforeStart | RangeError::TooManyPoints { .. }) => {
+                ApiError::with_message(StatusCode::BAD_REQUEST, "invalid range", e.to_string())
+            }
+            e @ RangeError::TooManyBins { .. } => ApiError::with_message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "query too large",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl ApiError {
+    /// The same refusal in the Prometheus HTTP API's shape:
+    /// `{"status": "error", "errorType", "error"}`, with the same status
+    /// (Prometheus's `bad_data` 400, `execution` 422, `timeout` and
+    /// `unavailable` 503, `internal` 500; `unauthorized` 401 and
+    /// `forbidden` 403, which Prometheus itself never answers).
+    pub fn prometheus(self) -> warp::reply::Response {
+        let text = |k: &str| self.body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (error, message) = (text("error"), text("message"));
+        let error_type = match self.status.as_u16() {
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            422 => "execution",
+            503 if error == "query timeout" => "timeout",
+            503 | 429 => "unavailable",
+            s if s < 500 => "bad_data",
+            _ => "internal",
+        };
+        let text = if message.is_empty() {
+            error.to_owned()
+        } else {
+            format!("{error}: {message}")
+        };
+        ApiError {
+            body: json!({ "status": "error", "errorType": error_type, "error": text }),
+            ..self
+        }
+        .into_response()
+    }
+}
+
+impl From<crate::service::live_metrics::LiveMetricError> for ApiError {
+    fn from(e: crate::service::live_metrics::LiveMetricError) -> Self {
+        use crate::service::live_metrics::LiveMetricError;
+        match e {
+            LiveMetricError::TooMany(_) => ApiError::with_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many live metrics",
+                e.to_string(),
+            ),
+            LiveMetricError::Top => {
+                ApiError::with_message(StatusCode::BAD_REQUEST, "invalid request", e.to_string())
+            }
         }
     }
 }

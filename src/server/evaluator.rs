@@ -196,6 +196,8 @@ pub fn routes(
         .unify()
         .or(clear_cache)
         .unify()
+        .or(super::prometheus::routes(Arc::clone(&app)))
+        .unify()
         .or(super::web::routes())
         .unify()
         .or(super::admin::routes(Arc::clone(&app)))

@@ -399,6 +399,9 @@ async fn metric_request(app: &App, tenant: &Tenant, req: &Value, out: &mut Answe
             return;
         }
     };
+    if req.get("stop").is_none_or(Value::is_null) {
+        return live_metric_request(app, tenant, req, id, out).await;
+    }
     let query = match metric_query(req, app.clock.now_ms()) {
         Ok(q) => q,
         Err(e) => {
@@ -406,36 +409,112 @@ async fn metric_request(app: &App, tenant: &Tenant, req: &Value, out: &mut Answe
             return;
         }
     };
-    let result = if query.group.is_some() {
-        app.evaluator
-            .evaluate_grouped(tenant, &query)
-            .await
-            .map(|rows| {
-                for i in 0..query.n {
-                    for row in &rows {
-                        let v = row.values.get(i).copied().flatten();
-                        let _ = out.send(grouped_metric_json(
-                            query.time(i),
-                            row.group.as_deref(),
-                            v,
-                            id,
-                        ));
-                    }
-                }
-            })
-    } else {
-        let mut emit = |i: usize, v: Option<f64>| {
-            let _ = out.send(metric_json(query.time(i), v, id));
-        };
-        app.evaluator.evaluate(tenant, &query, &mut emit).await
-    };
-    match result {
+    match send_bins(app, tenant, &query, id, out).await {
         Ok(()) => {
             let end = json!({ "time": crate::model::time::format_iso(query.end) });
             let _ = out.send(with_id(end, id));
         }
         Err(e) => {
             let _ = out.send(with_id(ApiError::from(e).ws_body(), id));
+        }
+    }
+}
+
+/// Evaluates `query` and sends its bins (cached ones first when ungrouped).
+async fn send_bins(
+    app: &App,
+    tenant: &Tenant,
+    query: &MetricQuery,
+    id: Option<&Value>,
+    out: &mut Answers,
+) -> Result<(), crate::service::EvalError> {
+    if query.group.is_some() {
+        let rows = app.evaluator.evaluate_grouped(tenant, query).await?;
+        for i in 0..query.n {
+            for row in &rows {
+                let v = row.values.get(i).copied().flatten();
+                let _ = out.send(grouped_metric_json(
+                    query.time(i),
+                    row.group.as_deref(),
+                    v,
+                    id,
+                ));
+            }
+        }
+        Ok(())
+    } else {
+        let mut emit = |i: usize, v: Option<f64>| {
+            let _ = out.send(metric_json(query.time(i), v, id));
+        };
+        app.evaluator.evaluate(tenant, query, &mut emit).await
+    }
+}
+
+/// A metric/get request without `stop`: the bins from `start` to the last
+/// closed one (`now - delay`), then each bin as it closes and each bin sent
+/// that a put changed, until the socket closes (README "Live metrics").
+async fn live_metric_request(
+    app: &App,
+    tenant: &Tenant,
+    req: &Value,
+    id: Option<&Value>,
+    out: &mut Answers,
+) {
+    let delay = req
+        .get("delay")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_LIVE_DELAY_MS)
+        .clamp(0, MAX_LIVE_DELAY_MS);
+    let now = app.clock.now_ms();
+    let mut bounded = req.clone();
+    let with_stop = |r: &mut Value, stop: i64| {
+        if let Value::Object(m) = r {
+            m.insert("stop".into(), Value::from(stop));
+        }
+    };
+    with_stop(&mut bounded, now - delay);
+    let refuse = |out: &mut Answers, e: ApiError| {
+        let _ = out.send(with_id(e.ws_body(), id));
+    };
+    let query = match metric_query(&bounded, now) {
+        Ok(q) => q,
+        Err(e) => return refuse(out, e.into()),
+    };
+    let (closed, mut stream) = match app.live_metrics.follow(tenant, &query, delay) {
+        Ok(x) => x,
+        Err(e) => return refuse(out, e.into()),
+    };
+    with_stop(&mut bounded, closed);
+    let history = match metric_query(&bounded, now) {
+        Ok(q) => q,
+        Err(e) => return refuse(out, e.into()),
+    };
+    let grouped = query.group.is_some();
+    let message = |u: &crate::service::live_metrics::Update| {
+        if grouped {
+            grouped_metric_json(u.time, u.group.as_deref(), u.value, id)
+        } else {
+            metric_json(u.time, u.value, id)
+        }
+    };
+    match stream.history(&app.evaluator, tenant, &history).await {
+        Ok(bins) => {
+            for u in &bins {
+                let _ = out.send(message(u));
+            }
+        }
+        Err(e) => return refuse(out, e.into()),
+    }
+    // The history is the request's answer; what follows is the stream.
+    out.finish();
+    while let Some(updates) = stream.next().await {
+        for u in &updates {
+            if !out.send(message(u)) {
+                return;
+            }
+        }
+        if out.is_closed() {
+            return;
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod evaluator_ws;
 pub mod keys;
 pub mod listen;
 pub mod origin;
+pub mod prometheus;
 pub mod retention;
 pub mod tasks;
 pub mod udp;

@@ -174,18 +174,65 @@ impl MetricQuery {
             first = end - limit * tier.step();
             n = limit;
         }
-        let bins = usize::try_from(n).unwrap_or(0);
-        let reduces = distinct_reduces(&plan);
-        if reduces.saturating_mul(bins) > MAX_BINS_PER_REQUEST {
-            return Err(MetricQueryError::TooManyBins { reduces, bins });
+        let mut q = Self::planned(
+            expression.unwrap_or_default(),
+            plan,
+            group,
+            tier,
+            first,
+            usize::try_from(n).unwrap_or(0),
+        )?;
+        // Cube's end marker: `ceil(stop)`, also for an empty range.
+        q.end = end;
+        Ok(q)
+    }
+
+    /// The `n` bins of `tier` from `first` (a bin start) of an expression
+    /// (`n` at most [`MAX_METRIC_LIMIT`]).
+    pub fn bins(
+        expression: &str,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> Result<Self, MetricQueryError> {
+        let (ast, plan) = compile_metric(expression).map_err(MetricQueryError::Expression)?;
+        let group = MetricPlan::group(&ast).map_err(MetricQueryError::Expression)?;
+        if n > crate::limits::MAX_METRIC_LIMIT {
+            return Err(MetricQueryError::Limit);
         }
+        Self::planned(expression, plan, group, tier, tier.floor(first), n)
+    }
+
+    /// The same bins of one of this query's leaves alone.
+    pub fn leaf(&self, leaf: &LeafPlan) -> Self {
+        MetricQuery {
+            expression: leaf.source.clone(),
+            plan: MetricPlan::Leaf(leaf.clone()),
+            group: None,
+            ..self.clone()
+        }
+    }
+
+    fn planned(
+        expression: &str,
+        plan: MetricPlan,
+        group: Option<GroupSpec>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> Result<Self, MetricQueryError> {
+        let reduces = distinct_reduces(&plan);
+        if reduces.saturating_mul(n) > MAX_BINS_PER_REQUEST {
+            return Err(MetricQueryError::TooManyBins { reduces, bins: n });
+        }
+        let step = tier.step();
         Ok(MetricQuery {
-            expression: expression.unwrap_or_default().to_owned(),
+            expression: expression.to_owned(),
             plan,
             tier,
             first,
-            n: usize::try_from(n).unwrap_or(0),
-            end,
+            n,
+            end: first.saturating_add((n as i64).saturating_mul(step)),
             group,
         })
     }
@@ -328,6 +375,11 @@ impl Evaluator {
         self.bins_in_flight = tokio::sync::Semaphore::new(max);
         self.max_bins_in_flight = max;
         self
+    }
+
+    /// Longest one request may take (`--query-timeout-ms`).
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.query_timeout
     }
 
     pub fn on_compute(&self, l: ComputeListener) {

@@ -119,6 +119,38 @@ impl Invalidator {
         state.map_or(0, |s| lock(&s).generation)
     }
 
+    /// The type's generation now, and the time ranges `[min, max]` (both
+    /// inclusive) written after `generation`: `None` when the log no longer
+    /// reaches back that far (anything may have been written). Does not
+    /// remember a type it has not seen.
+    pub fn written_since(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        generation: u64,
+    ) -> (u64, Option<Vec<(i64, i64)>>) {
+        let state = lock(&self.types)
+            .get(&(tenant.clone(), event_type.to_owned()))
+            .map(Arc::clone);
+        let Some(state) = state else {
+            return (0, Some(Vec::new()));
+        };
+        let st = lock(&state);
+        if st.generation == generation {
+            return (generation, Some(Vec::new()));
+        }
+        if st.log.front().is_none_or(|(g, _, _)| *g > generation + 1) {
+            return (st.generation, None);
+        }
+        let ranges = st
+            .log
+            .iter()
+            .filter(|(g, _, _)| *g > generation)
+            .map(|&(_, lo, hi)| (lo, hi))
+            .collect();
+        (st.generation, Some(ranges))
+    }
+
     /// Drops the type's cached bins before `before` (retention deleted the
     /// events they summarise), under the type's lock and as a write of
     /// everything before `before`: a bin computed from the deleted events

@@ -7,6 +7,8 @@ pub mod evaluator;
 pub mod events;
 pub mod invalidation;
 pub mod live;
+pub mod live_metrics;
+pub mod range;
 pub mod retention;
 pub mod wiring;
 
@@ -17,6 +19,7 @@ pub use collector::{Collector, CollectorError, SessionLog};
 pub use evaluator::{EvalError, Evaluator, MetricQuery, MetricQueryError};
 pub use events::{EventQuery, EventQueryError, Events};
 pub use invalidation::Invalidator;
+pub use range::{RangeAnswer, RangeError, RangeQuery, Series};
 pub use retention::Retention;
 pub use wiring::{Services, Settings};
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::live::LiveStreams;
+use super::live_metrics::LiveMetrics;
 use super::{Auth, Collector, Evaluator, Events, Invalidator, Retention};
 use crate::model::Clock;
 use crate::model::retention::Horizon;
@@ -18,9 +19,11 @@ pub struct Settings {
     pub max_query_memory: usize,
     /// Longest one metric request may take.
     pub query_timeout: Duration,
-    /// How often live event streams poll the store.
+    /// How often live event streams poll the store (and live metrics look
+    /// for closed and changed bins).
     pub live_poll_interval: Duration,
-    /// Most live event streams (distinct tenant, expression and delay) at once.
+    /// Most live event streams (distinct tenant, expression and delay) at
+    /// once, and as many live metric polls.
     pub max_live_streams: usize,
     /// Most scans of events computing bins at once, server-wide.
     pub max_computations: usize,
@@ -38,10 +41,12 @@ pub struct Services {
     pub run: Arc<Run>,
     pub collector: Collector,
     pub invalidator: Arc<Invalidator>,
-    pub evaluator: Evaluator,
+    pub evaluator: Arc<Evaluator>,
     /// event/get and the list of types.
     pub events: Events,
     pub live: Arc<LiveStreams>,
+    /// Live metric requests (metric/get without `stop`), sharing polls.
+    pub live_metrics: Arc<LiveMetrics>,
     /// Keys and roles ([`Auth::off`] unless set: the server is open).
     pub auth: Arc<Auth>,
     /// What is deleted when, and the figures of what is kept.
@@ -74,16 +79,25 @@ impl Services {
         );
         let inv = Arc::clone(&invalidator);
         collector.on_put(Arc::new(move |tenant, outcome| inv.record(tenant, outcome)));
-        let evaluator = Evaluator::new(
-            Arc::clone(&store),
-            cache,
+        let evaluator = Arc::new(
+            Evaluator::new(
+                Arc::clone(&store),
+                cache,
+                Arc::clone(&invalidator),
+                Arc::clone(&run),
+                settings.max_query_memory,
+                settings.query_timeout,
+                settings.max_computations,
+            )
+            .with_max_bins_in_flight(settings.max_bins_in_flight),
+        );
+        let live_metrics = LiveMetrics::new(
+            Arc::clone(&evaluator),
             Arc::clone(&invalidator),
-            Arc::clone(&run),
-            settings.max_query_memory,
-            settings.query_timeout,
-            settings.max_computations,
-        )
-        .with_max_bins_in_flight(settings.max_bins_in_flight);
+            Arc::clone(&clock),
+            settings.live_poll_interval,
+            settings.max_live_streams,
+        );
         let live = LiveStreams::new(
             Arc::clone(&store),
             Arc::clone(&clock),
@@ -99,6 +113,7 @@ impl Services {
             invalidator,
             evaluator,
             live,
+            live_metrics,
             auth: Arc::new(Auth::off()),
             retention,
         }

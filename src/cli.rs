@@ -52,6 +52,9 @@ pub enum Command {
     /// Print a metric from a running evaluator (`/1.0/metric`): a table
     /// with a sparkline per series, CSV or JSON.
     Query(QueryArgs),
+    /// Follow the events an event expression matches on a running
+    /// evaluator (a live `/1.0/event/get`), one line each, as they arrive.
+    Tail(TailArgs),
     /// Show or change how long a service's events are kept, on a running
     /// server (`/admin/retention`; an admin key when keys are in force).
     Retention {
@@ -95,6 +98,46 @@ pub struct QueryArgs {
     /// The service, when keys are not in force (`Fiware-Service`).
     #[arg(long, env = "CUBED_SERVICE")]
     pub service: Option<String>,
+}
+
+/// `cubed tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The event expression, e.g. `request(path, duration).eq(status, 500)`
+    /// (only the fields it names are shown, as Cube answers).
+    pub expr: String,
+    /// Show events from this time on (epoch milliseconds or ISO 8601);
+    /// default: from now less `--delay`.
+    #[arg(long, env = "CUBED_TAIL_START")]
+    pub start: Option<String>,
+    /// How far behind now the stream runs, in milliseconds (late events
+    /// within it are still shown; the server's default is 5000).
+    #[arg(long, env = "CUBED_TAIL_DELAY")]
+    pub delay: Option<u64>,
+    /// Stop after this many events (default: follow until interrupted).
+    #[arg(long, env = "CUBED_TAIL_COUNT")]
+    pub count: Option<u64>,
+    /// How to print each event.
+    #[arg(long, env = "CUBED_TAIL_FORMAT", value_enum, default_value_t = TailFormat::Text)]
+    pub format: TailFormat,
+    /// The evaluator's base URL.
+    #[arg(long, env = "CUBED_URL", default_value = "http://127.0.0.1:1081")]
+    pub url: String,
+    /// An API key with the `read` role (sent as `Authorization: Bearer`
+    /// on the WebSocket handshake); it decides the service.
+    #[arg(long, env = "CUBED_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// The service, when keys are not in force (`Fiware-Service`).
+    #[arg(long, env = "CUBED_SERVICE")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TailFormat {
+    /// `TIME  DATA`, the data as JSON.
+    Text,
+    /// Each event as the server sent it, one JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -400,6 +443,11 @@ pub struct ServeArgs {
     /// `on`, or `off` (open to anyone who can reach the ports).
     #[arg(long, env = "CUBED_AUTH", value_enum, default_value_t = AuthFlag::Auto)]
     pub auth: AuthFlag,
+    /// Most groups one grouped reduce may have over a request's range (a
+    /// request of n bins: at most 200,000 / n, if that is fewer); more is
+    /// `422 query too large`.
+    #[arg(long, env = "CUBED_MAX_GROUPS", default_value_t = cubed::limits::DEFAULT_MAX_GROUPS)]
+    pub max_groups: usize,
     /// Most scans of events computing metric bins at once, server-wide
     /// (more wait for a turn within their request's deadline).
     #[arg(long, env = "CUBED_MAX_COMPUTATIONS", default_value_t = cubed::limits::DEFAULT_MAX_COMPUTATIONS)]

@@ -93,10 +93,11 @@ pub const MAX_REQUEST_PATH_CHARS: usize = 1024;
 
 /// The largest `top` of `.group(field, top)`.
 pub const MAX_GROUP_TOP: u32 = 1000;
-/// Most groups one grouped reduce may have over a request's range; a
-/// request of n bins may have at most `MAX_BINS_PER_REQUEST / n` of them
-/// if that is fewer (the answer has a value per bin and group).
-pub const MAX_GROUPS: usize = 1000;
+/// Default of the most groups one grouped reduce may have over a
+/// request's range (`--max-groups`); a request of n bins may have at most
+/// `MAX_BINS_PER_REQUEST / n` of them if that is fewer (the answer has a
+/// value per bin and group).
+pub const DEFAULT_MAX_GROUPS: usize = 1000;
 
 /// Longest expression, in bytes.
 pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;

@@ -1,11 +1,14 @@
 //! `cubed query`: a metric from a running evaluator (`GET /1.0/metric`),
-//! printed as a table with a sparkline per series, as CSV or as JSON. The
-//! expression is parsed here first, so a bad one is shown with a caret
-//! under where it went wrong, without a request.
+//! printed as a table with a sparkline per series, as CSV or as JSON; and
+//! `cubed tail`: the events of an event expression as they arrive (a live
+//! WebSocket `/1.0/event/get`). Expressions are parsed here first, so a bad
+//! one is shown with a caret under where it went wrong, without a request.
 
-use serde_json::Value;
+use std::io::Write;
 
-use crate::cli::{QueryArgs, QueryFormat};
+use serde_json::{Value, json};
+
+use crate::cli::{QueryArgs, QueryFormat, TailArgs, TailFormat};
 
 /// The step in milliseconds: `10s`, `1m`, `5m`, `1h`, `1d` or a number.
 fn step_ms(step: &str) -> Result<i64, String> {
@@ -77,16 +80,19 @@ fn number(v: &Value) -> String {
     }
 }
 
+/// A refused expression, with a caret where the parser stopped.
+fn refused(expr: &str, e: &cubed::plan::PlanError) -> String {
+    match e {
+        cubed::plan::PlanError::Parse(p) => {
+            format!("invalid expression: {e}\n{}", caret(expr, p.offset()))
+        }
+        _ => format!("invalid expression: {e}"),
+    }
+}
+
 pub fn run(args: &QueryArgs) -> Result<String, String> {
     if let Err(e) = cubed::plan::compile_metric(&args.expr) {
-        let at = match &e {
-            cubed::plan::PlanError::Parse(p) => Some(p.offset()),
-            _ => None,
-        };
-        return Err(match at {
-            Some(at) => format!("invalid expression: {e}\n{}", caret(&args.expr, at)),
-            None => format!("invalid expression: {e}"),
-        });
+        return Err(refused(&args.expr, &e));
     }
     let step = step_ms(&args.step)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -209,6 +215,100 @@ fn table(bins: &[Value]) -> String {
         out.push_str(&format!("{s:<width$}  {}\n", sparkline(&values)));
     }
     out
+}
+
+/// `cubed tail`: follows a live event stream until interrupted, the
+/// socket closes, or `--count` events were printed.
+pub fn tail(args: &TailArgs) -> Result<(), String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    if let Err(e) = cubed::plan::compile_event(&args.expr) {
+        return Err(refused(&args.expr, &e));
+    }
+    let base = args.url.trim_end_matches('/');
+    let url = match base.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}/1.0/event/get"),
+        Some((_, rest)) => format!("ws://{rest}/1.0/event/get"),
+        None => format!("ws://{base}/1.0/event/get"),
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let header = |v: &str| {
+        v.parse::<tokio_tungstenite::tungstenite::http::HeaderValue>()
+            .map_err(|e| format!("invalid header value: {e}"))
+    };
+    if let Some(key) = &args.key {
+        request
+            .headers_mut()
+            .insert("authorization", header(&format!("Bearer {key}"))?);
+    }
+    if let Some(s) = &args.service {
+        request.headers_mut().insert("fiware-service", header(s)?);
+    }
+    let mut ask = json!({ "expression": args.expr });
+    if let Some(s) = &args.start {
+        ask["start"] = json!(s);
+    }
+    if let Some(d) = args.delay {
+        ask["delay"] = json!(d);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        ws.send(Message::text(ask.to_string()))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let mut printed = 0u64;
+        let mut out = std::io::stdout().lock();
+        while args.count.is_none_or(|n| printed < n) {
+            let Some(msg) = ws.next().await else { break };
+            let msg = msg.map_err(|e| format!("{url}: {e}"))?;
+            let text = match msg {
+                Message::Text(t) => t,
+                Message::Close(frame) => {
+                    return match frame {
+                        Some(f) if !f.reason.is_empty() => {
+                            Err(format!("the server closed the stream: {}", f.reason))
+                        }
+                        _ => Ok(()),
+                    };
+                }
+                _ => continue,
+            };
+            let event: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("not JSON from the server: {e}"))?;
+            if let Some(error) = event.get("error").and_then(Value::as_str) {
+                let message = event["message"].as_str().unwrap_or_default();
+                return Err(format!("{error}: {message}"));
+            }
+            let line = match args.format {
+                TailFormat::Json => text.to_string(),
+                TailFormat::Text => {
+                    let time = event["time"].as_str().unwrap_or_default();
+                    match event.get("data") {
+                        Some(d) => format!("{time}  {d}"),
+                        None => time.to_owned(),
+                    }
+                }
+            };
+            // A closed pipe (`cubed tail … | head`) ends the tail quietly.
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+            printed += 1;
+        }
+        let _ = ws.close(None).await;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

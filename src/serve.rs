@@ -116,6 +116,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         query_timeout: std::time::Duration::from_millis(args.query_timeout_ms.max(1)),
         udp_keyed: args.udp_keyed,
         max_computations: args.max_computations.max(1),
+        max_groups: args.max_groups.max(1),
         max_bins_in_flight: args.max_bins_in_flight,
         retention: args.retention,
         self_retention: args.self_retention,

@@ -110,3 +110,71 @@ fn query_shows_where_an_expression_went_wrong() {
     assert!(!ok);
     assert!(err.starts_with("error: 400 invalid start"), "{err}");
 }
+
+/// `cubed tail` follows a live event stream: events put while it runs are
+/// printed as they arrive, and `--count` ends it.
+#[test]
+fn tail_prints_events_as_they_arrive() {
+    let s = TestServer::start();
+    let start = chrono::Utc::now().timestamp_millis() - 1_000;
+    let tail = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cubed"))
+            .arg("tail")
+            .args(args)
+            .args(["--url", &format!("http://{}", s.evaluator)])
+            .env_remove("CUBED_URL")
+            .env_remove("CUBED_KEY")
+            .env_remove("CUBED_SERVICE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run cubed tail")
+    };
+    let start_arg = start.to_string();
+    let child = tail(&[
+        "beat(v).gt(v, 1)",
+        "--start",
+        &start_arg,
+        "--delay",
+        "0",
+        "--count",
+        "2",
+    ]);
+    let now = chrono::Utc::now().timestamp_millis();
+    s.put(&json!([{"type": "beat", "time": now, "data": {"v": 1, "other": "x"}}]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    s.put(&json!([{"type": "beat", "time": now + 1, "data": {"v": 2, "other": "y"}}]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    s.put(&json!([{"type": "beat", "time": now + 2, "data": {"v": 3}}]));
+    // Ends by itself after two events (bounded wait).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("cubed tail ended after --count events")
+        .expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let iso = cubed::model::time::format_iso;
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("{}  {{\"v\":2}}", iso(now + 1)),
+            format!("{}  {{\"v\":3}}", iso(now + 2)),
+        ]
+    );
+    // A bad expression: the caret, no connection.
+    let out = tail(&["beat(v"]).wait_with_output().expect("output");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid expression") && stderr.contains("      ^"),
+        "{stderr}"
+    );
+}

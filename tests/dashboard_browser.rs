@@ -113,6 +113,49 @@ fn chart_points(expression: &str) -> String {
     )
 }
 
+/// A grouped chart's legend: its series' labels.
+fn legend(expression: &str) -> String {
+    format!(
+        "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e} && c.confirmed); \
+         return c && c.columns ? c.plot.series.slice(1).map(s => s.label) : null; }})()",
+        e = json!(expression)
+    )
+}
+
+/// A grouped chart's columns: [[group, [[time ms, value], …]], …] without
+/// empty or zero bins.
+fn chart_columns(expression: &str) -> String {
+    format!(
+        "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e} && c.confirmed); \
+         if (!c || !c.columns) return null; \
+         return c.columns.map(([n, col]) => [n, col.map((v, i) => [c.times[i] * 1000, v]).filter(p => p[1] !== null && p[1] !== 0)]); }})()",
+        e = json!(expression)
+    )
+}
+
+/// The value a chart holds for the bin at `time` (ms).
+fn chart_value(expression: &str, time: i64) -> String {
+    format!(
+        "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e}); \
+         return c ? (c.data.get({time}) ?? null) : null; }})()",
+        e = json!(expression)
+    )
+}
+
+/// The WebSocket messages the server has received so far (`/1.0/status`).
+fn ws_messages_received(server: &TestServer) -> f64 {
+    let (status, body) = get(&server.evaluator_url("/1.0/status"), None);
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["module_name"] == "websocket")
+        .flat_map(|d| d["metrics"].as_array().cloned().unwrap_or_default())
+        .find(|m| m["metric"] == "messages_received")
+        .and_then(|m| m["value"].as_f64())
+        .expect("websocket messages_received")
+}
+
 fn type_into(tab: &Tab, selector: &str, text: &str) {
     let el = tab.wait_for_element(selector).expect(selector);
     el.click().expect("click");
@@ -238,6 +281,83 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
         "the chart draws what the server computes"
     );
 
+    // A grouped expression: a line per group, with a legend, drawing the
+    // server's rows (the /login bins are the even k, /home the odd).
+    let grouped = "sum(request).group(path)";
+    type_into(&tab, "#expression", grouped);
+    wait_for(
+        &tab,
+        "the grouped chart's legend",
+        &legend(grouped),
+        Duration::from_secs(15),
+        |v| v == &json!(["/home", "/login"]),
+    );
+    let per_group = |parity: i64| -> Value {
+        let mut points: Vec<Value> = (0..10i64)
+            .filter(|k| k % 2 == parity)
+            .map(|k| json!([last - k * minute, k + 1]))
+            .collect();
+        points.reverse();
+        Value::Array(points)
+    };
+    wait_for(
+        &tab,
+        "the grouped chart's columns",
+        &chart_columns(grouped),
+        Duration::from_secs(15),
+        |v| v == &json!([["/home", per_group(1)], ["/login", per_group(0)]]),
+    );
+    // The top 1 group over the window (/home: 30 requests, /login: 25),
+    // the rest as `other`: the expression asks the server for it.
+    eval(
+        &tab,
+        &format!(
+            "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e}); \
+             const s = c.el.querySelector('.chart-top'); s.value = '1'; s.onchange(); return true; }})()",
+            e = json!(grouped)
+        ),
+    );
+    let top1 = "sum(request).group(path, 1)";
+    wait_for(
+        &tab,
+        "the top group and the rest",
+        &legend(top1),
+        Duration::from_secs(15),
+        |v| v == &json!(["/home", "other"]),
+    );
+    // Stacked: the top of the stack is every group together, which is
+    // what sum(request) draws.
+    eval(
+        &tab,
+        "(() => { const m = document.getElementById('mode'); m.value = 'stacked'; m.onchange(); return true; })()",
+    );
+    let stacked_top = format!(
+        "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e} && c.confirmed); \
+         if (!c || !c.columns) return null; const [xs, top] = c.plot.data; \
+         return xs.map((x, i) => [x * 1000, top[i]]).filter(p => p[1] !== null && p[1] !== 0); }})()",
+        e = json!(top1)
+    );
+    wait_for(
+        &tab,
+        "the stacked chart",
+        &stacked_top,
+        Duration::from_secs(15),
+        |v| v == &points,
+    );
+    screenshot(&tab, "groups");
+    eval(
+        &tab,
+        &format!(
+            "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e}); \
+             c.el.querySelector('.chart-remove').click(); return true; }})()",
+            e = json!(top1)
+        ),
+    );
+    eval(
+        &tab,
+        "(() => { const m = document.getElementById('mode'); m.value = 'line'; m.onchange(); return true; })()",
+    );
+
     // A bad expression: no chart, and the server's explanation inline.
     let bad = "sum(request(duration)";
     type_into(&tab, "#expression", bad);
@@ -328,7 +448,9 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
     let _ = tab3.close(true);
 
     // Live: a 10 s step dashboard (horizon mode) with a live tail; events put
-    // afterwards appear in the chart once their bin closes, and in the tail.
+    // afterwards appear in the chart once their bin closes, and in the tail,
+    // pushed by the server: the page sends nothing more once its requests
+    // are made.
     let live_chart = "sum(beat(v))";
     tab.navigate_to(&format!(
         "{base}?step=10000&window=300000&mode=horizon&chart={}&tail={}",
@@ -347,6 +469,7 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
     );
     // The tail is running before the event exists.
     std::thread::sleep(Duration::from_millis(1500));
+    let asked = ws_messages_received(&server);
     server.put(&json!([{"type": "beat", "data": {"v": 7, "note": "hello from the test"}}]));
     wait_for(
         &tab,
@@ -361,6 +484,25 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
         &chart_text(live_chart, ".chart-max"),
         Duration::from_secs(45),
         |v| v == "7",
+    );
+    // A late event corrects a bin the chart already drew (0 there).
+    let now = chrono::Utc::now().timestamp_millis();
+    let late_bin = now - now % 10_000 - 60_000;
+    assert_eq!(eval(&tab, &chart_value(live_chart, late_bin)), json!(0));
+    server.put(
+        &json!([{"type": "beat", "time": late_bin + 5_000, "data": {"v": 5, "note": "late"}}]),
+    );
+    wait_for(
+        &tab,
+        "the late event's bin corrected",
+        &chart_value(live_chart, late_bin),
+        Duration::from_secs(20),
+        |v| v == &json!(5),
+    );
+    assert_eq!(
+        ws_messages_received(&server),
+        asked,
+        "the page asked nothing more: the server pushed the new bin and the correction"
     );
     assert_eq!(
         eval(&tab, "document.getElementById('mode').value"),

@@ -441,3 +441,90 @@ fn too_many_groups_is_refused() {
         "{body}"
     );
 }
+
+/// One figure of the evaluator's module in `/1.0/status`.
+fn evaluator_figure(s: &TestServer, name: &str) -> f64 {
+    let (status, modules) = get(&s.evaluator_url("/1.0/status"), None);
+    assert_eq!(status, 200);
+    modules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["module_name"] == "evaluator")
+        .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
+        .find(|m| m["metric"] == name)
+        .and_then(|m| m["value"].as_f64())
+        .unwrap_or_else(|| panic!("no evaluator figure {name}"))
+}
+
+/// Grouped bins are cached (a second request computes nothing), merged
+/// into hour bins from cached 5-minute bins, and invalidated by a late
+/// event like any bin.
+#[test]
+fn grouped_bins_are_cached_merged_and_invalidated() {
+    let s = TestServer::start_with_options(
+        std::sync::Arc::new(cubed::model::SystemClock),
+        cubed::server::Options {
+            self_events: false,
+            ..Default::default()
+        },
+    );
+    let day = 1_334_534_400_000i64; // 2012-04-16T00:00:00Z
+    let events: Vec<Value> = (0..2_000)
+        .map(|i| {
+            let path = ["/a", "/b", "/c"][i as usize % 3];
+            json!({"type": "req", "time": day + i * 43_000, "data": {"path": path, "ms": i % 13}})
+        })
+        .collect();
+    s.put(&Value::from(events));
+    let ask = |expr: &str, step: i64| -> Vec<Value> {
+        let url = s.evaluator_url(&format!(
+            "/1.0/metric?expression={}&start={day}&stop={}&step={step}",
+            enc(expr),
+            day + 86_400_000
+        ));
+        let (status, body) = get(&url, None);
+        assert_eq!(status, 200, "{body}");
+        body.as_array().cloned().expect("rows")
+    };
+    let expr = "sum(req(ms)).group(path)";
+    let fine = ask(expr, 300_000);
+    assert_eq!(fine.len(), 288 * 3);
+    let computed = evaluator_figure(&s, "bins_computed");
+    assert_eq!(ask(expr, 300_000), fine, "the same answer from the cache");
+    assert_eq!(
+        evaluator_figure(&s, "bins_computed"),
+        computed,
+        "nothing computed again"
+    );
+    // Hour bins: merged from the cached 5-minute bins, group by group.
+    let merged = evaluator_figure(&s, "bins_merged");
+    let hours = ask(expr, 3_600_000);
+    assert_eq!(evaluator_figure(&s, "bins_merged"), merged + 24.0);
+    for h in &hours {
+        let t = cubed::model::time::parse_iso(h["time"].as_str().unwrap()).unwrap();
+        let want: f64 = fine
+            .iter()
+            .filter(|f| f["group"] == h["group"])
+            .filter(|f| {
+                let ft = cubed::model::time::parse_iso(f["time"].as_str().unwrap()).unwrap();
+                ft >= t && ft < t + 3_600_000
+            })
+            .map(|f| f["value"].as_f64().unwrap())
+            .sum();
+        assert_eq!(h["value"].as_f64(), Some(want), "{h}");
+    }
+    // A late event invalidates its 5-minute bin: that bin alone is
+    // computed again, and shows the event.
+    s.put(&json!([{"type": "req", "time": day + 1_000, "data": {"path": "/a", "ms": 1000}}]));
+    let computed = evaluator_figure(&s, "bins_computed");
+    let again = ask(expr, 300_000);
+    assert_eq!(evaluator_figure(&s, "bins_computed"), computed + 1.0);
+    let first_a = |rows: &[Value]| {
+        rows.iter()
+            .find(|r| r["group"] == "/a")
+            .and_then(|r| r["value"].as_f64())
+            .unwrap()
+    };
+    assert_eq!(first_a(&again), first_a(&fine) + 1000.0);
+}

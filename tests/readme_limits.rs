@@ -25,8 +25,14 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 52] = [
+    let limits: [(&str, i128); 55] = [
         ("MAX_OPMETRICS_ROWS", MAX_OPMETRICS_ROWS as i128),
+        (
+            "MAX_PROMETHEUS_FORM_BYTES",
+            MAX_PROMETHEUS_FORM_BYTES as i128,
+        ),
+        ("MAX_SELECTOR_BYTES", MAX_SELECTOR_BYTES as i128),
+        ("MAX_SELECTORS", MAX_SELECTORS as i128),
         (
             "DEFAULT_MAX_BINS_IN_FLIGHT",
             DEFAULT_MAX_BINS_IN_FLIGHT as i128,

@@ -19,6 +19,10 @@ pub struct Fresh<S> {
     /// a batch of any size is the case (5,000 there: SecantusDB, the
     /// Python server the tests start, takes minutes over 400,000).
     pub full_block: usize,
+    /// Whether the backend caches grouped bins (`MetricCache::put_grouped`):
+    /// the embedded store does; the MongoDB backend does not (it computes
+    /// them on every request).
+    pub caches_groups: bool,
 }
 
 fn ev(t: &str, time: i64, data: &str, id: Option<&str>) -> NewEvent<'static> {
@@ -554,6 +558,123 @@ pub fn cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
     );
 }
 
+/// Grouped bins: stored and read back whole (groups, undefined values, an
+/// empty bin), kept apart from other reduces and tiers, invalidated by the
+/// same puts as every bin, charged to the same cap (a backend that does not
+/// cache them stores none).
+pub fn grouped_cache_round_trips_and_invalidates<S: MetricCache>(f: Fresh<S>) {
+    use cubed::storage::CachedGroups;
+    let c = &*f.store;
+    let svc = Tenant::default_tenant();
+    let source = "sum(test(x)).group(path)";
+    let bins = vec![
+        CachedGroups {
+            time: 0,
+            groups: vec![
+                ("/a".into(), Some(3.0)),
+                ("".into(), Some(-1.5)),
+                ("é\"x".into(), None),
+            ],
+        },
+        CachedGroups {
+            time: 60_000,
+            groups: vec![],
+        },
+        CachedGroups {
+            time: 120_000,
+            groups: vec![("/b".into(), Some(f64::MAX))],
+        },
+    ];
+    c.put_grouped(&svc, "test", source, 60_000, &bins).unwrap();
+    c.put(
+        &svc,
+        "test",
+        "sum(test(x))",
+        60_000,
+        &[CachedBin {
+            time: 0,
+            value: Some(1.0),
+        }],
+    )
+    .unwrap();
+    let got = c
+        .get_grouped(&svc, "test", source, 60_000, 0, 180_000)
+        .unwrap();
+    if !f.caches_groups {
+        assert!(got.is_empty(), "{got:?}");
+        return;
+    }
+    assert_eq!(got, bins);
+    assert!(
+        c.get_grouped(&svc, "test", source, 10_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.get_grouped(&svc, "test", "sum(test(x)).group(y)", 60_000, 0, 180_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.get(&svc, "test", "sum(test(x))", 60_000, 0, 180_000)
+            .unwrap(),
+        [CachedBin {
+            time: 0,
+            value: Some(1.0)
+        }]
+    );
+    // A write at 61 s invalidates the grouped bin of its minute too.
+    c.invalidate(&svc, "test", &[60_000], &[61_000], &[])
+        .unwrap();
+    assert_eq!(
+        c.get_grouped(&svc, "test", source, 60_000, 0, 180_000)
+            .unwrap(),
+        [bins[0].clone(), bins[2].clone()]
+    );
+    // Overwritten as valid.
+    c.put_grouped(&svc, "test", source, 60_000, &bins[1..2])
+        .unwrap();
+    assert_eq!(
+        c.get_grouped(&svc, "test", source, 60_000, 0, 180_000)
+            .unwrap(),
+        bins
+    );
+    // Grouped bins fill the same cap as the others: many of them evict the
+    // oldest, and the cache still answers.
+    let many: Vec<CachedGroups> = (0..2_000)
+        .map(|i| CachedGroups {
+            time: 1_000_000 + i * 60_000,
+            groups: (0..20)
+                .map(|g| (format!("group-{g}"), Some(g as f64)))
+                .collect(),
+        })
+        .collect();
+    c.put_grouped(&svc, "test", source, 60_000, &many).unwrap();
+    let kept = c
+        .get_grouped(
+            &svc,
+            "test",
+            source,
+            60_000,
+            1_000_000,
+            1_000_000 + 2_000 * 60_000,
+        )
+        .unwrap();
+    assert!(
+        !kept.is_empty() && kept.len() < many.len(),
+        "{} kept",
+        kept.len()
+    );
+    assert_eq!(kept.last(), many.last(), "the newest are kept");
+    let early = c
+        .get_grouped(&svc, "test", source, 60_000, 0, 180_000)
+        .unwrap();
+    assert!(
+        !early.iter().any(|b| b.time == 0),
+        "the oldest went first: {early:?}"
+    );
+}
+
 pub fn cache_is_capped_oldest_first<S: MetricCache>(f: Fresh<S>) {
     let c = &*f.store;
     let svc = Tenant::default_tenant();
@@ -1010,6 +1131,10 @@ macro_rules! contract_suite {
                 super::cache_round_trips_and_invalidates($factory())
             }
             #[test]
+            fn grouped_cache_round_trips_and_invalidates() {
+                super::grouped_cache_round_trips_and_invalidates($factory())
+            }
+            #[test]
             fn cache_is_capped_oldest_first() {
                 super::cache_is_capped_oldest_first($factory())
             }
@@ -1063,6 +1188,7 @@ mod embedded_backend {
             store: Arc::new(store),
             _guard: Box::new(dir),
             full_block: 400_000,
+            caches_groups: true,
         }
     }
 
@@ -1078,6 +1204,7 @@ mod embedded_backend {
             store: Arc::new(store),
             _guard: Box::new(dir),
             full_block: 400_000,
+            caches_groups: true,
         }
     }
 
@@ -1393,6 +1520,7 @@ mod mongo_backend {
             store: Arc::new(store),
             _guard: Box::new(DropDatabases { server, name }),
             full_block: 5_000,
+            caches_groups: false,
         }
     }
 }
@@ -1476,6 +1604,7 @@ fn mongo_ttl_cache_round_trips_and_expires_by_index() {
         store,
         _guard: Box::new(()),
         full_block: 0,
+        caches_groups: false,
     });
     let db = mongodb::sync::Client::with_uri_str(&url)
         .unwrap()

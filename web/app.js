@@ -1,5 +1,7 @@
 // Cubed's dashboard: charts of metric expressions over one multiplexed
-// WebSocket to /1.0/metric/get, drawn with uPlot; a type browser
+// WebSocket to /1.0/metric/get (live requests: bins arrive as they close,
+// and again when a late event changes them), drawn with uPlot, a line per
+// group for grouped expressions (stacked on request); a type browser
 // (/1.0/types/get) and a live event tail (WebSocket /1.0/event/get without
 // `stop`). The page state (step, window, mode, charts, tail) lives in the URL.
 // With API keys in force the page signs in (POST /1.0/auth turns a key into
@@ -58,7 +60,7 @@
     if (STEPS.includes(step)) state.step = step;
     const win = Number(p.get("window"));
     if (Number.isFinite(win) && win > 0) state.window = win;
-    if (p.get("mode") === "horizon") state.mode = "horizon";
+    if (["horizon", "stacked"].includes(p.get("mode"))) state.mode = p.get("mode");
     state.tail = p.get("tail") || "";
     return p.getAll("chart");
   }
@@ -138,24 +140,86 @@
   }
 
   // ---- metric requests ----------------------------------------------------
+  // A chart is live: one metric/get request without `stop`, whose answers
+  // are its history, then each bin as it closes and any bin a put changed
+  // (README "Live metrics"). A chart whose expression asks for the top N
+  // groups (`.group(field, N)`), which the server cannot follow live, asks
+  // again every few seconds instead.
 
-  const pending = new Map(); // request id -> {chart, start, stop, step, values}
+  const pending = new Map(); // request id -> {chart, seq, start, stop, step, live, rows}
+  const TOP_RE = /\.group\(\s*([^(),]+?)\s*(?:,\s*\d+\s*)?\)/g;
+
+  function hasTop(expression) {
+    return /\.group\([^()]*,/.test(expression);
+  }
+
+  /** The expression with every `.group(field)` asking for the top `n` (0: all groups). */
+  function withTop(expression, n) {
+    return expression.replace(TOP_RE, (_, field) => (n > 0 ? ".group(" + field + ", " + n + ")" : ".group(" + field + ")"));
+  }
+
+  function cancel(chart) {
+    if (chart.liveId) metrics.send({ cancel: chart.liveId });
+    chart.liveId = null;
+  }
 
   function request(chart, full) {
     const b = bins();
+    chart.live = !hasTop(chart.expression);
+    if (chart.live && !full) return; // a live chart is told what changes
     let start = b.start;
     if (!full) start = Math.max(b.start, b.stop - TRAILING_BINS * b.step);
     if (full) chart.lastFull = Date.now();
     chart.seq += 1;
     const id = chart.id + "." + chart.seq;
-    pending.set(id, { chart, seq: chart.seq, start, stop: b.stop, step: b.step, values: new Map() });
-    metrics.send({
-      expression: chart.expression,
-      start: new Date(start).toISOString(),
-      stop: new Date(b.stop).toISOString(),
-      step: b.step,
-      id,
-    });
+    const req = { chart, seq: chart.seq, start, stop: b.stop, step: b.step, live: chart.live, rows: [] };
+    pending.set(id, req);
+    const msg = { expression: chart.expression, start: new Date(start).toISOString(), step: b.step, id };
+    if (chart.live) {
+      cancel(chart);
+      chart.liveId = id;
+    } else {
+      msg.stop = new Date(b.stop).toISOString();
+    }
+    metrics.send(msg);
+  }
+
+  /** Keeps one answer row: `{time, value}` or a group's `{time, group, value}`. */
+  function keep(chart, row) {
+    const t = row.time;
+    if (row.group === undefined) {
+      chart.data.set(t, row.value);
+      return;
+    }
+    const name = row.other ? "other" : String(row.group);
+    let g = chart.groups.get(name);
+    if (!g) {
+      g = new Map();
+      chart.groups.set(name, g);
+      chart.groupsChanged = true;
+    }
+    g.set(t, row.value);
+    if (!chart.grouped) {
+      chart.grouped = true;
+      chart.groupsChanged = true;
+    }
+  }
+
+  let renderQueued = new Set();
+  function renderSoon(chart) {
+    if (renderQueued.size === 0) setTimeout(() => {
+      const charts = renderQueued;
+      renderQueued = new Set();
+      for (const c of charts) if (state.charts.includes(c)) render(c);
+    }, 100);
+    renderQueued.add(chart);
+  }
+
+  function confirm(chart) {
+    if (chart.confirmed) return;
+    chart.confirmed = true;
+    hideExpressionError();
+    writeUrl();
   }
 
   function onMetricMessage(msg) {
@@ -163,6 +227,10 @@
     const req = pending.get(id);
     if (!req) return;
     const chart = req.chart;
+    if (req.seq !== chart.seq || !state.charts.includes(chart)) {
+      pending.delete(id);
+      return;
+    }
     if (msg.error !== undefined) {
       pending.delete(id);
       const text = msg.message ? msg.error + ": " + msg.message : msg.error;
@@ -176,31 +244,56 @@
       return;
     }
     const t = Date.parse(msg.time);
-    if (t >= req.stop) {
+    const row = { time: t, value: msg.value === undefined || msg.value === null ? null : msg.value, group: msg.group, other: msg.other };
+    if (req.live) {
+      // Every message of a live request is a bin to draw (or draw again).
+      if (req.step !== state.step) return;
+      keep(chart, row);
+      confirm(chart);
+      chart.errorEl.hidden = true;
+      renderSoon(chart);
+      return;
+    }
+    if (t >= req.stop && msg.group === undefined) {
       // The end marker: the answer is complete.
       pending.delete(id);
-      if (!state.charts.includes(chart) || req.step !== state.step) return;
-      for (let x = req.start; x < req.stop; x += req.step) {
-        const v = req.values.get(x);
-        chart.data.set(x, v === undefined ? null : v);
+      if (req.step !== state.step) return;
+      const grouped = req.rows.some((r) => r.group !== undefined);
+      if (grouped) {
+        // The groups of the range asked for (a top N may have changed).
+        const names = new Set(req.rows.map((r) => (r.other ? "other" : String(r.group))));
+        for (const name of [...chart.groups.keys()]) if (!names.has(name)) {
+          chart.groups.delete(name);
+          chart.groupsChanged = true;
+        }
+        for (const g of chart.groups.values()) for (let x = req.start; x < req.stop; x += req.step) g.delete(x);
+      } else {
+        for (let x = req.start; x < req.stop; x += req.step) chart.data.set(x, null);
       }
-      if (!chart.confirmed) {
-        chart.confirmed = true;
-        hideExpressionError();
-        writeUrl();
-      }
+      for (const r of req.rows) keep(chart, r);
+      confirm(chart);
       chart.errorEl.hidden = true;
       render(chart);
       return;
     }
-    req.values.set(t, msg.value === undefined || msg.value === null ? null : msg.value);
+    req.rows.push(row);
   }
 
-  const metrics = new Socket("/1.0/metric/get", onMetricMessage, () => refreshAll(true), $("status"));
+  const metrics = new Socket("/1.0/metric/get", onMetricMessage, () => {
+    // A new socket: the server forgot every request of the old one.
+    for (const c of state.charts) c.liveId = null;
+    refreshAll(true);
+  }, $("status"));
 
   function refreshAll(full) {
     const now = Date.now();
-    for (const c of state.charts) request(c, full || now - c.lastFull >= FULL_REFRESH_MS);
+    for (const c of state.charts) {
+      if (!full && c.live) {
+        render(c); // the window moves on with the clock
+        continue;
+      }
+      request(c, full || now - c.lastFull >= FULL_REFRESH_MS);
+    }
   }
 
   // ---- charts -------------------------------------------------------------
@@ -212,6 +305,8 @@
       id: "c" + nextChartId++,
       expression,
       data: new Map(),
+      groups: new Map(), // group name -> Map(time -> value|null); "other" last
+      grouped: false,
       seq: 0,
       lastFull: 0,
       confirmed: false,
@@ -223,6 +318,8 @@
     el.innerHTML =
       '<div class="chart-head"><span class="chart-title"></span>' +
       '<span class="chart-hover"></span>' +
+      '<label class="chart-top-label" hidden>groups <select class="chart-top" title="Show the top N groups over the window (the rest as other)">' +
+      '<option value="0">all</option><option value="1">top 1</option><option value="3">top 3</option><option value="5">top 5</option><option value="10">top 10</option></select></label>' +
       '<span class="chart-range">min <span class="chart-min">–</span> · max <span class="chart-max">–</span></span>' +
       '<span class="chart-latest" title="latest value">–</span>' +
       '<button class="chart-remove" type="button" title="Remove this chart">×</button></div>' +
@@ -233,6 +330,10 @@
       removeChart(chart);
       writeUrl();
     };
+    const top = el.querySelector(".chart-top");
+    const m = /\.group\([^()]*,\s*(\d+)\s*\)/.exec(expression);
+    top.value = m && [...top.options].some((o) => o.value === m[1]) ? m[1] : "0";
+    top.onchange = () => setTop(chart, Number(top.value));
     chart.el = el;
     chart.errorEl = el.querySelector(".error");
     $("charts").appendChild(el);
@@ -242,7 +343,22 @@
     request(chart, true);
   }
 
+  /** Asks for the top `n` groups (0: all of them, live). */
+  function setTop(chart, n) {
+    cancel(chart);
+    chart.expression = withTop(chart.expression, n);
+    chart.el.dataset.expression = chart.expression;
+    chart.el.querySelector(".chart-title").textContent = chart.expression;
+    chart.el.querySelector(".chart-title").title = chart.expression;
+    chart.groups.clear();
+    chart.groupsChanged = true;
+    createPlot(chart);
+    request(chart, true);
+    writeUrl();
+  }
+
   function removeChart(chart) {
+    cancel(chart);
     state.charts = state.charts.filter((c) => c !== chart);
     if (chart.plot) chart.plot.destroy();
     chart.el.remove();
@@ -253,24 +369,41 @@
     return Math.max(300, $("charts").clientWidth - 18);
   }
 
+  /** The names of a grouped chart's series, in order ("other" last). */
+  function groupNames(chart) {
+    const names = [...chart.groups.keys()].filter((n) => n !== "other").sort();
+    if (chart.groups.has("other")) names.push("other");
+    return names;
+  }
+
   function createPlot(chart) {
     if (chart.plot) chart.plot.destroy();
-    const horizon = state.mode === "horizon";
+    chart.groupsChanged = false;
+    const horizon = state.mode === "horizon" && !chart.grouped;
+    const stacked = state.mode === "stacked" && chart.grouped;
     const series = [{}];
     if (horizon) {
       for (let k = 0; k < HORIZON_BANDS; k++)
         series.push({ label: "+" + k, stroke: "transparent", fill: POSITIVE[k], width: 0, points: { show: false } });
       for (let k = 0; k < HORIZON_BANDS; k++)
         series.push({ label: "-" + k, stroke: "transparent", fill: NEGATIVE[k], width: 0, points: { show: false } });
+    } else if (chart.grouped) {
+      // One line per group; stacked: each group's area on top of the ones before.
+      groupNames(chart).forEach((name, i) => {
+        const color = name === "other" ? "#7f7f7f" : COLORS[i % COLORS.length];
+        series.push({ label: name, stroke: color, fill: stacked ? color + "99" : undefined, width: 1.5, points: { size: 4 } });
+      });
+      if (stacked) series.splice(1, series.length - 1, ...series.slice(1).reverse());
     } else {
       // Points are drawn where bins are few enough to see them (uPlot's
       // default), so a value between two empty bins is not lost.
       series.push({ label: chart.expression, stroke: chart.color, fill: chart.color + "22", width: 1.5, points: { size: 5 } });
     }
+    chart.el.querySelector(".chart-top-label").hidden = !chart.grouped;
     const opts = {
       width: plotWidth(),
       height: horizon ? 90 : 140,
-      legend: { show: false },
+      legend: { show: chart.grouped },
       cursor: { sync: { key: "cubed" }, drag: { x: false, y: false }, points: { show: !horizon } },
       scales: {
         x: {
@@ -295,16 +428,33 @@
   /** The arrays uPlot draws: times in seconds, then one array per series. */
   function plotData(chart) {
     const b = bins();
-    for (const t of chart.data.keys()) if (t < b.start || t >= b.stop) chart.data.delete(t);
+    const inWindow = (t) => t >= b.start && t < b.stop;
+    for (const t of chart.data.keys()) if (!inWindow(t)) chart.data.delete(t);
+    for (const g of chart.groups.values()) for (const t of g.keys()) if (!inWindow(t)) g.delete(t);
     const xs = [];
-    const vs = [];
-    for (let t = b.start; t < b.stop; t += b.step) {
-      xs.push(t / 1000);
-      const v = chart.data.get(t);
-      vs.push(v === undefined ? null : v);
-    }
-    chart.values = vs;
+    for (let t = b.start; t < b.stop; t += b.step) xs.push(t / 1000);
     chart.times = xs;
+    const column = (m) => xs.map((x) => {
+      const v = m.get(x * 1000);
+      return v === undefined ? null : v;
+    });
+    if (chart.grouped) {
+      const names = groupNames(chart);
+      const cols = names.map((n) => column(chart.groups.get(n)));
+      chart.columns = names.map((n, i) => [n, cols[i]]);
+      chart.values = cols.flat();
+      if (state.mode !== "stacked") return [xs, ...cols];
+      // Stacked: running sums, drawn from the top down.
+      const sums = [];
+      let acc = xs.map(() => 0);
+      for (const col of cols) {
+        acc = acc.map((a, i) => a + (col[i] === null ? 0 : col[i]));
+        sums.push(acc);
+      }
+      return [xs, ...sums.reverse()];
+    }
+    const vs = column(chart.data);
+    chart.values = vs;
     if (state.mode !== "horizon") return [xs, vs];
     // Horizon: the values folded into bands of equal height (as Cubism does);
     // negative values fold the same way in a second palette.
@@ -321,7 +471,8 @@
 
   function render(chart) {
     if (!chart.plot) return;
-    chart.plot.setData(plotData(chart));
+    if (chart.groupsChanged) createPlot(chart);
+    else chart.plot.setData(plotData(chart));
     let min = null;
     let max = null;
     let latest = null;
@@ -331,7 +482,7 @@
       if (max === null || v > max) max = v;
       latest = v;
     }
-    chart.el.querySelector(".chart-latest").textContent = fmt(latest);
+    chart.el.querySelector(".chart-latest").textContent = chart.grouped ? chart.groups.size + " groups" : fmt(latest);
     chart.el.querySelector(".chart-min").textContent = fmt(min);
     chart.el.querySelector(".chart-max").textContent = fmt(max);
   }
@@ -344,12 +495,17 @@
       return;
     }
     const t = new Date(chart.times[i] * 1000);
+    if (chart.grouped) {
+      el.textContent = t.toLocaleString();
+      return;
+    }
     el.textContent = t.toLocaleString() + ": " + fmt(chart.values[i]);
   }
 
   function rebuildAll() {
     for (const c of state.charts) {
       c.data.clear();
+      c.groups.clear();
       createPlot(c);
       request(c, true);
     }
@@ -472,6 +628,7 @@
     pending.clear();
     for (const c of state.charts) {
       c.data.clear();
+      c.groups.clear();
       createPlot(c);
     }
     metrics.reconnect(); // its onOpen asks for every chart again

@@ -31,6 +31,24 @@ pub type GroupedBins = Vec<BTreeMap<String, Option<f64>>>;
 /// Bytes a group entry of a bin is charged beyond its name.
 const GROUP_ENTRY_BYTES: usize = 96;
 
+/// One coarser bin from finer grouped bins (pyramidal reduces only): each
+/// group's values merged over the finer bins it has events in.
+pub fn merge_groups<'a>(
+    reduce: Reduce,
+    parts: impl IntoIterator<Item = &'a BTreeMap<String, Option<f64>>>,
+) -> BTreeMap<String, Option<f64>> {
+    let mut by_group: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    for part in parts {
+        for (g, v) in part {
+            by_group.entry(g.clone()).or_default().push(*v);
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|(g, vs)| (g, merge(reduce, vs)))
+        .collect()
+}
+
 /// Why grouped bins could not be computed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GroupError {

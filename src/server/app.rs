@@ -78,6 +78,8 @@ pub struct Options {
     pub query_timeout: std::time::Duration,
     /// Most scans of events computing bins at once, server-wide.
     pub max_computations: usize,
+    /// Most groups one grouped reduce may have over a request's range.
+    pub max_groups: usize,
     /// Most bins of metric requests evaluated at once, server-wide.
     pub max_bins_in_flight: usize,
     /// With keys in force, take UDP datagrams that carry a write key in a
@@ -101,6 +103,7 @@ impl Options {
             live_poll_interval: self.live_poll_interval,
             max_live_streams: self.max_live_streams,
             max_computations: self.max_computations,
+            max_groups: self.max_groups,
             max_bins_in_flight: self.max_bins_in_flight,
             retention: self.retention,
             self_retention: self.self_retention,
@@ -124,6 +127,7 @@ impl Default for Options {
             ),
             udp_keyed: false,
             max_computations: crate::limits::DEFAULT_MAX_COMPUTATIONS,
+            max_groups: crate::limits::DEFAULT_MAX_GROUPS,
             max_bins_in_flight: crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT,
             retention: crate::model::retention::Horizon::Forever,
             self_retention: crate::model::retention::Horizon::Ms(

@@ -232,7 +232,8 @@ pub async fn serve(
         let _ = sink.close().await;
     });
     let max_in_flight = app.limits.max_ws_in_flight;
-    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    // Each request's task, with its id (for `{"cancel": id}`).
+    let mut tasks: Vec<(Option<Value>, JoinHandle<()>)> = Vec::new();
     loop {
         let msg = tokio::select! {
             msg = stream.next() => match msg {
@@ -289,7 +290,15 @@ pub async fn serve(
                 continue;
             }
         };
-        tasks.retain(|t| !t.is_finished());
+        tasks.retain(|(_, t)| !t.is_finished());
+        if let Some(id) = request.get("cancel") {
+            // Stops the requests with this id (a live one, say); no answer.
+            for (_, t) in tasks.iter().filter(|(i, _)| i.as_ref() == Some(id)) {
+                t.abort();
+            }
+            answers.finish();
+            continue;
+        }
         if tasks.len() >= max_in_flight {
             app.run.websocket.messages_rejected.fetch_add(1, Relaxed);
             let id = request_id(&request).ok().flatten();
@@ -301,14 +310,18 @@ pub async fn serve(
             continue;
         }
         let (app, tenant) = (Arc::clone(&app), tenant.clone());
-        tasks.push(tokio::spawn(async move {
-            let out = &mut answers;
-            match endpoint {
-                Endpoint::Metric => metric_request(&app, &tenant, &request, out).await,
-                Endpoint::Event => event_request(&app, &tenant, &request, out).await,
-                Endpoint::Types => types_request(&app, &tenant, out).await,
-            }
-        }));
+        let id = request.get("id").cloned();
+        tasks.push((
+            id,
+            tokio::spawn(async move {
+                let out = &mut answers;
+                match endpoint {
+                    Endpoint::Metric => metric_request(&app, &tenant, &request, out).await,
+                    Endpoint::Event => event_request(&app, &tenant, &request, out).await,
+                    Endpoint::Types => types_request(&app, &tenant, out).await,
+                }
+            }),
+        ));
     }
     if out.overflowed.load(Relaxed) {
         // The client stopped reading: drop what is queued and the socket
@@ -319,7 +332,7 @@ pub async fn serve(
         );
         writer.abort();
     }
-    for t in tasks {
+    for (_, t) in tasks {
         t.abort();
     }
     drop(out);

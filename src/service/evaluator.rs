@@ -18,11 +18,14 @@ use tokio::sync::OnceCell;
 
 use super::invalidation::Invalidator;
 use crate::limits::MAX_BINS_PER_REQUEST;
+use crate::metric::group::{GroupedBins, merge_groups};
 use crate::metric::reduce::{is_pyramidal, merge};
 use crate::metric::{BinComputer, GroupRow, GroupedBinComputer, LeafBins, Tier, combine_groups};
 use crate::model::{Tenant, time};
 use crate::plan::{GroupSpec, LeafPlan, MetricPlan, PlanError, compile_metric};
-use crate::storage::{CachedBin, EventStore, MetricCache, Selected, Selection, StoreError};
+use crate::storage::{
+    CachedBin, CachedGroups, EventStore, MetricCache, Selected, Selection, StoreError,
+};
 use crate::sync::lock;
 
 /// Largest (and default) number of bins one request returns.
@@ -309,6 +312,9 @@ pub struct Evaluator {
     /// faster than its answers can be computed) wait without memory.
     bins_in_flight: tokio::sync::Semaphore,
     max_bins_in_flight: usize,
+    /// Most groups one grouped reduce may have over a request's range
+    /// (`--max-groups`).
+    max_groups: usize,
 }
 
 /// One value per bin: `None` undefined; `Some(NaN)` shows as null.
@@ -343,6 +349,7 @@ impl Evaluator {
             query_timeout,
             bins_in_flight: tokio::sync::Semaphore::new(crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT),
             max_bins_in_flight: crate::limits::DEFAULT_MAX_BINS_IN_FLIGHT,
+            max_groups: crate::limits::DEFAULT_MAX_GROUPS,
         }
     }
 
@@ -380,6 +387,12 @@ impl Evaluator {
     /// Longest one request may take (`--query-timeout-ms`).
     pub fn query_timeout(&self) -> std::time::Duration {
         self.query_timeout
+    }
+
+    /// With another cap on groups per grouped reduce and request (at least 1).
+    pub fn with_max_groups(mut self, max: usize) -> Self {
+        self.max_groups = max.max(1);
+        self
     }
 
     pub fn on_compute(&self, l: ComputeListener) {
@@ -461,7 +474,10 @@ impl Evaluator {
         q: &MetricQuery,
     ) -> Result<Vec<GroupRow>, EvalError> {
         let budget = Budget::new(self.query_memory);
-        let max_groups = crate::limits::MAX_GROUPS.min(MAX_BINS_PER_REQUEST / q.n.max(1));
+        let max_groups = self
+            .max_groups
+            .min(MAX_BINS_PER_REQUEST / q.n.max(1))
+            .max(1);
         let mut computed: Vec<(String, LeafBins)> = Vec::new();
         for leaf in q.plan.leaves() {
             if computed.iter().any(|(s, _)| *s == leaf.source) {
@@ -470,7 +486,7 @@ impl Evaluator {
             let leaf = Arc::new(leaf.clone());
             let bins = if leaf.group.is_some() {
                 LeafBins::Grouped(
-                    self.scan_grouped(tenant, &leaf, q.tier, q.first, q.n, max_groups, &budget)
+                    self.grouped(tenant, &leaf, q.tier, q.first, q.n, max_groups, &budget)
                         .await?,
                 )
             } else {
@@ -501,6 +517,185 @@ impl Evaluator {
         ))
     }
 
+    /// A grouped leaf's bins: the valid cached ones, the runs missing
+    /// computed (and cached unless a put touched them meanwhile). More
+    /// groups than `max_groups` over the range is `TooLarge`.
+    #[allow(clippy::too_many_arguments)]
+    async fn grouped(
+        &self,
+        tenant: &Tenant,
+        leaf: &Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+        max_groups: usize,
+        budget: &Budget,
+    ) -> Result<GroupedBins, EvalError> {
+        let cached = self.cached_grouped(tenant, leaf, tier, first, n).await?;
+        let hits = cached.iter().filter(|c| c.is_some()).count();
+        let stats = &self.run.evaluator;
+        stats.cache_hits.fetch_add(hits as u64, Relaxed);
+        stats.cache_misses.fetch_add((n - hits) as u64, Relaxed);
+        let runs = missing_runs(cached.iter().map(Option::is_none));
+        let mut out: GroupedBins = cached.into_iter().map(Option::unwrap_or_default).collect();
+        let step = tier.step();
+        for (lo, hi) in runs {
+            let bins = self
+                .compute_grouped(
+                    tenant,
+                    leaf,
+                    tier,
+                    first + lo as i64 * step,
+                    hi - lo,
+                    max_groups,
+                    budget,
+                )
+                .await?;
+            for (slot, bin) in out[lo..hi].iter_mut().zip(bins) {
+                *slot = bin;
+            }
+        }
+        let mut groups = std::collections::BTreeSet::new();
+        for bin in &out {
+            groups.extend(bin.keys());
+            if groups.len() > max_groups {
+                return Err(too_many_groups(leaf, max_groups));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The valid cached grouped bins of `n` from `first` (after flushing
+    /// the type's pending invalidations); `None` where not cached.
+    async fn cached_grouped(
+        &self,
+        tenant: &Tenant,
+        leaf: &LeafPlan,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> Result<Vec<Option<std::collections::BTreeMap<String, BinValue>>>, EvalError> {
+        let (inv, cache, tenant) = (
+            Arc::clone(&self.invalidator),
+            Arc::clone(&self.cache),
+            tenant.clone(),
+        );
+        let (event_type, source) = (leaf.event_type.clone(), leaf.source.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = inv.flush_type(&tenant, &event_type) {
+                tracing::warn!(error = %e, "invalidations not written; the cache is not read");
+                return Ok(vec![None; n]);
+            }
+            let step = tier.step();
+            let bins = cache.get_grouped(
+                &tenant,
+                &event_type,
+                &source,
+                step,
+                first,
+                first + n as i64 * step,
+            )?;
+            let mut out = vec![None; n];
+            for b in bins {
+                if let Some(slot) = usize::try_from((b.time - first) / step)
+                    .ok()
+                    .and_then(|i| out.get_mut(i))
+                {
+                    *slot = Some(b.groups.into_iter().collect());
+                }
+            }
+            Ok::<_, StoreError>(out)
+        })
+        .await
+        .map_err(|e| EvalError::Internal(e.to_string()))?
+        .map_err(EvalError::from)
+    }
+
+    /// Computes `n` grouped bins and caches them unless a put touched
+    /// their range meanwhile (on a store other processes write too, grouped
+    /// bins are not cached). Hour and day bins of pyramidal reduces whose
+    /// finer bins are all cached (and number at most [`MAX_METRIC_LIMIT`])
+    /// are merged from those, group by group; the others are computed from
+    /// the events.
+    #[allow(clippy::too_many_arguments)]
+    async fn compute_grouped(
+        &self,
+        tenant: &Tenant,
+        leaf: &Arc<LeafPlan>,
+        tier: Tier,
+        first: i64,
+        n: usize,
+        max_groups: usize,
+        budget: &Budget,
+    ) -> Result<GroupedBins, EvalError> {
+        let generation = self.invalidator.generation(tenant, &leaf.event_type);
+        let started = Instant::now();
+        let step = tier.step();
+        let mut bins: Option<GroupedBins> = None;
+        if let Some(finer) = tier.pyramid_source().filter(|_| is_pyramidal(leaf.reduce)) {
+            let k = usize::try_from(step / finer.step()).unwrap_or(1);
+            if n.saturating_mul(k) <= crate::limits::MAX_METRIC_LIMIT {
+                let fine = self
+                    .cached_grouped(tenant, leaf, finer, first, n * k)
+                    .await?;
+                if fine.iter().all(Option::is_some) {
+                    let stats = &self.run.evaluator;
+                    stats.bins_merged.fetch_add(n as u64, Relaxed);
+                    stats.bins_computed.fetch_add(n as u64, Relaxed);
+                    bins = Some(
+                        fine.chunks(k)
+                            .map(|parts| merge_groups(leaf.reduce, parts.iter().flatten()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        let bins = match bins {
+            Some(b) => b,
+            None => {
+                self.scan_grouped(tenant, leaf, tier, first, n, max_groups, budget)
+                    .await?
+            }
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        if !self.cache.shares_writes() {
+            let cached: Vec<CachedGroups> = bins
+                .iter()
+                .enumerate()
+                .map(|(i, b)| CachedGroups {
+                    time: first + i as i64 * step,
+                    groups: b.iter().map(|(g, v)| (g.clone(), *v)).collect(),
+                })
+                .collect();
+            let (cache, inv, owned, l, store) = (
+                Arc::clone(&self.cache),
+                Arc::clone(&self.invalidator),
+                tenant.clone(),
+                Arc::clone(leaf),
+                Arc::clone(&self.store),
+            );
+            let stop = first + n as i64 * step;
+            let done = tokio::task::spawn_blocking(move || {
+                if !store.has_type(&owned, &l.event_type)? {
+                    return Ok(false);
+                }
+                inv.cache_unless_dirty(&owned, &l.event_type, generation, first, stop, || {
+                    cache.put_grouped(&owned, &l.event_type, &l.source, step, &cached)
+                })
+            })
+            .await
+            .map_err(|e| EvalError::Internal(e.to_string()))?;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, source = %leaf.source, "computed grouped bins not cached");
+            }
+        }
+        let listeners = lock(&self.listeners).clone();
+        for l in listeners {
+            l(tenant, &leaf.source, ms);
+        }
+        Ok(bins)
+    }
+
     /// Computes a grouped leaf's bins from the events of the range (their
     /// data decoded here), under a computation permit.
     #[allow(clippy::too_many_arguments)]
@@ -513,7 +708,7 @@ impl Evaluator {
         n: usize,
         max_groups: usize,
         budget: &Budget,
-    ) -> Result<crate::metric::group::GroupedBins, EvalError> {
+    ) -> Result<GroupedBins, EvalError> {
         let (store, tenant, leaf) = (Arc::clone(&self.store), tenant.clone(), Arc::clone(leaf));
         let budget = budget.clone();
         let stats = Arc::clone(&self.run);
@@ -788,6 +983,11 @@ impl Evaluator {
                         }
                     }
                 }
+                let merged = whole.iter().filter(|w| **w).count();
+                self.run
+                    .evaluator
+                    .bins_merged
+                    .fetch_add(merged as u64, Relaxed);
                 for (lo, hi) in missing_runs(whole.iter().map(|c| !c)) {
                     let part = self
                         .scan(
@@ -1021,13 +1221,16 @@ fn scan_grouped_bins(
         )));
     }
     computer.finish().map_err(|e| match e {
-        crate::metric::group::GroupError::TooManyGroups { max } => EvalError::TooLarge(format!(
-            "{} has more than {max} groups in the range (at most {} a reduce, and {} bins x groups a request); ask for fewer bins, a shorter range or a narrower filter",
-            leaf.source,
-            crate::limits::MAX_GROUPS,
-            MAX_BINS_PER_REQUEST
-        )),
+        crate::metric::group::GroupError::TooManyGroups { max } => too_many_groups(leaf, max),
     })
+}
+
+/// A grouped reduce with more groups over a request's range than allowed.
+fn too_many_groups(leaf: &LeafPlan, max: usize) -> EvalError {
+    EvalError::TooLarge(format!(
+        "{} has more than {max} groups in the range (at most --max-groups a reduce, and {} bins x groups a request); ask for fewer bins, a shorter range or a narrower filter",
+        leaf.source, MAX_BINS_PER_REQUEST
+    ))
 }
 
 /// Computes `n` bins of `leaf` from the events they cover (blocking); stops

@@ -27,6 +27,8 @@ pub struct Settings {
     pub max_live_streams: usize,
     /// Most scans of events computing bins at once, server-wide.
     pub max_computations: usize,
+    /// Most groups one grouped reduce may have over a request's range.
+    pub max_groups: usize,
     /// Most bins of metric requests evaluated at once, server-wide.
     pub max_bins_in_flight: usize,
     /// How long events are kept (`--retention`).
@@ -89,7 +91,8 @@ impl Services {
                 settings.query_timeout,
                 settings.max_computations,
             )
-            .with_max_bins_in_flight(settings.max_bins_in_flight),
+            .with_max_bins_in_flight(settings.max_bins_in_flight)
+            .with_max_groups(settings.max_groups),
         );
         let live_metrics = LiveMetrics::new(
             Arc::clone(&evaluator),

@@ -319,6 +319,14 @@ pub struct CachedBin {
     pub value: Option<f64>,
 }
 
+/// One cached bin of a grouped reduce: the value of each group with events
+/// in the bin, by group name (`None`: the reduce had no value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedGroups {
+    pub time: i64,
+    pub groups: Vec<(String, Option<f64>)>,
+}
+
 /// The metric cache: per tenant and type, entries keyed by (leaf source,
 /// tier, bin time) with a value and a validity flag. Capped in bytes per type;
 /// when full, the oldest entries go first. Invalid entries are never returned.
@@ -345,6 +353,35 @@ pub trait MetricCache: Send + Sync + 'static {
         tier: i64,
         bins: &[CachedBin],
     ) -> Result<(), StoreError>;
+
+    /// The valid cached bins of a grouped reduce (`source` is its canonical
+    /// text, `.group(…)` included), as [`get`](Self::get) for the others.
+    /// A backend that does not cache grouped bins has none (the default).
+    fn get_grouped(
+        &self,
+        _tenant: &Tenant,
+        _event_type: &str,
+        _source: &str,
+        _tier: i64,
+        _start: i64,
+        _stop: i64,
+    ) -> Result<Vec<CachedGroups>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Stores grouped bins as [`put`](Self::put) stores bins, within the
+    /// same caps, invalidated by the same puts. The default stores nothing
+    /// (such a backend computes grouped bins on every request).
+    fn put_grouped(
+        &self,
+        _tenant: &Tenant,
+        _event_type: &str,
+        _source: &str,
+        _tier: i64,
+        _bins: &[CachedGroups],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Drops every cached bin of every tenant (`cubed serve --reset-cache`).
     fn clear(&self) -> Result<(), StoreError>;

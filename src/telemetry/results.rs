@@ -90,6 +90,9 @@ pub struct EvaluatorStats {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub bins_computed: AtomicU64,
+    /// Hour and day bins merged from cached finer bins (pyramids), not
+    /// computed from events.
+    pub bins_merged: AtomicU64,
     pub metric_latency: Mean,
     /// Scans waiting for a turn (`--max-computations`), now.
     pub computations_waiting: AtomicU64,
@@ -111,6 +114,7 @@ impl EvaluatorStats {
             ("cache_hits", get(&self.cache_hits)),
             ("cache_misses", get(&self.cache_misses)),
             ("bins_computed", get(&self.bins_computed)),
+            ("bins_merged", get(&self.bins_merged)),
             ("computations_waiting", get(&self.computations_waiting)),
             ("computations_peak", get(&self.computations_peak)),
             ("bins_in_flight", get(&self.bins_in_flight)),

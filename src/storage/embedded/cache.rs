@@ -10,10 +10,11 @@ use fjall::PersistMode;
 use super::keys;
 use super::{EmbeddedStore, corrupt, engine, fits};
 use crate::model::Tenant;
-use crate::storage::{CachedBin, DirtyMark, MetricCache, StoreError};
+use crate::storage::{CachedBin, CachedGroups, DirtyMark, MetricCache, StoreError};
 use crate::sync::lock;
 
-/// Cache value: `valid(1) has_value(1) value(8) seq(8)`.
+/// Cache value: `valid(1) has_value(1) value(8) seq(8)`; a grouped bin's
+/// has `has_value` 2 and then its groups (see [`encode_grouped`]).
 pub(super) fn encode_bin(valid: bool, value: Option<f64>, seq: u64) -> [u8; 18] {
     let mut v = [0u8; 18];
     v[0] = u8::from(valid);
@@ -23,13 +24,73 @@ pub(super) fn encode_bin(valid: bool, value: Option<f64>, seq: u64) -> [u8; 18] 
     v
 }
 
+/// `(valid, value, seq)` of an entry (a grouped bin's value is `None`).
 pub(super) fn decode_bin(v: &[u8]) -> Option<(bool, Option<f64>, u64)> {
-    if v.len() != 18 {
+    if v.len() < 18 || (v.len() > 18) != (v[1] == GROUPED) {
         return None;
     }
     let value = f64::from_be_bytes(v[2..10].try_into().ok()?);
     let seq = u64::from_be_bytes(v[10..18].try_into().ok()?);
     Some((v[0] == 1, (v[1] == 1).then_some(value), seq))
+}
+
+/// A grouped bin's groups and their values.
+type Groups = Vec<(String, Option<f64>)>;
+
+/// `has_value` of a grouped bin.
+const GROUPED: u8 = 2;
+
+/// Bytes of a grouped bin's groups once encoded.
+fn groups_len(groups: &[(String, Option<f64>)]) -> usize {
+    4 + groups.iter().map(|(g, _)| 4 + g.len() + 9).sum::<usize>()
+}
+
+/// A grouped bin: the header, `count(4)`, then per group `len(4) name
+/// has_value(1) value(8)`.
+pub(super) fn encode_grouped(valid: bool, groups: &[(String, Option<f64>)], seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(18 + groups_len(groups));
+    v.extend_from_slice(&encode_bin(valid, None, seq));
+    v[1] = GROUPED;
+    v.extend_from_slice(&(groups.len() as u32).to_be_bytes());
+    for (g, value) in groups {
+        v.extend_from_slice(&(g.len() as u32).to_be_bytes());
+        v.extend_from_slice(g.as_bytes());
+        v.push(u8::from(value.is_some()));
+        v.extend_from_slice(&value.unwrap_or(0.0).to_be_bytes());
+    }
+    v
+}
+
+/// `(valid, groups)` of a grouped bin.
+pub(super) fn decode_grouped(v: &[u8]) -> Option<(bool, Groups)> {
+    if v.len() < 22 || v[1] != GROUPED {
+        return None;
+    }
+    let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
+        let s = v.get(*at..*at + n)?;
+        *at += n;
+        Some(s)
+    };
+    let mut at = 18;
+    let count = u32::from_be_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
+    let mut groups = Vec::with_capacity(count.min(v.len() / 13));
+    for _ in 0..count {
+        let len = u32::from_be_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
+        let name = std::str::from_utf8(take(&mut at, len)?).ok()?.to_owned();
+        let has = take(&mut at, 1)?[0] == 1;
+        let x = f64::from_be_bytes(take(&mut at, 8)?.try_into().ok()?);
+        groups.push((name, has.then_some(x)));
+    }
+    (at == v.len()).then_some((v[0] == 1, groups))
+}
+
+/// The same entry marked invalid, whatever its kind.
+pub(super) fn invalidated(v: &[u8]) -> Vec<u8> {
+    let mut v = v.to_vec();
+    if let Some(flag) = v.first_mut() {
+        *flag = 0;
+    }
+    v
 }
 
 /// Bytes one cache entry is charged: what it stores, its key and value in
@@ -39,10 +100,186 @@ pub(super) fn entry_bytes(prefix_len: usize, metric_key_len: usize) -> u64 {
     (2 * metric_key_len + prefix_len + 8 + 18) as u64
 }
 
+/// A `metric_log` record's value: the metric key, and for a grouped bin the
+/// bytes of its groups (`len(4)` and a final `0xff`, which no metric key
+/// ends with: keys end with a source's UTF-8 text).
+pub(super) fn log_value(metric_key: &[u8], groups_bytes: usize) -> Vec<u8> {
+    let mut v = metric_key.to_vec();
+    if groups_bytes > 0 {
+        v.extend_from_slice(&(groups_bytes as u32).to_be_bytes());
+        v.push(0xff);
+    }
+    v
+}
+
+/// The metric key a `metric_log` record names, and what its entry was charged.
+pub(super) fn log_record(prefix_len: usize, value: &[u8]) -> (&[u8], u64) {
+    match value.split_last() {
+        Some((0xff, rest)) if rest.len() >= 4 => {
+            let (mk, len) = rest.split_at(rest.len() - 4);
+            let extra = len.try_into().map(u32::from_be_bytes).unwrap_or(0);
+            (mk, entry_bytes(prefix_len, mk.len()) + 2 * u64::from(extra))
+        }
+        _ => (value, entry_bytes(prefix_len, value.len())),
+    }
+}
+
 pub(super) fn log_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// What one cached entry holds.
+enum Entry<'a> {
+    Plain(Option<f64>),
+    Grouped(&'a [(String, Option<f64>)]),
+}
+
+impl Entry<'_> {
+    fn groups_bytes(&self) -> usize {
+        match self {
+            Entry::Plain(_) => 0,
+            Entry::Grouped(g) => groups_len(g),
+        }
+    }
+
+    fn encode(&self, seq: u64) -> Vec<u8> {
+        match self {
+            Entry::Plain(v) => encode_bin(true, *v, seq).to_vec(),
+            Entry::Grouped(g) => encode_grouped(true, g, seq),
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Stores entries (or overwrites them, as valid), as many of the newest
+    /// as fit the type's cap; the oldest entries go to make room.
+    fn put_entries(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        bins: &[(i64, Entry)],
+    ) -> Result<(), StoreError> {
+        if bins.is_empty() {
+            return Ok(());
+        }
+        let prefix = keys::type_prefix(tenant, event_type);
+        let key_len = keys::metric_key(&prefix, tier, 0, source).len();
+        fits(key_len, "metric source")?;
+        let base = entry_bytes(prefix.len(), key_len);
+        // A grouped entry is charged its groups twice: in `metrics`, and as
+        // written to the journal.
+        let charge = |e: &Entry| base + 2 * e.groups_bytes() as u64;
+        let all: u64 = bins.iter().map(|(_, e)| charge(e)).sum();
+        self.check_space(2 * all)?;
+        let mut usage_map = lock(&self.cache_usage);
+        let new_source = !self
+            .sources
+            .get(&prefix)
+            .is_some_and(|s| s.contains(source));
+        if new_source
+            && self
+                .tenant_sources
+                .get(tenant.key())
+                .is_some_and(|n| *n >= self.max_sources.load(Ordering::Relaxed))
+        {
+            // Beyond --max-cached-expressions: computed, not cached.
+            return Ok(());
+        }
+        let entry = usage_map.entry(prefix.clone()).or_default();
+        // The type's cap, and no more than the total budget leaves it.
+        let total = self.cache_total.load(Ordering::Relaxed);
+        let budget = self.cache_budget.load(Ordering::Relaxed);
+        let cap = self
+            .cache_cap
+            .min(entry.bytes.saturating_add(budget.saturating_sub(total)));
+        // The newest bins that fit the cap: one put never overfills it.
+        let mut adding = 0u64;
+        let mut fit = 0;
+        for (_, e) in bins.iter().rev() {
+            if adding + charge(e) > cap {
+                break;
+            }
+            adding += charge(e);
+            fit += 1;
+        }
+        let bins = &bins[bins.len() - fit..];
+        if bins.is_empty() {
+            return Ok(());
+        }
+        let before = entry.bytes;
+        // Worked on a copy, kept only if the batch commits.
+        let mut copy = *entry;
+        let usage = &mut copy;
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        // Evict the oldest entries until the new ones fit.
+        if usage.bytes + adding > cap {
+            let mut end = prefix.clone();
+            end.extend_from_slice(&[0xff; 9]);
+            for item in self
+                .metric_log
+                .range(log_key(&prefix, usage.first_seq)..end)
+            {
+                if usage.bytes + adding <= cap {
+                    break;
+                }
+                let (lk, record) = item.into_inner().map_err(engine)?;
+                let seq = u64::from_be_bytes(
+                    lk[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| corrupt("log key"))?,
+                );
+                let (mk, charged) = log_record(prefix.len(), &record);
+                usage.bytes = usage.bytes.saturating_sub(charged);
+                usage.first_seq = seq + 1;
+                batch.remove(&self.metric_log, lk.to_vec());
+                // Remove the entry only if this log record is its latest write.
+                let current = self.metrics.get(mk).map_err(engine)?;
+                let latest_in_store = current
+                    .as_deref()
+                    .and_then(decode_bin)
+                    .is_some_and(|(_, _, s)| s == seq);
+                if latest_in_store {
+                    batch.remove(&self.metrics, mk.to_vec());
+                }
+            }
+        }
+        if new_source {
+            *self
+                .tenant_sources
+                .entry(tenant.key().to_owned())
+                .or_default() += 1;
+            let mut k = prefix.clone();
+            k.extend_from_slice(source.as_bytes());
+            batch.insert(&self.metric_sources, k, Vec::<u8>::new());
+            self.sources
+                .entry(prefix.clone())
+                .or_default()
+                .insert(source.to_owned());
+        }
+        for (time, entry) in bins {
+            let key = keys::metric_key(&prefix, tier, *time, source);
+            let seq = usage.next_seq;
+            usage.next_seq += 1;
+            usage.bytes += charge(entry);
+            batch.insert(
+                &self.metric_log,
+                log_key(&prefix, seq),
+                log_value(&key, entry.groups_bytes()),
+            );
+            batch.insert(&self.metrics, key, entry.encode(seq));
+        }
+        batch.commit().map_err(engine)?;
+        *entry = copy;
+        self.cache_total.store(
+            total.saturating_sub(before).saturating_add(copy.bytes),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
 }
 
 impl MetricCache for EmbeddedStore {
@@ -88,112 +325,59 @@ impl MetricCache for EmbeddedStore {
         tier: i64,
         bins: &[CachedBin],
     ) -> Result<(), StoreError> {
-        if bins.is_empty() {
-            return Ok(());
+        let entries: Vec<(i64, Entry)> = bins
+            .iter()
+            .map(|b| (b.time, Entry::Plain(b.value)))
+            .collect();
+        self.put_entries(tenant, event_type, source, tier, &entries)
+    }
+
+    fn get_grouped(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<CachedGroups>, StoreError> {
+        let mut out = Vec::new();
+        if start >= stop {
+            return Ok(out);
         }
         let prefix = keys::type_prefix(tenant, event_type);
-        let key_len = keys::metric_key(&prefix, tier, 0, source).len();
-        fits(key_len, "metric source")?;
-        let charge = entry_bytes(prefix.len(), key_len);
-        self.check_space(2 * charge * bins.len() as u64)?;
-        let mut usage_map = lock(&self.cache_usage);
-        let new_source = !self
-            .sources
-            .get(&prefix)
-            .is_some_and(|s| s.contains(source));
-        if new_source
-            && self
-                .tenant_sources
-                .get(tenant.key())
-                .is_some_and(|n| *n >= self.max_sources.load(Ordering::Relaxed))
-        {
-            // Beyond --max-cached-expressions: computed, not cached.
-            return Ok(());
-        }
-        let entry = usage_map.entry(prefix.clone()).or_default();
-        // The type's cap, and no more than the total budget leaves it.
-        let total = self.cache_total.load(Ordering::Relaxed);
-        let budget = self.cache_budget.load(Ordering::Relaxed);
-        let cap = self
-            .cache_cap
-            .min(entry.bytes.saturating_add(budget.saturating_sub(total)));
-        // The newest bins that fit the cap: one put never overfills it.
-        let fit = usize::try_from(cap / charge.max(1)).unwrap_or(usize::MAX);
-        let bins = &bins[bins.len().saturating_sub(fit)..];
-        if bins.is_empty() {
-            return Ok(());
-        }
-        let adding = charge * bins.len() as u64;
-        let before = entry.bytes;
-        // Worked on a copy, kept only if the batch commits.
-        let mut copy = *entry;
-        let usage = &mut copy;
-        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
-        // Evict the oldest entries until the new ones fit.
-        if usage.bytes + adding > cap {
-            let mut end = prefix.clone();
-            end.extend_from_slice(&[0xff; 9]);
-            for item in self
-                .metric_log
-                .range(log_key(&prefix, usage.first_seq)..end)
-            {
-                if usage.bytes + adding <= cap {
-                    break;
-                }
-                let (lk, mk) = item.into_inner().map_err(engine)?;
-                let seq = u64::from_be_bytes(
-                    lk[prefix.len()..]
-                        .try_into()
-                        .map_err(|_| corrupt("log key"))?,
-                );
-                usage.bytes = usage
-                    .bytes
-                    .saturating_sub(entry_bytes(prefix.len(), mk.len()));
-                usage.first_seq = seq + 1;
-                batch.remove(&self.metric_log, lk.to_vec());
-                // Remove the entry only if this log record is its latest write.
-                let current = self.metrics.get(&mk).map_err(engine)?;
-                let latest_in_store = current
-                    .as_deref()
-                    .and_then(decode_bin)
-                    .is_some_and(|(_, _, s)| s == seq);
-                if latest_in_store {
-                    batch.remove(&self.metrics, mk.to_vec());
-                }
+        let lo = keys::metric_key(&prefix, tier, start, source);
+        let hi = keys::metric_key(&prefix, tier, stop, source);
+        let tail_start = keys::metric_bin_prefix(&prefix, tier, 0).len();
+        for item in self.metrics.range(lo..hi) {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            if k.get(tail_start..) != Some(source.as_bytes()) {
+                continue;
+            }
+            let time =
+                keys::decode_i64(&k[tail_start - 8..]).ok_or_else(|| corrupt("metric key"))?;
+            let (valid, groups) =
+                decode_grouped(&v).ok_or_else(|| corrupt("grouped metric value"))?;
+            if valid && time >= start && time < stop {
+                out.push(CachedGroups { time, groups });
             }
         }
-        if new_source {
-            *self
-                .tenant_sources
-                .entry(tenant.key().to_owned())
-                .or_default() += 1;
-            let mut k = prefix.clone();
-            k.extend_from_slice(source.as_bytes());
-            batch.insert(&self.metric_sources, k, Vec::<u8>::new());
-            self.sources
-                .entry(prefix.clone())
-                .or_default()
-                .insert(source.to_owned());
-        }
-        for bin in bins {
-            let key = keys::metric_key(&prefix, tier, bin.time, source);
-            let seq = usage.next_seq;
-            usage.next_seq += 1;
-            usage.bytes += charge;
-            batch.insert(&self.metric_log, log_key(&prefix, seq), key.clone());
-            batch.insert(
-                &self.metrics,
-                key,
-                encode_bin(true, bin.value, seq).to_vec(),
-            );
-        }
-        batch.commit().map_err(engine)?;
-        *entry = copy;
-        self.cache_total.store(
-            total.saturating_sub(before).saturating_add(copy.bytes),
-            Ordering::Relaxed,
-        );
-        Ok(())
+        Ok(out)
+    }
+
+    fn put_grouped(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        bins: &[CachedGroups],
+    ) -> Result<(), StoreError> {
+        let entries: Vec<(i64, Entry)> = bins
+            .iter()
+            .map(|b| (b.time, Entry::Grouped(&b.groups)))
+            .collect();
+        self.put_entries(tenant, event_type, source, tier, &entries)
     }
 
     fn clear(&self) -> Result<(), StoreError> {
@@ -264,9 +448,9 @@ impl MetricCache for EmbeddedStore {
             for source in &sources {
                 let key = keys::metric_key(&prefix, tier, bin, source);
                 if let Some(v) = self.metrics.get(&key).map_err(engine)?
-                    && let Some((true, value, seq)) = decode_bin(&v)
+                    && let Some((true, _, _)) = decode_bin(&v)
                 {
-                    batch.insert(&self.metrics, key, encode_bin(false, value, seq).to_vec());
+                    batch.insert(&self.metrics, key, invalidated(&v));
                 }
             }
         }

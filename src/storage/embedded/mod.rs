@@ -39,7 +39,7 @@ use crate::limits::MAX_KEY_BYTES;
 use crate::metric::TIERS;
 use crate::model::{NewEvent, StoredEvent, Tenant};
 use crate::sync::lock;
-use cache::{decode_bin, encode_bin, entry_bytes};
+use cache::{decode_bin, invalidated, log_record};
 
 /// When a put is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -396,8 +396,8 @@ impl EmbeddedStore {
                 let hi = keys::metric_bin_prefix(prefix, tier, bucket + keys::BUCKET_MS);
                 for item in self.metrics.range(lo..hi) {
                     let (k, v) = item.into_inner().map_err(engine)?;
-                    if let Some((true, value, seq)) = decode_bin(&v) {
-                        batch.insert(&self.metrics, k, encode_bin(false, value, seq).to_vec());
+                    if let Some((true, _, _)) = decode_bin(&v) {
+                        batch.insert(&self.metrics, k, invalidated(&v));
                     }
                 }
             }
@@ -447,7 +447,7 @@ impl EmbeddedStore {
                 next_seq: 0,
                 first_seq: seq,
             });
-            u.bytes += entry_bytes(plen, value.len());
+            u.bytes += log_record(plen, &value).1;
             u.next_seq = u.next_seq.max(seq + 1);
             u.first_seq = u.first_seq.min(seq);
         }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use super::EmbeddedStore;
 use crate::model::{NewEvent, StoredEvent, Tenant};
 use crate::storage::{
-    CachedBin, DirtyMark, EventStore, Expired, MetricCache, PutOutcome, RetentionOverride,
-    Selected, Selection, StoreError, TypeStats,
+    CachedBin, CachedGroups, DirtyMark, EventStore, Expired, MetricCache, PutOutcome,
+    RetentionOverride, Selected, Selection, StoreError, TypeStats,
 };
 use crate::sync::lock;
 
@@ -243,6 +243,29 @@ impl MetricCache for Reopening {
         bins: &[CachedBin],
     ) -> Result<(), StoreError> {
         self.call(|s| MetricCache::put(s, tenant, event_type, source, tier, bins))
+    }
+
+    fn get_grouped(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<CachedGroups>, StoreError> {
+        self.call(|s| MetricCache::get_grouped(s, tenant, event_type, source, tier, start, stop))
+    }
+
+    fn put_grouped(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        bins: &[CachedGroups],
+    ) -> Result<(), StoreError> {
+        self.call(|s| MetricCache::put_grouped(s, tenant, event_type, source, tier, bins))
     }
 
     fn clear(&self) -> Result<(), StoreError> {

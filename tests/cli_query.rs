@@ -116,7 +116,6 @@ fn query_shows_where_an_expression_went_wrong() {
 #[test]
 fn tail_prints_events_as_they_arrive() {
     let s = TestServer::start();
-    let start = chrono::Utc::now().timestamp_millis() - 1_000;
     let tail = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_cubed"))
             .arg("tail")
@@ -130,22 +129,24 @@ fn tail_prints_events_as_they_arrive() {
             .spawn()
             .expect("run cubed tail")
     };
-    let start_arg = start.to_string();
-    let child = tail(&[
-        "beat(v).gt(v, 1)",
-        "--start",
-        &start_arg,
-        "--delay",
-        "0",
-        "--count",
-        "2",
-    ]);
-    let now = chrono::Utc::now().timestamp_millis();
-    s.put(&json!([{"type": "beat", "time": now, "data": {"v": 1, "other": "x"}}]));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    s.put(&json!([{"type": "beat", "time": now + 1, "data": {"v": 2, "other": "y"}}]));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    s.put(&json!([{"type": "beat", "time": now + 2, "data": {"v": 3}}]));
+    // One second behind now: events put with the time they are put at are
+    // not late, and show up within a second or two.
+    let child = tail(&["beat(v).gt(v, 1)", "--delay", "1000", "--count", "2"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let put = |v: i64, other: Option<&str>| {
+        let t = chrono::Utc::now().timestamp_millis();
+        let mut data = json!({"v": v});
+        if let Some(o) = other {
+            data["other"] = json!(o);
+        }
+        s.put(&json!([{"type": "beat", "time": t, "data": data}]));
+        t
+    };
+    put(1, Some("x"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t2 = put(2, Some("y"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t3 = put(3, None);
     // Ends by itself after two events (bounded wait).
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -165,8 +166,8 @@ fn tail_prints_events_as_they_arrive() {
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [
-            format!("{}  {{\"v\":2}}", iso(now + 1)),
-            format!("{}  {{\"v\":3}}", iso(now + 2)),
+            format!("{}  {{\"v\":2}}", iso(t2)),
+            format!("{}  {{\"v\":3}}", iso(t3)),
         ]
     );
     // A bad expression: the caret, no connection.

@@ -536,8 +536,9 @@ fn live_metrics_send_closing_bins_and_corrections() {
         send(&mut ws3, json!({"expression": "sum(tick).group(k, 1)", "start": 0, "step": 10_000, "id": 7})).await;
         let refused = next(&mut ws3).await;
         assert_eq!((refused["error"].as_str(), &refused["id"]), (Some("invalid request"), &json!(7)), "{refused}");
-        // The late event at 1,003,000 corrected sum(tick) too.
+        // The late event at 1,003,000 corrected sum(tick) too, for both.
         assert_eq!(next(&mut ws).await, json!({"time": iso(1_000_000), "value": 3, "id": "L"}));
+        assert_eq!(next(&mut ws2).await, json!({"time": iso(1_000_000), "value": 3}));
         // `{"cancel": id}` stops a live request: the next bin that closes
         // is not sent for it, while other requests on the socket go on.
         send(&mut ws, json!({"cancel": "L"})).await;

@@ -142,20 +142,6 @@ fn chart_value(expression: &str, time: i64) -> String {
     )
 }
 
-/// The WebSocket messages the server has received so far (`/1.0/status`).
-fn ws_messages_received(server: &TestServer) -> f64 {
-    let (status, body) = get(&server.evaluator_url("/1.0/status"), None);
-    assert_eq!(status, 200, "{body}");
-    body.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| d["module_name"] == "websocket")
-        .flat_map(|d| d["metrics"].as_array().cloned().unwrap_or_default())
-        .find(|m| m["metric"] == "messages_received")
-        .and_then(|m| m["value"].as_f64())
-        .expect("websocket messages_received")
-}
-
 fn type_into(tab: &Tab, selector: &str, text: &str) {
     let el = tab.wait_for_element(selector).expect(selector);
     el.click().expect("click");
@@ -469,7 +455,7 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
     );
     // The tail is running before the event exists.
     std::thread::sleep(Duration::from_millis(1500));
-    let asked = ws_messages_received(&server);
+    let asked = common::status_figure(&server, "websocket", "messages_received");
     server.put(&json!([{"type": "beat", "data": {"v": 7, "note": "hello from the test"}}]));
     wait_for(
         &tab,
@@ -500,7 +486,7 @@ fn dashboard_charts_errors_url_types_and_live_updates() {
         |v| v == &json!(5),
     );
     assert_eq!(
-        ws_messages_received(&server),
+        common::status_figure(&server, "websocket", "messages_received"),
         asked,
         "the page asked nothing more: the server pushed the new bin and the correction"
     );

@@ -442,21 +442,6 @@ fn too_many_groups_is_refused() {
     );
 }
 
-/// One figure of the evaluator's module in `/1.0/status`.
-fn evaluator_figure(s: &TestServer, name: &str) -> f64 {
-    let (status, modules) = get(&s.evaluator_url("/1.0/status"), None);
-    assert_eq!(status, 200);
-    modules
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["module_name"] == "evaluator")
-        .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
-        .find(|m| m["metric"] == name)
-        .and_then(|m| m["value"].as_f64())
-        .unwrap_or_else(|| panic!("no evaluator figure {name}"))
-}
-
 /// Grouped bins are cached (a second request computes nothing), merged
 /// into hour bins from cached 5-minute bins, and invalidated by a late
 /// event like any bin.
@@ -490,17 +475,20 @@ fn grouped_bins_are_cached_merged_and_invalidated() {
     let expr = "sum(req(ms)).group(path)";
     let fine = ask(expr, 300_000);
     assert_eq!(fine.len(), 288 * 3);
-    let computed = evaluator_figure(&s, "bins_computed");
+    let computed = common::status_figure(&s, "evaluator", "bins_computed");
     assert_eq!(ask(expr, 300_000), fine, "the same answer from the cache");
     assert_eq!(
-        evaluator_figure(&s, "bins_computed"),
+        common::status_figure(&s, "evaluator", "bins_computed"),
         computed,
         "nothing computed again"
     );
     // Hour bins: merged from the cached 5-minute bins, group by group.
-    let merged = evaluator_figure(&s, "bins_merged");
+    let merged = common::status_figure(&s, "evaluator", "bins_merged");
     let hours = ask(expr, 3_600_000);
-    assert_eq!(evaluator_figure(&s, "bins_merged"), merged + 24.0);
+    assert_eq!(
+        common::status_figure(&s, "evaluator", "bins_merged"),
+        merged + 24.0
+    );
     for h in &hours {
         let t = cubed::model::time::parse_iso(h["time"].as_str().unwrap()).unwrap();
         let want: f64 = fine
@@ -517,9 +505,12 @@ fn grouped_bins_are_cached_merged_and_invalidated() {
     // A late event invalidates its 5-minute bin: that bin alone is
     // computed again, and shows the event.
     s.put(&json!([{"type": "req", "time": day + 1_000, "data": {"path": "/a", "ms": 1000}}]));
-    let computed = evaluator_figure(&s, "bins_computed");
+    let computed = common::status_figure(&s, "evaluator", "bins_computed");
     let again = ask(expr, 300_000);
-    assert_eq!(evaluator_figure(&s, "bins_computed"), computed + 1.0);
+    assert_eq!(
+        common::status_figure(&s, "evaluator", "bins_computed"),
+        computed + 1.0
+    );
     let first_a = |rows: &[Value]| {
         rows.iter()
             .find(|r| r["group"] == "/a")

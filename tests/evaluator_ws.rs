@@ -495,6 +495,8 @@ fn live_metrics_send_closing_bins_and_corrections() {
         send(&mut ws, json!({"expression": "sum(tick)", "start": 880_000, "step": 10_000, "id": "L"})).await;
         let history = bins(&mut ws, 11).await;
         assert_eq!(history[&iso(900_000)], json!({"time": iso(900_000), "value": 1, "id": "L"}));
+        // Then a marker: the history is complete, the stream starts here.
+        assert_eq!(next(&mut ws).await, json!({"time": iso(990_000), "live": true, "id": "L"}));
         assert_eq!(history[&iso(980_000)]["value"], 0);
         assert!(!history.contains_key(&iso(990_000)));
         // An event in the open bin: sent once the bin closes (now - delay
@@ -519,6 +521,7 @@ fn live_metrics_send_closing_bins_and_corrections() {
         let mut ws2 = connect(&s, "/1.0/metric/get").await;
         send(&mut ws2, json!({"expression": "sum(tick)", "start": 990_000, "step": 10_000})).await;
         assert_eq!(next(&mut ws2).await, json!({"time": iso(990_000), "value": 1}));
+        assert_eq!(next(&mut ws2).await, json!({"time": iso(1_000_000), "live": true}));
         s.put(&json!([{"type": "tick", "time": 1_001_000, "data": {"k": "b"}}, {"type": "tick", "time": 1_002_000, "data": {"k": "b"}}]));
         clock.advance(10_000);
         assert_eq!(next(&mut ws).await, json!({"time": iso(1_000_000), "value": 2, "id": "L"}));
@@ -530,6 +533,7 @@ fn live_metrics_send_closing_bins_and_corrections() {
         let rows = bins(&mut ws3, 2).await;
         assert_eq!(rows[&format!("{}\"b\"", iso(990_000))]["value"], 1);
         assert_eq!(rows[&format!("{}\"b\"", iso(1_000_000))]["value"], 2);
+        assert_eq!(next(&mut ws3).await["live"], true);
         s.put(&json!([{"type": "tick", "time": 1_003_000, "data": {"k": "a"}}]));
         assert_eq!(next(&mut ws3).await, json!({"time": iso(1_000_000), "group": "a", "value": 1}));
         // A top N needs a whole range: refused without stop.
@@ -548,5 +552,17 @@ fn live_metrics_send_closing_bins_and_corrections() {
         assert_eq!(next(&mut ws2).await, json!({"time": iso(1_010_000), "value": 1}));
         send(&mut ws, json!({"expression": "sum(tick)", "start": 0, "stop": 10_000, "step": 10_000, "id": "M"})).await;
         assert_eq!(next(&mut ws).await, json!({"time": iso(0), "value": 0, "id": "M"}));
+        // Grouped: the bin that closed meanwhile; then a group whose only
+        // event an upsert moves out of a bin gets its value over nothing there.
+        assert_eq!(next(&mut ws3).await, json!({"time": iso(1_010_000), "group": "b", "value": 1}));
+        s.put(&json!([{"type": "tick", "time": 1_004_000, "id": "g", "data": {"k": "c"}}]));
+        assert_eq!(next(&mut ws3).await, json!({"time": iso(1_000_000), "group": "c", "value": 1}));
+        s.put(&json!([{"type": "tick", "time": 995_000, "id": "g", "data": {"k": "c"}}]));
+        // (and `a`, which the range now has, gets its 0 at 990,000: what a
+        // request of the range would answer)
+        let moved = bins(&mut ws3, 3).await;
+        assert_eq!(moved[&format!("{}\"c\"", iso(990_000))]["value"], 1, "{moved:?}");
+        assert_eq!(moved[&format!("{}\"c\"", iso(1_000_000))]["value"], 0, "{moved:?}");
+        assert_eq!(moved[&format!("{}\"a\"", iso(990_000))]["value"], 0, "{moved:?}");
     });
 }

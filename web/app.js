@@ -97,8 +97,10 @@
         this.setStatus("live", "open");
         const queued = this.queue;
         this.queue = [];
-        for (const m of queued) ws.send(m);
+        // A socket whose onOpen asks for everything again (the metric
+        // socket) drops what was queued: it would be asked twice.
         if (this.onOpen) this.onOpen();
+        else for (const m of queued) ws.send(m);
       };
       ws.onmessage = (e) => {
         let msg;
@@ -159,7 +161,10 @@
   }
 
   function cancel(chart) {
-    if (chart.liveId) metrics.send({ cancel: chart.liveId });
+    if (chart.liveId) {
+      metrics.send({ cancel: chart.liveId });
+      pending.delete(chart.liveId);
+    }
     chart.liveId = null;
   }
 
@@ -167,6 +172,8 @@
     const b = bins();
     chart.live = !hasTop(chart.expression);
     if (chart.live && !full) return; // a live chart is told what changes
+    // A top N is over the whole window: such a chart always asks for it.
+    if (!chart.live && hasTop(chart.expression)) full = true;
     let start = b.start;
     if (!full) start = Math.max(b.start, b.stop - TRAILING_BINS * b.step);
     if (full) chart.lastFull = Date.now();
@@ -233,14 +240,26 @@
     }
     if (msg.error !== undefined) {
       pending.delete(id);
+      if (req.live) chart.liveId = null; // that request is over
       const text = msg.message ? msg.error + ": " + msg.message : msg.error;
-      if (!chart.confirmed) {
+      // A refused expression removes a new chart; anything else (a
+      // timeout, too many live metrics) is shown and asked again.
+      const refused = msg.error === "invalid expression" || msg.error === "invalid request";
+      if (!chart.confirmed && refused) {
         removeChart(chart);
         showExpressionError(chart.expression, text);
       } else {
         chart.errorEl.textContent = text;
         chart.errorEl.hidden = false;
+        chart.retry = true;
       }
+      return;
+    }
+    if (msg.live === true) {
+      // The live request's history is complete (it may have had no bins).
+      confirm(chart);
+      chart.errorEl.hidden = true;
+      renderSoon(chart);
       return;
     }
     const t = Date.parse(msg.time);
@@ -281,6 +300,7 @@
 
   const metrics = new Socket("/1.0/metric/get", onMetricMessage, () => {
     // A new socket: the server forgot every request of the old one.
+    pending.clear();
     for (const c of state.charts) c.liveId = null;
     refreshAll(true);
   }, $("status"));
@@ -288,11 +308,12 @@
   function refreshAll(full) {
     const now = Date.now();
     for (const c of state.charts) {
-      if (!full && c.live) {
+      if (!full && c.live && !c.retry) {
         render(c); // the window moves on with the clock
         continue;
       }
-      request(c, full || now - c.lastFull >= FULL_REFRESH_MS);
+      c.retry = false;
+      request(c, full || c.live || now - c.lastFull >= FULL_REFRESH_MS);
     }
   }
 
@@ -378,6 +399,7 @@
 
   function createPlot(chart) {
     if (chart.plot) chart.plot.destroy();
+    prune(chart);
     chart.groupsChanged = false;
     const horizon = state.mode === "horizon" && !chart.grouped;
     const stacked = state.mode === "stacked" && chart.grouped;
@@ -389,9 +411,17 @@
         series.push({ label: "-" + k, stroke: "transparent", fill: NEGATIVE[k], width: 0, points: { show: false } });
     } else if (chart.grouped) {
       // One line per group; stacked: each group's area on top of the ones before.
-      groupNames(chart).forEach((name, i) => {
+      const names = groupNames(chart);
+      names.forEach((name, i) => {
         const color = name === "other" ? "#7f7f7f" : COLORS[i % COLORS.length];
-        series.push({ label: name, stroke: color, fill: stacked ? color + "99" : undefined, width: 1.5, points: { size: 4 } });
+        const s = { label: name, stroke: color, fill: stacked ? color + "99" : undefined, width: 1.5, points: { size: 4 } };
+        // Stacked series draw running sums; the legend shows the group's own value.
+        if (stacked)
+          s.value = (u, v, si, idx) => {
+            const col = chart.columns && chart.columns[i];
+            return fmt(col && idx !== null && idx !== undefined ? col[1][idx] : v);
+          };
+        series.push(s);
       });
       if (stacked) series.splice(1, series.length - 1, ...series.slice(1).reverse());
     } else {
@@ -425,12 +455,23 @@
     chart.plot = new uPlot(opts, plotData(chart), chart.el.querySelector(".chart-plot"));
   }
 
-  /** The arrays uPlot draws: times in seconds, then one array per series. */
-  function plotData(chart) {
+  /** Forgets bins the window has left, and groups left without any. */
+  function prune(chart) {
     const b = bins();
     const inWindow = (t) => t >= b.start && t < b.stop;
     for (const t of chart.data.keys()) if (!inWindow(t)) chart.data.delete(t);
-    for (const g of chart.groups.values()) for (const t of g.keys()) if (!inWindow(t)) g.delete(t);
+    for (const [name, g] of chart.groups) {
+      for (const t of g.keys()) if (!inWindow(t)) g.delete(t);
+      if (g.size === 0) {
+        chart.groups.delete(name);
+        chart.groupsChanged = true;
+      }
+    }
+  }
+
+  /** The arrays uPlot draws: times in seconds, then one array per series. */
+  function plotData(chart) {
+    const b = bins();
     const xs = [];
     for (let t = b.start; t < b.stop; t += b.step) xs.push(t / 1000);
     chart.times = xs;
@@ -471,6 +512,7 @@
 
   function render(chart) {
     if (!chart.plot) return;
+    prune(chart);
     if (chart.groupsChanged) createPlot(chart);
     else chart.plot.setData(plotData(chart));
     let min = null;

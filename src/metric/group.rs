@@ -184,15 +184,17 @@ fn empty_value(reduce: Reduce) -> Option<f64> {
 }
 
 /// The rows of a grouped expression over `n` bins: `leaves` are the
-/// values of `plan.leaves()` in order (a leaf that appears twice, twice).
+/// values of `plan.leaves()` in order (a leaf that appears twice, twice);
+/// the groups are those of the bins and those `also` names.
 pub fn combine_groups(
     plan: &MetricPlan,
     leaves: &[LeafBins],
     n: usize,
     top: Option<u32>,
+    also: &[String],
 ) -> Vec<GroupRow> {
     let reduces: Vec<Reduce> = plan.leaves().iter().map(|l| l.reduce).collect();
-    let mut names: BTreeSet<&str> = BTreeSet::new();
+    let mut names: BTreeSet<&str> = also.iter().map(String::as_str).collect();
     for l in leaves {
         if let LeafBins::Grouped(bins) = l {
             for bin in bins {
@@ -327,7 +329,7 @@ mod tests {
         assert_eq!(bins[0].get("1"), Some(&Some(5.0)));
         assert_eq!(bins[0].len(), 2);
         assert_eq!(bins[1].get("1,,2"), Some(&Some(5.0)));
-        let rows = combine_groups(&p, &[LeafBins::Grouped(bins)], 2, None);
+        let rows = combine_groups(&p, &[LeafBins::Grouped(bins)], 2, None, &[]);
         let names: Vec<_> = rows.iter().map(|r| r.group.clone()).collect();
         assert_eq!(
             names,
@@ -356,7 +358,7 @@ mod tests {
                 .map(|(g, v)| (g.to_owned(), Some(v)))
                 .collect(),
         ];
-        let rows = combine_groups(&p, &[LeafBins::Grouped(bins.clone())], 1, Some(2));
+        let rows = combine_groups(&p, &[LeafBins::Grouped(bins.clone())], 1, Some(2), &[]);
         assert_eq!(
             rows,
             vec![
@@ -376,7 +378,7 @@ mod tests {
         );
         // A median cannot be merged: no `other` row.
         let p = plan("median(rq(x)).group(g, 2)");
-        let rows = combine_groups(&p, &[LeafBins::Grouped(bins)], 1, Some(2));
+        let rows = combine_groups(&p, &[LeafBins::Grouped(bins)], 1, Some(2), &[]);
         assert_eq!(rows.len(), 2);
     }
 
@@ -391,11 +393,28 @@ mod tests {
         ];
         let rows = combine_groups(
             &p,
-            &[LeafBins::Grouped(grouped), LeafBins::Plain(vec![Some(4.0)])],
+            &[
+                LeafBins::Grouped(grouped.clone()),
+                LeafBins::Plain(vec![Some(4.0)]),
+            ],
             1,
             None,
+            &[],
         );
         assert_eq!(rows[0].values, vec![Some(0.25)]);
         assert_eq!(rows[1].values, vec![Some(0.75)]);
+        // A group asked for without events: its value over nothing.
+        let rows = combine_groups(
+            &p,
+            &[LeafBins::Grouped(grouped), LeafBins::Plain(vec![Some(4.0)])],
+            1,
+            None,
+            &["c".to_owned()],
+        );
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (rows[2].group.as_deref(), &rows[2].values),
+            (Some("c"), &vec![Some(0.0)])
+        );
     }
 }

@@ -232,6 +232,27 @@ impl MetricPlan {
         out
     }
 
+    /// The distinct leaves (one per source), in the order first seen, and
+    /// for each of [`leaves`](Self::leaves) the index of its distinct one:
+    /// what is computed once, and where each leaf's values come from.
+    pub fn distinct_leaves(&self) -> (Vec<&LeafPlan>, Vec<usize>) {
+        let mut distinct: Vec<&LeafPlan> = Vec::new();
+        let index = self
+            .leaves()
+            .into_iter()
+            .map(
+                |l| match distinct.iter().position(|d| d.source == l.source) {
+                    Some(i) => i,
+                    None => {
+                        distinct.push(l);
+                        distinct.len() - 1
+                    }
+                },
+            )
+            .collect();
+        (distinct, index)
+    }
+
     fn collect_leaves<'a>(&'a self, out: &mut Vec<&'a LeafPlan>) {
         match self {
             MetricPlan::Constant(_) => {}

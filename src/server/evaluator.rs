@@ -107,10 +107,7 @@ async fn metric(
         }
         return Ok(json_response(StatusCode::OK, &Value::Array(out)));
     }
-    let mut values: Vec<Option<f64>> = vec![None; query.n];
-    app.evaluator
-        .evaluate(&tenant, &query, &mut |i, v| values[i] = v)
-        .await?;
+    let values = app.evaluator.values(&tenant, &query).await?;
     let out: Vec<Value> = values
         .into_iter()
         .enumerate()

@@ -518,6 +518,9 @@ async fn live_metric_request(
         }
         Err(e) => return refuse(out, e.into()),
     }
+    // The history is complete: `{time: where the stream starts, live: true}`.
+    let marker = json!({ "time": crate::model::time::format_iso(closed), "live": true });
+    let _ = out.send(with_id(marker, id));
     // The history is the request's answer; what follows is the stream.
     out.finish();
     while let Some(updates) = stream.next().await {

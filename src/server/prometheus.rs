@@ -433,56 +433,42 @@ fn buildinfo() -> Value {
 /// The routes, under `/api/v1/`.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let get_or_post = || warp::get().or(warp::post()).unify();
-    let read = {
+    // Who asks (a `read` key), the parameters, the shared state.
+    let request = {
         let app = Arc::clone(&app);
-        move || access(Arc::clone(&app), Role::Read)
-    };
-    let params = {
-        let app = Arc::clone(&app);
-        move || params(Arc::clone(&app))
-    };
-    let app_ = {
-        let app = Arc::clone(&app);
-        move || with_app(Arc::clone(&app))
+        move || {
+            access(Arc::clone(&app), Role::Read)
+                .and(params(Arc::clone(&app)))
+                .and(with_app(Arc::clone(&app)))
+        }
     };
     let query_range = warp::path!("api" / "v1" / "query_range")
         .and(get_or_post())
-        .and(read())
-        .and(params())
-        .and(app_())
+        .and(request())
         .then(|a, p, app| async move { answer(query_range(a, p, app).await) });
     let query = warp::path!("api" / "v1" / "query")
         .and(get_or_post())
-        .and(read())
-        .and(params())
-        .and(app_())
+        .and(request())
         .then(|a, p, app| async move { answer(query(a, p, app).await) });
     let series = warp::path!("api" / "v1" / "series")
         .and(get_or_post())
-        .and(read())
-        .and(params())
-        .and(app_())
+        .and(request())
         .then(|a, p, app| async move { answer(series(a, p, app).await) });
     let labels = warp::path!("api" / "v1" / "labels")
         .and(get_or_post())
-        .and(read())
-        .and(params())
-        .then(|a, p| async move { answer(label_names(a, p).await) });
+        .and(request())
+        .then(|a, p, _app: Arc<App>| async move { answer(label_names(a, p).await) });
     let values = warp::path!("api" / "v1" / "label" / String / "values")
         .and(warp::get())
-        .and(read())
-        .and(params())
-        .and(app_())
+        .and(request())
         .then(|name, a, p, app| async move { answer(label_values(name, a, p, app).await) });
     let metadata = warp::path!("api" / "v1" / "metadata")
         .and(warp::get())
-        .and(read())
-        .and(params())
-        .and(app_())
+        .and(request())
         .then(|a, p, app| async move { answer(metadata(a, p, app).await) });
     let buildinfo = warp::path!("api" / "v1" / "status" / "buildinfo")
         .and(warp::get())
-        .and(read())
+        .and(access(app, Role::Read))
         .then(|a: Result<Access, ApiError>| async move { answer(a.map(|_| buildinfo())) });
     query_range
         .or(query)

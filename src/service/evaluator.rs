@@ -436,14 +436,42 @@ impl Evaluator {
         r
     }
 
+    /// [`evaluate`](Self::evaluate) into a value per bin, in order.
+    pub async fn values(
+        &self,
+        tenant: &Tenant,
+        q: &MetricQuery,
+    ) -> Result<Vec<BinValue>, EvalError> {
+        let mut values: Vec<BinValue> = vec![None; q.n];
+        self.evaluate(tenant, q, &mut |i, v| {
+            if let Some(slot) = values.get_mut(i) {
+                *slot = v;
+            }
+        })
+        .await?;
+        Ok(values)
+    }
+
     /// Evaluates a grouped `q` (`q.group` is set): its rows, one per group
-    /// (see `metric::group`), each with a value per bin. Grouped reduces
-    /// are computed from the events on every request (not cached yet);
-    /// the ungrouped reduces of the expression go through the cache.
+    /// (see `metric::group`), each with a value per bin. Grouped bins go
+    /// through the cache as the others do.
     pub async fn evaluate_grouped(
         &self,
         tenant: &Tenant,
         q: &MetricQuery,
+    ) -> Result<Vec<GroupRow>, EvalError> {
+        self.evaluate_grouped_also(tenant, q, Vec::new()).await
+    }
+
+    /// [`evaluate_grouped`](Self::evaluate_grouped), with a row for each
+    /// group `also` names too, even one without events in the range (its
+    /// grouped reduces' values over nothing): live metrics correct a group
+    /// whose events left a bin.
+    pub async fn evaluate_grouped_also(
+        &self,
+        tenant: &Tenant,
+        q: &MetricQuery,
+        also: Vec<String>,
     ) -> Result<Vec<GroupRow>, EvalError> {
         let started = std::time::Instant::now();
         let stats = &self.run.evaluator;
@@ -454,7 +482,7 @@ impl Evaluator {
         let cost = u32::try_from(cost).unwrap_or(u32::MAX);
         let r = tokio::time::timeout(self.query_timeout, async {
             let _turn = self.bins_in_flight.acquire_many(cost).await.ok();
-            self.evaluate_grouped_inner(tenant, q).await
+            self.evaluate_grouped_inner(tenant, q, &also).await
         })
         .await
         .unwrap_or(Err(EvalError::Timeout(self.query_timeout)));
@@ -472,17 +500,16 @@ impl Evaluator {
         &self,
         tenant: &Tenant,
         q: &MetricQuery,
+        also: &[String],
     ) -> Result<Vec<GroupRow>, EvalError> {
         let budget = Budget::new(self.query_memory);
         let max_groups = self
             .max_groups
             .min(MAX_BINS_PER_REQUEST / q.n.max(1))
             .max(1);
-        let mut computed: Vec<(String, LeafBins)> = Vec::new();
-        for leaf in q.plan.leaves() {
-            if computed.iter().any(|(s, _)| *s == leaf.source) {
-                continue;
-            }
+        let (distinct, index) = q.plan.distinct_leaves();
+        let mut computed: Vec<LeafBins> = Vec::with_capacity(distinct.len());
+        for leaf in distinct {
             let leaf = Arc::new(leaf.clone());
             let bins = if leaf.group.is_some() {
                 LeafBins::Grouped(
@@ -496,24 +523,15 @@ impl Evaluator {
                         .await?,
                 )
             };
-            computed.push((leaf.source.clone(), bins));
+            computed.push(bins);
         }
-        let per_leaf: Vec<LeafBins> = q
-            .plan
-            .leaves()
-            .iter()
-            .filter_map(|l| {
-                computed
-                    .iter()
-                    .find(|(s, _)| *s == l.source)
-                    .map(|(_, b)| b.clone())
-            })
-            .collect();
+        let per_leaf: Vec<LeafBins> = index.iter().map(|&j| computed[j].clone()).collect();
         Ok(combine_groups(
             &q.plan,
             &per_leaf,
             q.n,
             q.group.as_ref().and_then(|g| g.top),
+            also,
         ))
     }
 
@@ -563,52 +581,6 @@ impl Evaluator {
             }
         }
         Ok(out)
-    }
-
-    /// The valid cached grouped bins of `n` from `first` (after flushing
-    /// the type's pending invalidations); `None` where not cached.
-    async fn cached_grouped(
-        &self,
-        tenant: &Tenant,
-        leaf: &LeafPlan,
-        tier: Tier,
-        first: i64,
-        n: usize,
-    ) -> Result<Vec<Option<std::collections::BTreeMap<String, BinValue>>>, EvalError> {
-        let (inv, cache, tenant) = (
-            Arc::clone(&self.invalidator),
-            Arc::clone(&self.cache),
-            tenant.clone(),
-        );
-        let (event_type, source) = (leaf.event_type.clone(), leaf.source.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = inv.flush_type(&tenant, &event_type) {
-                tracing::warn!(error = %e, "invalidations not written; the cache is not read");
-                return Ok(vec![None; n]);
-            }
-            let step = tier.step();
-            let bins = cache.get_grouped(
-                &tenant,
-                &event_type,
-                &source,
-                step,
-                first,
-                first + n as i64 * step,
-            )?;
-            let mut out = vec![None; n];
-            for b in bins {
-                if let Some(slot) = usize::try_from((b.time - first) / step)
-                    .ok()
-                    .and_then(|i| out.get_mut(i))
-                {
-                    *slot = Some(b.groups.into_iter().collect());
-                }
-            }
-            Ok::<_, StoreError>(out)
-        })
-        .await
-        .map_err(|e| EvalError::Internal(e.to_string()))?
-        .map_err(EvalError::from)
     }
 
     /// Computes `n` grouped bins and caches them unless a put touched
@@ -740,22 +712,9 @@ impl Evaluator {
         q: &MetricQuery,
         emit: &mut (dyn FnMut(usize, BinValue) + Send),
     ) -> Result<(), EvalError> {
-        let leaves = q.plan.leaves();
-        let mut unique: Vec<Arc<LeafPlan>> = Vec::new();
-        for l in &leaves {
-            if !unique.iter().any(|u| u.source == l.source) {
-                unique.push(Arc::new((*l).clone()));
-            }
-        }
-        let index: Vec<usize> = leaves
-            .iter()
-            .map(|l| {
-                unique
-                    .iter()
-                    .position(|u| u.source == l.source)
-                    .unwrap_or(0)
-            })
-            .collect();
+        let (distinct, index) = q.plan.distinct_leaves();
+        let unique: Vec<Arc<LeafPlan>> =
+            distinct.into_iter().map(|l| Arc::new(l.clone())).collect();
         let single_leaf = matches!(q.plan, MetricPlan::Leaf(_));
         let combine = |values: &[Vec<BinValue>], i: usize| -> BinValue {
             if single_leaf {
@@ -823,6 +782,73 @@ impl Evaluator {
         first: i64,
         n: usize,
     ) -> Result<Vec<Option<BinValue>>, EvalError> {
+        self.cached_with(
+            tenant,
+            leaf,
+            tier,
+            first,
+            n,
+            |cache, t, ty, src, step, lo, hi| {
+                Ok(cache
+                    .get(t, ty, src, step, lo, hi)?
+                    .into_iter()
+                    .map(|b| (b.time, b.value))
+                    .collect())
+            },
+        )
+        .await
+    }
+
+    /// The same for a grouped leaf: each cached bin's groups.
+    async fn cached_grouped(
+        &self,
+        tenant: &Tenant,
+        leaf: &LeafPlan,
+        tier: Tier,
+        first: i64,
+        n: usize,
+    ) -> Result<Vec<Option<std::collections::BTreeMap<String, BinValue>>>, EvalError> {
+        self.cached_with(
+            tenant,
+            leaf,
+            tier,
+            first,
+            n,
+            |cache, t, ty, src, step, lo, hi| {
+                Ok(cache
+                    .get_grouped(t, ty, src, step, lo, hi)?
+                    .into_iter()
+                    .map(|b| (b.time, b.groups.into_iter().collect()))
+                    .collect())
+            },
+        )
+        .await
+    }
+
+    /// Flushes the type's pending invalidations, then reads the valid
+    /// cached bins of `[first, first + n * step)` with `get` (as (time,
+    /// bin) pairs), each in its slot; all `None` when the invalidations
+    /// could not be written (the cache is not trusted then).
+    #[allow(clippy::too_many_arguments)]
+    async fn cached_with<T: Clone + Send + 'static>(
+        &self,
+        tenant: &Tenant,
+        leaf: &LeafPlan,
+        tier: Tier,
+        first: i64,
+        n: usize,
+        get: impl FnOnce(
+            &dyn MetricCache,
+            &Tenant,
+            &str,
+            &str,
+            i64,
+            i64,
+            i64,
+        ) -> Result<Vec<(i64, T)>, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<Vec<Option<T>>, EvalError> {
         let (inv, cache, tenant) = (
             Arc::clone(&self.invalidator),
             Arc::clone(&self.cache),
@@ -838,21 +864,15 @@ impl Evaluator {
                 return Ok(vec![None; n]);
             }
             let step = tier.step();
-            let bins = cache.get(
-                &tenant,
-                &event_type,
-                &source,
-                step,
-                first,
-                first + n as i64 * step,
-            )?;
+            let stop = first + n as i64 * step;
+            let bins = get(&*cache, &tenant, &event_type, &source, step, first, stop)?;
             let mut out = vec![None; n];
-            for b in bins {
-                if let Some(slot) = usize::try_from((b.time - first) / step)
+            for (time, bin) in bins {
+                if let Some(slot) = usize::try_from((time - first) / step)
                     .ok()
                     .and_then(|i| out.get_mut(i))
                 {
-                    *slot = Some(b.value);
+                    *slot = Some(bin);
                 }
             }
             Ok::<_, StoreError>(out)

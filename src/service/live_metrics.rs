@@ -55,15 +55,29 @@ type Batch = Arc<Vec<Update>>;
 
 type Sent = BTreeMap<(i64, Option<String>), BinValue>;
 
-/// One shared poll.
+/// What a shared poll and its subscribers share (the poll's sender is
+/// held by the poll and the map of polls only, so that its subscribers see
+/// the stream end when the poll ends).
 struct Poll {
-    tx: broadcast::Sender<Batch>,
     /// Every bin before this time is closed and was sent (or is in every
     /// subscriber's history); moved only together with a broadcast.
     closed_until: Mutex<i64>,
     /// The values sent of the last [`MAX_METRIC_LIMIT`] closed bins, per
-    /// group (in histories too): a bin is sent again only if it changed.
+    /// group (in histories too), at most [`MAX_SENT`] of them, the oldest
+    /// forgotten first: a bin is sent again only if it changed (or was
+    /// forgotten).
     sent: Mutex<Sent>,
+}
+
+/// Most values a poll remembers: one request's bins.
+const MAX_SENT: usize = crate::limits::MAX_BINS_PER_REQUEST;
+
+/// Remembers `value` as sent, forgetting the oldest past [`MAX_SENT`].
+fn remember(sent: &mut Sent, time: i64, group: Option<String>, value: BinValue) {
+    sent.insert((time, group), value);
+    while sent.len() > MAX_SENT {
+        sent.pop_first();
+    }
 }
 
 pub struct LiveMetrics {
@@ -72,8 +86,12 @@ pub struct LiveMetrics {
     clock: Arc<dyn Clock>,
     poll: Duration,
     max_polls: usize,
-    polls: Mutex<HashMap<Key, Arc<Poll>>>,
+    polls: Mutex<HashMap<Key, Running>>,
 }
+
+/// A running poll: its sender (held here and by the poll only) and what
+/// it shares with its subscribers.
+type Running = (broadcast::Sender<Batch>, Arc<Poll>);
 
 /// What a live request receives after its history.
 pub struct LiveMetric {
@@ -94,11 +112,14 @@ impl LiveMetric {
         tenant: &Tenant,
         q: &MetricQuery,
     ) -> Result<Vec<Update>, EvalError> {
-        let bins = evaluate(evaluator, tenant, q, q.first, q.n).await?;
+        let bins = evaluate(evaluator, tenant, q, q.first, q.n, Vec::new()).await?;
         let oldest = *lock(&self.poll.closed_until) - MAX_METRIC_LIMIT as i64 * q.tier.step();
         let mut sent = lock(&self.poll.sent);
         for u in bins.iter().filter(|u| u.time >= oldest) {
-            sent.entry((u.time, u.group.clone())).or_insert(u.value);
+            let k = (u.time, u.group.clone());
+            if !sent.contains_key(&k) {
+                remember(&mut sent, u.time, u.group.clone(), u.value);
+            }
         }
         Ok(bins)
     }
@@ -135,13 +156,17 @@ fn same(a: BinValue, b: BinValue) -> bool {
     }
 }
 
-/// `n` bins of `template`'s expression from `first`, as updates.
+/// `n` bins of `template`'s expression from `first`, as updates; a grouped
+/// expression's rows include the groups `also` names, even without events
+/// in these bins (so that a group whose events left a bin gets its empty
+/// value).
 async fn evaluate(
     evaluator: &Evaluator,
     tenant: &Tenant,
     template: &MetricQuery,
     first: i64,
     n: usize,
+    also: Vec<String>,
 ) -> Result<Vec<Update>, EvalError> {
     let q = MetricQuery {
         first,
@@ -151,7 +176,7 @@ async fn evaluate(
     };
     let mut out = Vec::new();
     if q.group.is_some() {
-        for row in evaluator.evaluate_grouped(tenant, &q).await? {
+        for row in evaluator.evaluate_grouped_also(tenant, &q, also).await? {
             for (i, v) in row.values.iter().enumerate() {
                 out.push(Update {
                     time: q.time(i),
@@ -162,14 +187,7 @@ async fn evaluate(
             }
         }
     } else {
-        let mut values: Vec<BinValue> = vec![None; n];
-        evaluator
-            .evaluate(tenant, &q, &mut |i, v| {
-                if let Some(slot) = values.get_mut(i) {
-                    *slot = v;
-                }
-            })
-            .await?;
+        let values = evaluator.values(tenant, &q).await?;
         out.extend(values.into_iter().enumerate().map(|(i, value)| Update {
             time: q.time(i),
             group: None,
@@ -232,46 +250,52 @@ impl LiveMetrics {
             .map(|(ast, _)| ast.to_string())
             .unwrap_or_else(|_| q.expression.clone());
         let key = (tenant.clone(), canonical, q.tier.step(), delay);
-        let poll = {
-            let mut polls = lock(&self.polls);
-            match polls.get(&key) {
-                Some(p) if p.tx.receiver_count() > 0 => Arc::clone(p),
-                _ => {
-                    // Polls whose last subscriber left end at their next tick.
-                    polls.retain(|_, p| p.tx.receiver_count() > 0);
-                    if polls.len() >= self.max_polls {
-                        return Err(LiveMetricError::TooMany(self.max_polls));
-                    }
-                    let closed = q.tier.floor(self.clock.now_ms() - delay);
-                    let (tx, _) = broadcast::channel(64);
-                    let poll = Arc::new(Poll {
-                        tx,
-                        closed_until: Mutex::new(closed),
-                        sent: Mutex::default(),
-                    });
-                    polls.insert(key.clone(), Arc::clone(&poll));
-                    let me = Arc::clone(self);
-                    let (p, template) = (Arc::clone(&poll), q.clone());
-                    tokio::spawn(async move { me.poll_loop(key, template, p).await });
-                    poll
+        // Under the lock of the polls, which a poll also takes to end: a
+        // poll joined here has not ended, and sees this subscriber.
+        let mut polls = lock(&self.polls);
+        let (tx, poll) = match polls.get(&key) {
+            Some((tx, p)) if tx.receiver_count() > 0 => (tx.clone(), Arc::clone(p)),
+            _ => {
+                // Polls whose last subscriber left end at their next tick.
+                polls.retain(|_, (tx, _)| tx.receiver_count() > 0);
+                if polls.len() >= self.max_polls {
+                    return Err(LiveMetricError::TooMany(self.max_polls));
                 }
+                let closed = q.tier.floor(self.clock.now_ms() - delay);
+                let (tx, _) = broadcast::channel(64);
+                let poll = Arc::new(Poll {
+                    closed_until: Mutex::new(closed),
+                    sent: Mutex::default(),
+                });
+                polls.insert(key.clone(), (tx.clone(), Arc::clone(&poll)));
+                let me = Arc::clone(self);
+                let (t, p, template) = (tx.clone(), Arc::clone(&poll), q.clone());
+                tokio::spawn(async move { me.poll_loop(key, template, t, p).await });
+                (tx, poll)
             }
         };
         // Subscribing and reading where the poll stands at once: every bin
         // from there on comes through the stream.
-        let closed = lock(&poll.closed_until);
-        let rx = poll.tx.subscribe();
+        let closed = *lock(&poll.closed_until);
+        let rx = tx.subscribe();
+        drop(polls);
         Ok((
-            *closed,
+            closed,
             LiveMetric {
                 rx,
                 first: q.first,
-                poll: Arc::clone(&poll),
+                poll,
             },
         ))
     }
 
-    async fn poll_loop(self: Arc<Self>, key: Key, template: MetricQuery, poll: Arc<Poll>) {
+    async fn poll_loop(
+        self: Arc<Self>,
+        key: Key,
+        template: MetricQuery,
+        tx: broadcast::Sender<Batch>,
+        poll: Arc<Poll>,
+    ) {
         let (tenant, _, step, delay) = key.clone();
         let tier = template.tier;
         let mut types: Vec<String> = template
@@ -291,8 +315,15 @@ impl LiveMetrics {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if poll.tx.receiver_count() == 0 {
-                break;
+            {
+                // Ends under the lock of the polls (see `follow`).
+                let mut polls = lock(&self.polls);
+                if tx.receiver_count() == 0 {
+                    if polls.get(&key).is_some_and(|(t, _)| t.same_channel(&tx)) {
+                        polls.remove(&key);
+                    }
+                    break;
+                }
             }
             let closed_until = *lock(&poll.closed_until);
             let oldest = closed_until - span;
@@ -320,7 +351,19 @@ impl LiveMetrics {
                     continue;
                 }
                 let n = usize::try_from((hi - lo) / step).unwrap_or(0);
-                match evaluate(&self.evaluator, &tenant, &template, lo, n).await {
+                // The groups sent for these bins: each gets a row again,
+                // also if its events left them.
+                let also: Vec<String> = {
+                    let sent = lock(&poll.sent);
+                    let mut groups: Vec<String> = sent
+                        .range((lo, None)..(hi, None))
+                        .filter_map(|((_, g), _)| g.clone())
+                        .collect();
+                    groups.sort_unstable();
+                    groups.dedup();
+                    groups
+                };
+                match evaluate(&self.evaluator, &tenant, &template, lo, n, also).await {
                     Ok(bins) => {
                         let mut sent = lock(&poll.sent);
                         for mut u in bins {
@@ -328,7 +371,7 @@ impl LiveMetrics {
                             if sent.get(&k).is_some_and(|v| same(*v, u.value)) {
                                 continue;
                             }
-                            sent.insert(k, u.value);
+                            remember(&mut sent, u.time, u.group.clone(), u.value);
                             u.correction = true;
                             updates.push(u);
                         }
@@ -345,11 +388,11 @@ impl LiveMetrics {
             if !failed && now_closed > closed_until {
                 let lo = closed_until.max(now_closed - span);
                 let n = usize::try_from((now_closed - lo) / step).unwrap_or(0);
-                match evaluate(&self.evaluator, &tenant, &template, lo, n).await {
+                match evaluate(&self.evaluator, &tenant, &template, lo, n, Vec::new()).await {
                     Ok(bins) => {
                         let mut sent = lock(&poll.sent);
                         for u in bins {
-                            sent.insert((u.time, u.group.clone()), u.value);
+                            remember(&mut sent, u.time, u.group.clone(), u.value);
                             updates.push(u);
                         }
                         closed_to = now_closed;
@@ -365,13 +408,9 @@ impl LiveMetrics {
             lock(&poll.sent).retain(|(t, _), _| *t >= keep_from);
             let mut closed = lock(&poll.closed_until);
             if !updates.is_empty() {
-                let _ = poll.tx.send(Arc::new(updates));
+                let _ = tx.send(Arc::new(updates));
             }
             *closed = closed_to;
-        }
-        let mut polls = lock(&self.polls);
-        if polls.get(&key).is_some_and(|p| Arc::ptr_eq(p, &poll)) {
-            polls.remove(&key);
         }
     }
 }

@@ -12,8 +12,6 @@
 //! `median` at 2 min) is answered at the largest tier not above it, with
 //! that tier's spacing. [`RangeAnswer::step`] says which spacing came back.
 
-use std::sync::Arc;
-
 use super::evaluator::{BinValue, EvalError, Evaluator, MetricQuery, MetricQueryError};
 use crate::limits::{MAX_BINS_PER_REQUEST, MAX_METRIC_LIMIT};
 use crate::metric::Tier;
@@ -87,7 +85,9 @@ struct Resolution {
 impl Resolution {
     /// See the module's documentation.
     fn of(step: i64, plan: &MetricPlan, grouped: bool) -> Self {
-        if let Some(tier) = Tier::dividing(step) {
+        if let Some(tier) =
+            Tier::dividing(step).filter(|t| step / t.step() <= MAX_METRIC_LIMIT as i64)
+        {
             let k = step / tier.step();
             let mergeable = !grouped && plan.leaves().iter().all(|l| is_pyramidal(l.reduce));
             if k == 1 || mergeable {
@@ -141,14 +141,7 @@ pub async fn evaluate_range(
                 })
                 .collect()
         } else {
-            let mut values: Vec<BinValue> = vec![None; n];
-            evaluator
-                .evaluate(tenant, &q, &mut |i, v| {
-                    if let Some(slot) = values.get_mut(i) {
-                        *slot = v;
-                    }
-                })
-                .await?;
+            let values = evaluator.values(tenant, &q).await?;
             vec![Series {
                 group: None,
                 points: defined(values, time),
@@ -196,13 +189,7 @@ async fn merged(
     first: i64,
     n: usize,
 ) -> Result<Vec<BinValue>, RangeError> {
-    let leaves = probe.plan.leaves();
-    let mut unique: Vec<Arc<crate::plan::LeafPlan>> = Vec::new();
-    for l in &leaves {
-        if !unique.iter().any(|u| u.source == l.source) {
-            unique.push(Arc::new((*l).clone()));
-        }
-    }
+    let (unique, index) = probe.plan.distinct_leaves();
     let k = usize::try_from(res.k).unwrap_or(usize::MAX);
     let bins = (n as u64).saturating_mul(k as u64);
     if bins.saturating_mul(unique.len() as u64) > MAX_BINS_PER_REQUEST as u64 {
@@ -223,14 +210,7 @@ async fn merged(
             let count = points_per_run.min(n - done);
             let start = first + (done as i64) * res.spacing();
             let q = MetricQuery::bins(&leaf.source, res.tier, start, count * k)?.leaf(leaf);
-            let mut fine: Vec<BinValue> = vec![None; count * k];
-            evaluator
-                .evaluate(tenant, &q, &mut |i, v| {
-                    if let Some(slot) = fine.get_mut(i) {
-                        *slot = v;
-                    }
-                })
-                .await?;
+            let fine = evaluator.values(tenant, &q).await?;
             out.extend(merge_every(leaf.reduce, &fine, k));
             done += count;
         }
@@ -239,15 +219,6 @@ async fn merged(
     if let MetricPlan::Leaf(_) = probe.plan {
         return Ok(per_leaf.into_iter().next().unwrap_or_default());
     }
-    let index: Vec<usize> = leaves
-        .iter()
-        .map(|l| {
-            unique
-                .iter()
-                .position(|u| u.source == l.source)
-                .unwrap_or(0)
-        })
-        .collect();
     Ok((0..n)
         .map(|i| {
             let values: Vec<Option<f64>> = index.iter().map(|&j| per_leaf[j][i]).collect();
@@ -280,5 +251,10 @@ mod tests {
         assert_eq!(resolution("sum(request).group(p)", 120_000), (60_000, 1));
         assert_eq!(resolution("sum(request)", 7 * 86_400_000), (86_400_000, 7));
         assert_eq!(resolution("sum(request)", 1), (10_000, 1));
+        // More than 10,000 finer bins a point: answered at the day tier.
+        assert_eq!(
+            resolution("sum(request)", 10_950 * 86_400_000),
+            (86_400_000, 1)
+        );
     }
 }

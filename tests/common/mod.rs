@@ -262,3 +262,19 @@ pub fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
         body["error"].as_str().unwrap_or_default().to_owned(),
     )
 }
+
+/// One figure of a module in the server's `/1.0/status` (e.g. the
+/// evaluator's `bins_computed`); fails the test if it is not there.
+pub fn status_figure(server: &TestServer, module: &str, name: &str) -> f64 {
+    let (status, modules) = get(&server.evaluator_url("/1.0/status"), None);
+    assert_eq!(status, 200, "{modules}");
+    modules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["module_name"] == module)
+        .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
+        .find(|m| m["metric"] == name)
+        .and_then(|m| m["value"].as_f64())
+        .unwrap_or_else(|| panic!("no figure {name} of {module} in /1.0/status"))
+}

@@ -153,6 +153,44 @@ impl Entry<'_> {
 }
 
 impl EmbeddedStore {
+    /// The valid entries of `source` at `tier` with `start <= time < stop`,
+    /// by time, decoded with `decode` (`(valid, what)`; `None`: corrupt).
+    #[allow(clippy::too_many_arguments)]
+    fn valid_entries<T>(
+        &self,
+        tenant: &Tenant,
+        event_type: &str,
+        source: &str,
+        tier: i64,
+        start: i64,
+        stop: i64,
+        decode: impl Fn(&[u8]) -> Option<(bool, T)>,
+    ) -> Result<Vec<(i64, T)>, StoreError> {
+        let mut out = Vec::new();
+        if start >= stop {
+            return Ok(out);
+        }
+        let prefix = keys::type_prefix(tenant, event_type);
+        let lo = keys::metric_key(&prefix, tier, start, source);
+        let hi = keys::metric_key(&prefix, tier, stop, source);
+        // One source's bins are interleaved with other sources' in the same
+        // bins; the per-type source count is small.
+        let tail_start = keys::metric_bin_prefix(&prefix, tier, 0).len();
+        for item in self.metrics.range(lo..hi) {
+            let (k, v) = item.into_inner().map_err(engine)?;
+            if k.get(tail_start..) != Some(source.as_bytes()) {
+                continue;
+            }
+            let time =
+                keys::decode_i64(&k[tail_start - 8..]).ok_or_else(|| corrupt("metric key"))?;
+            let (valid, what) = decode(&v).ok_or_else(|| corrupt("metric value"))?;
+            if valid && time >= start && time < stop {
+                out.push((time, what));
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores entries (or overwrites them, as valid), as many of the newest
     /// as fit the type's cap; the oldest entries go to make room.
     fn put_entries(
@@ -292,29 +330,15 @@ impl MetricCache for EmbeddedStore {
         start: i64,
         stop: i64,
     ) -> Result<Vec<CachedBin>, StoreError> {
-        let mut out = Vec::new();
-        if start >= stop {
-            return Ok(out);
-        }
-        let prefix = keys::type_prefix(tenant, event_type);
-        let lo = keys::metric_key(&prefix, tier, start, source);
-        let hi = keys::metric_key(&prefix, tier, stop, source);
-        // One source's bins are interleaved with other sources' in the same
-        // bins; the per-type source count is small.
-        let tail_start = keys::metric_bin_prefix(&prefix, tier, 0).len();
-        for item in self.metrics.range(lo..hi) {
-            let (k, v) = item.into_inner().map_err(engine)?;
-            if k.get(tail_start..) != Some(source.as_bytes()) {
-                continue;
-            }
-            let time =
-                keys::decode_i64(&k[tail_start - 8..]).ok_or_else(|| corrupt("metric key"))?;
-            let (valid, value, _) = decode_bin(&v).ok_or_else(|| corrupt("metric value"))?;
-            if valid && time >= start && time < stop {
-                out.push(CachedBin { time, value });
-            }
-        }
-        Ok(out)
+        self.valid_entries(tenant, event_type, source, tier, start, stop, |v| {
+            let (valid, value, _) = decode_bin(v)?;
+            Some((valid, CachedBin { time: 0, value }))
+        })
+        .map(|bins| {
+            bins.into_iter()
+                .map(|(time, b)| CachedBin { time, ..b })
+                .collect()
+        })
     }
 
     fn put(
@@ -341,28 +365,20 @@ impl MetricCache for EmbeddedStore {
         start: i64,
         stop: i64,
     ) -> Result<Vec<CachedGroups>, StoreError> {
-        let mut out = Vec::new();
-        if start >= stop {
-            return Ok(out);
-        }
-        let prefix = keys::type_prefix(tenant, event_type);
-        let lo = keys::metric_key(&prefix, tier, start, source);
-        let hi = keys::metric_key(&prefix, tier, stop, source);
-        let tail_start = keys::metric_bin_prefix(&prefix, tier, 0).len();
-        for item in self.metrics.range(lo..hi) {
-            let (k, v) = item.into_inner().map_err(engine)?;
-            if k.get(tail_start..) != Some(source.as_bytes()) {
-                continue;
-            }
-            let time =
-                keys::decode_i64(&k[tail_start - 8..]).ok_or_else(|| corrupt("metric key"))?;
-            let (valid, groups) =
-                decode_grouped(&v).ok_or_else(|| corrupt("grouped metric value"))?;
-            if valid && time >= start && time < stop {
-                out.push(CachedGroups { time, groups });
-            }
-        }
-        Ok(out)
+        self.valid_entries(
+            tenant,
+            event_type,
+            source,
+            tier,
+            start,
+            stop,
+            decode_grouped,
+        )
+        .map(|bins| {
+            bins.into_iter()
+                .map(|(time, groups)| CachedGroups { time, groups })
+                .collect()
+        })
     }
 
     fn put_grouped(

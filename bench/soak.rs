@@ -73,6 +73,8 @@ fn now_ms() -> i64 {
 #[derive(Default)]
 struct Record {
     latencies: Mutex<BTreeMap<&'static str, Vec<f64>>>,
+    /// (second of the run, ms) of each latency, for the p99 per window.
+    timed: Mutex<BTreeMap<&'static str, Vec<(u64, f64)>>>,
     /// (kind, outcome) → count. Outcomes are statuses or words.
     outcomes: Mutex<BTreeMap<(&'static str, String), u64>>,
     /// Outcomes that an ordinary client should never see.
@@ -81,8 +83,13 @@ struct Record {
 
 impl Record {
     fn latency(&self, kind: &'static str, ms: f64) {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let second = START.get_or_init(Instant::now).elapsed().as_secs();
         if let Ok(mut l) = self.latencies.lock() {
             l.entry(kind).or_default().push(ms);
+        }
+        if let Ok(mut t) = self.timed.lock() {
+            t.entry(kind).or_default().push((second, ms));
         }
     }
     fn outcome(&self, kind: &'static str, outcome: impl Into<String>) {
@@ -838,6 +845,24 @@ fn main() {
                 percentile(xs, 0.99),
                 xs.last().copied().unwrap_or(f64::NAN)
             );
+        }
+    }
+    // When the slow answers came: the p99 of each kind per 2 minutes.
+    println!("\np99 (ms) per 2 minutes:");
+    if let Ok(t) = rec.timed.lock() {
+        for (kind, xs) in t.iter() {
+            let mut windows: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for &(second, ms) in xs {
+                windows.entry(second / 120).or_default().push(ms);
+            }
+            let p99s: Vec<String> = windows
+                .values_mut()
+                .map(|w| {
+                    w.sort_by(f64::total_cmp);
+                    format!("{:.0}", percentile(w, 0.99))
+                })
+                .collect();
+            println!("  {kind:<14} {}", p99s.join(" "));
         }
     }
     println!("\nanswers by kind:");

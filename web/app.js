@@ -172,8 +172,12 @@
     const b = bins();
     chart.live = !hasTop(chart.expression);
     if (chart.live && !full) return; // a live chart is told what changes
-    // A top N is over the whole window: such a chart always asks for it.
-    if (!chart.live && hasTop(chart.expression)) full = true;
+    // A top N is over the whole window: such a chart always asks for it,
+    // once its last answer is in (requests must not pile up).
+    if (!chart.live) {
+      if (chart.pendingId && pending.has(chart.pendingId)) return;
+      full = true;
+    }
     let start = b.start;
     if (!full) start = Math.max(b.start, b.stop - TRAILING_BINS * b.step);
     if (full) chart.lastFull = Date.now();
@@ -187,6 +191,7 @@
       chart.liveId = id;
     } else {
       msg.stop = new Date(b.stop).toISOString();
+      chart.pendingId = id;
     }
     metrics.send(msg);
   }
@@ -244,7 +249,7 @@
       const text = msg.message ? msg.error + ": " + msg.message : msg.error;
       // A refused expression removes a new chart; anything else (a
       // timeout, too many live metrics) is shown and asked again.
-      const refused = msg.error === "invalid expression" || msg.error === "invalid request";
+      const refused = ["invalid expression", "invalid request", "query too large"].includes(msg.error);
       if (!chart.confirmed && refused) {
         removeChart(chart);
         showExpressionError(chart.expression, text);
@@ -367,6 +372,11 @@
   /** Asks for the top `n` groups (0: all of them, live). */
   function setTop(chart, n) {
     cancel(chart);
+    if (chart.pendingId) {
+      metrics.send({ cancel: chart.pendingId });
+      pending.delete(chart.pendingId);
+      chart.pendingId = null;
+    }
     chart.expression = withTop(chart.expression, n);
     chart.el.dataset.expression = chart.expression;
     chart.el.querySelector(".chart-title").textContent = chart.expression;

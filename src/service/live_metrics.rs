@@ -105,7 +105,9 @@ impl LiveMetric {
     /// The request's history (`q`: its bins up to where
     /// [`LiveMetrics::follow`] said the poll stands), evaluated; the values
     /// of bins the poll has not sent yet are remembered as sent, so that
-    /// only a change makes it send them again.
+    /// only a change makes it send them again. A value that differs from
+    /// one remembered (two histories either side of a put) is forgotten, so
+    /// that the put's correction goes to everyone.
     pub async fn history(
         &self,
         evaluator: &Evaluator,
@@ -117,8 +119,12 @@ impl LiveMetric {
         let mut sent = lock(&self.poll.sent);
         for u in bins.iter().filter(|u| u.time >= oldest) {
             let k = (u.time, u.group.clone());
-            if !sent.contains_key(&k) {
-                remember(&mut sent, u.time, u.group.clone(), u.value);
+            match sent.get(&k) {
+                None => remember(&mut sent, u.time, u.group.clone(), u.value),
+                Some(v) if !same(*v, u.value) => {
+                    sent.remove(&k);
+                }
+                Some(_) => {}
             }
         }
         Ok(bins)
@@ -276,8 +282,10 @@ impl LiveMetrics {
         };
         // Subscribing and reading where the poll stands at once: every bin
         // from there on comes through the stream.
-        let closed = *lock(&poll.closed_until);
+        let guard = lock(&poll.closed_until);
         let rx = tx.subscribe();
+        let closed = *guard;
+        drop(guard);
         drop(polls);
         Ok((
             closed,
@@ -287,6 +295,71 @@ impl LiveMetrics {
                 poll,
             },
         ))
+    }
+
+    /// The bins of `[lo, lo + n * step)` that changed since they were sent
+    /// (or were not sent yet: new groups of a grouped expression, which a
+    /// request of the range would also answer). A group sent for a bin
+    /// whose events have all left these bins gets its value over nothing
+    /// there (as many such groups as one request's bins allow; past that
+    /// they are forgotten, and sent again if they come back).
+    async fn corrections(
+        &self,
+        tenant: &Tenant,
+        template: &MetricQuery,
+        poll: &Poll,
+        lo: i64,
+        n: usize,
+    ) -> Result<Vec<Update>, EvalError> {
+        let step = template.tier.step();
+        let hi = lo + n as i64 * step;
+        let mut found = evaluate(&self.evaluator, tenant, template, lo, n, Vec::new()).await?;
+        if template.group.is_some() {
+            let present: std::collections::BTreeSet<String> =
+                found.iter().filter_map(|u| u.group.clone()).collect();
+            let mut gone: Vec<String> = {
+                let sent = lock(&poll.sent);
+                sent.range((lo, None)..(hi, None))
+                    .filter_map(|((_, g), _)| g.as_deref())
+                    .filter(|g| !present.contains(*g))
+                    .map(str::to_owned)
+                    .collect()
+            };
+            gone.sort_unstable();
+            gone.dedup();
+            if !gone.is_empty() {
+                let room = crate::limits::MAX_BINS_PER_REQUEST / n.max(1);
+                if gone.len() > room {
+                    let mut sent = lock(&poll.sent);
+                    for g in gone.drain(room..) {
+                        sent.retain(|(t, sg), _| {
+                            !(*t >= lo && *t < hi && sg.as_deref() == Some(&g))
+                        });
+                    }
+                }
+                let emptied = evaluate(&self.evaluator, tenant, template, lo, n, gone).await?;
+                let sent = lock(&poll.sent);
+                // Only where the group was sent, and only the groups gone.
+                found.extend(emptied.into_iter().filter(|u| {
+                    u.group.as_deref().is_some_and(|g| !present.contains(g))
+                        && sent.contains_key(&(u.time, u.group.clone()))
+                }));
+            }
+        }
+        let mut sent = lock(&poll.sent);
+        let mut out = Vec::new();
+        for mut u in found {
+            if sent
+                .get(&(u.time, u.group.clone()))
+                .is_some_and(|v| same(*v, u.value))
+            {
+                continue;
+            }
+            remember(&mut sent, u.time, u.group.clone(), u.value);
+            u.correction = true;
+            out.push(u);
+        }
+        Ok(out)
     }
 
     async fn poll_loop(
@@ -311,6 +384,7 @@ impl LiveMetrics {
             .map(|t| self.invalidator.generation(&tenant, t))
             .collect();
         let span = MAX_METRIC_LIMIT as i64 * step;
+        let mut failures = 0u32;
         let mut tick = tokio::time::interval(self.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -351,41 +425,28 @@ impl LiveMetrics {
                     continue;
                 }
                 let n = usize::try_from((hi - lo) / step).unwrap_or(0);
-                // The groups sent for these bins: each gets a row again,
-                // also if its events left them.
-                let also: Vec<String> = {
-                    let sent = lock(&poll.sent);
-                    let mut groups: Vec<String> = sent
-                        .range((lo, None)..(hi, None))
-                        .filter_map(|((_, g), _)| g.clone())
-                        .collect();
-                    groups.sort_unstable();
-                    groups.dedup();
-                    groups
-                };
-                match evaluate(&self.evaluator, &tenant, &template, lo, n, also).await {
-                    Ok(bins) => {
-                        let mut sent = lock(&poll.sent);
-                        for mut u in bins {
-                            let k = (u.time, u.group.clone());
-                            if sent.get(&k).is_some_and(|v| same(*v, u.value)) {
-                                continue;
-                            }
-                            remember(&mut sent, u.time, u.group.clone(), u.value);
-                            u.correction = true;
-                            updates.push(u);
-                        }
-                    }
+                match self.corrections(&tenant, &template, &poll, lo, n).await {
+                    Ok(found) => updates.extend(found),
                     Err(e) => {
                         tracing::warn!(error = %e, "live metric correction failed");
                         failed = true;
                     }
                 }
             }
+            // Looked at: what a failed correction missed is looked at again
+            // next time, three times at most (one that always fails, say
+            // more groups than a request may have, must not be retried
+            // forever).
+            if failed && failures < 3 {
+                failures += 1;
+            } else {
+                failures = 0;
+                generations = now_generations;
+            }
             // The bins closed since.
             let now_closed = tier.floor(self.clock.now_ms() - delay);
             let mut closed_to = closed_until;
-            if !failed && now_closed > closed_until {
+            if now_closed > closed_until {
                 let lo = closed_until.max(now_closed - span);
                 let n = usize::try_from((now_closed - lo) / step).unwrap_or(0);
                 match evaluate(&self.evaluator, &tenant, &template, lo, n, Vec::new()).await {
@@ -399,10 +460,6 @@ impl LiveMetrics {
                     }
                     Err(e) => tracing::warn!(error = %e, "live metric bins failed"),
                 }
-            }
-            if !failed {
-                // Looked at: what a failed correction missed is looked at again.
-                generations = now_generations;
             }
             let keep_from = closed_to - span;
             lock(&poll.sent).retain(|(t, _), _| *t >= keep_from);

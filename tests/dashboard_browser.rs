@@ -113,11 +113,14 @@ fn chart_points(expression: &str) -> String {
     )
 }
 
-/// A grouped chart's legend: its series' labels.
+/// A grouped chart's legend as shown: the labels of its visible legend
+/// (uPlot's first row is the time).
 fn legend(expression: &str) -> String {
     format!(
         "(() => {{ const c = window.cubed.state.charts.find(c => c.expression === {e} && c.confirmed); \
-         return c && c.columns ? c.plot.series.slice(1).map(s => s.label) : null; }})()",
+         if (!c || !c.columns) return null; const l = c.el.querySelector('.u-legend'); \
+         if (!l || l.offsetParent === null) return null; \
+         return [...l.querySelectorAll('.u-series .u-label')].slice(1).map(e => e.textContent); }})()",
         e = json!(expression)
     )
 }

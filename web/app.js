@@ -440,6 +440,7 @@
       series.push({ label: chart.expression, stroke: chart.color, fill: chart.color + "22", width: 1.5, points: { size: 5 } });
     }
     chart.el.querySelector(".chart-top-label").hidden = !chart.grouped;
+    chart.el.classList.toggle("grouped", chart.grouped);
     const opts = {
       width: plotWidth(),
       height: horizon ? 90 : 140,

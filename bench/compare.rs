@@ -87,7 +87,7 @@ fn timed_get(agent: &ureq::Agent, url: &str) -> (f64, Value) {
 fn cubed(events: &[workload::Event], batch: usize, durability: &str) -> SystemResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = spawn::spawn(
-        env!("CARGO_BIN_EXE_cubed"),
+        &spawn::cubed_bin(),
         dir.path(),
         &["--self-events", "false", "--durability", durability],
     );

@@ -55,11 +55,7 @@ mod spawn;
 use spawn::Spawned as Server;
 
 fn start(dir: &std::path::Path, durability: &str) -> Server {
-    spawn::spawn(
-        env!("CARGO_BIN_EXE_cubed"),
-        dir,
-        &["--durability", durability],
-    )
+    spawn::spawn(&spawn::cubed_bin(), dir, &["--durability", durability])
 }
 
 /// A deterministic request-like event (no RNG crate needed: an LCG).
@@ -101,6 +97,23 @@ fn http_ingest(s: &Server, events: usize, clients: usize) -> f64 {
     events as f64 / secs
 }
 
+/// The collector's `events_accepted` from the server's `/1.0/status`.
+fn events_accepted(evaluator: &str) -> u64 {
+    let mut r = ureq::get(&format!("http://{evaluator}/1.0/status"))
+        .call()
+        .expect("status");
+    let status: serde_json::Value = r.body_mut().read_json().expect("status JSON");
+    status
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["module_name"] == "collector")
+        .flat_map(|m| m["metrics"].as_array().into_iter().flatten())
+        .find(|m| m["metric"] == "events_accepted")
+        .and_then(|m| m["value"].as_u64())
+        .expect("collector events_accepted")
+}
+
 fn ws_ingest(s: &Server, events: usize) -> f64 {
     let messages: Vec<String> = (0..events)
         .map(|i| {
@@ -110,6 +123,7 @@ fn ws_ingest(s: &Server, events: usize) -> f64 {
         })
         .collect();
     let url = format!("ws://{}/1.0/event/put", s.collector);
+    let before = events_accepted(&s.evaluator);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t0 = Instant::now();
     rt.block_on(async {
@@ -122,21 +136,13 @@ fn ws_ingest(s: &Server, events: usize) -> f64 {
                 .expect("send");
         }
         ws.flush().await.expect("flush");
-        // WebSocket put has no acknowledgement: the last event is stored once
-        // it can be read back (one socket is stored in order).
-        let last = format!(
-            "http://{}/1.0/event?expression={}",
-            s.evaluator,
-            format!("wsrequest.eq(seq,{})", events - 1)
-                .replace('(', "%28")
-                .replace(')', "%29")
-                .replace(',', "%2C")
-        );
-        loop {
-            let mut r = ureq::get(&last).call().expect("get");
-            if r.body_mut().read_to_string().expect("body").len() > 2 {
-                break;
-            }
+        // WebSocket put has no acknowledgement: the socket's events are
+        // stored once the collector has acknowledged all of them to the
+        // store (`/1.0/status`; the HTTP phase's events came before). Asking
+        // the events themselves (an event query for the last one) scans the
+        // type, which took longer than the puts.
+        let target = before + events as u64;
+        while events_accepted(&s.evaluator) < target {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = ws.close(None).await;

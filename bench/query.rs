@@ -29,7 +29,7 @@ fn start(dir: &std::path::Path, reset_cache: bool) -> Server {
     } else {
         &["--self-events", "false"]
     };
-    spawn::spawn(env!("CARGO_BIN_EXE_cubed"), dir, flags)
+    spawn::spawn(&spawn::cubed_bin(), dir, flags)
 }
 
 fn stop(s: Server) {

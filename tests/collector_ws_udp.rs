@@ -73,6 +73,50 @@ fn websocket_put_stores_events_and_reports_errors() {
     assert_eq!(events[499]["data"]["i"], 499);
 }
 
+/// The next batch of a socket is read while one is stored: batches must
+/// still be stored in the order they came. Each of ten ids is written
+/// 2,000 times with a rising value over one socket (sent without waiting,
+/// so that they arrive as many batches); the value kept is the last sent.
+#[test]
+fn websocket_puts_are_stored_in_the_order_sent() {
+    let s = TestServer::start();
+    let url = format!("ws://{}/1.0/event/put", s.collector);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let n = 20_000;
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        for i in 0..n {
+            let e = json!({"type": "wsorder", "id": format!("k{}", i % 10),
+                "time": 1000 + i % 10, "data": {"v": i}});
+            ws.feed(Message::text(e.to_string())).await.unwrap();
+        }
+        // A last event to wait for: stored after all the others.
+        let last = json!({"type": "wsdone", "time": 1000, "data": {"v": n}});
+        ws.send(Message::text(last.to_string())).await.unwrap();
+        let done = wait_for_events(&s, "wsdone(v)", 1);
+        assert_eq!(done.len(), 1, "the last message was not stored");
+        ws.close(None).await.unwrap();
+    });
+    let events = wait_for_events(&s, "wsorder(v)", 10);
+    let mut kept: Vec<(String, i64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or("").to_owned(),
+                e["data"]["v"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    kept.sort();
+    let expected: Vec<(String, i64)> = (0..10).map(|k| (format!("k{k}"), n - 10 + k)).collect();
+    assert_eq!(kept, expected);
+    // The socket's messages went in more than one put.
+    let batches = common::status_figure(&s, "collector", "batches_accepted");
+    assert!(batches > 1.0, "{batches} batches");
+}
+
 #[test]
 fn websocket_messages_over_the_limit_close_the_socket() {
     let limits = cubed::server::Limits {

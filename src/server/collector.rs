@@ -26,6 +26,10 @@ use std::time::Instant;
 /// Most WebSocket messages stored in one put.
 const WS_BATCH: usize = 1000;
 
+/// Most bytes of WebSocket messages gathered for one put (the message that
+/// crosses it is taken; messages are at most `--max-ws-message-bytes`).
+const WS_BATCH_BYTES: usize = 1024 * 1024;
+
 /// What every POST of the collector takes: who the request is (a key with
 /// the `write` role when keys are in force), the declared length and the
 /// body stream, and the shared state.
@@ -219,8 +223,12 @@ async fn send(
 }
 
 /// One event per text message; nothing is sent back on success, an
-/// `{"error": …}` message on failure. Messages that arrive together are
-/// stored in one put. Each message is one transaction of `/admin/metrics`.
+/// `{"error": …}` message on failure. Messages that arrive together (at most
+/// [`WS_BATCH`] of them and [`WS_BATCH_BYTES`], the first whatever its size)
+/// are stored in one put. The next batch is read while one is stored, and
+/// batches are stored in the order they came; at most one waits, so a
+/// socket holds at most three batches. Each message is one transaction of
+/// `/admin/metrics`.
 async fn ws_put(
     socket: WebSocket,
     app: Arc<App>,
@@ -231,95 +239,137 @@ async fn ws_put(
     let ws_stats = &app.run.websocket;
     let _open = ws_stats.open();
     let (mut tx, mut rx) = socket.split();
-    let mut open = true;
-    let mut close = None;
+    let (batches, queue) = tokio::sync::mpsc::channel::<(Instant, Vec<Incoming>)>(1);
     let auth = Arc::clone(&app.auth);
-    let mut revoked = std::pin::pin!(auth.revoked(key_id));
-    while open {
-        let first = tokio::select! {
-            first = rx.next() => first,
-            _ = &mut revoked => {
-                close = Some(super::common::close_unauthorized());
-                break;
-            }
-        };
-        let Some(first) = first else { break };
-        let started = Instant::now();
-        let mut messages = vec![first];
-        while messages.len() < WS_BATCH {
-            match rx.next().now_or_never() {
-                Some(Some(m)) => messages.push(m),
-                Some(None) => {
-                    open = false;
+    let reader = async move {
+        let mut revoked = std::pin::pin!(auth.revoked(key_id));
+        let mut close = None;
+        let mut open = true;
+        while open {
+            let first = tokio::select! {
+                first = rx.next() => first,
+                _ = &mut revoked => {
+                    close = Some(super::common::close_unauthorized());
                     break;
                 }
-                None => break,
+                // The writer stopped: the client no longer takes answers.
+                _ = batches.closed() => break,
+            };
+            let Some(mut next) = first else { break };
+            let started = Instant::now();
+            let mut incoming: Vec<Incoming> = Vec::new();
+            let mut bytes = 0;
+            // Each data message, in order, as the collector takes it.
+            loop {
+                match next {
+                    Ok(m) if m.is_text() => {
+                        bytes += m.len();
+                        incoming.push(Incoming::Text(m.into_data()));
+                    }
+                    Ok(m) if m.is_binary() => {
+                        bytes += m.len();
+                        incoming.push(Incoming::Refused(m.len() as u64, Refusal::NotText));
+                    }
+                    Ok(m) if m.is_close() => open = false,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "websocket receive failed");
+                        incoming.push(Incoming::Refused(0, Refusal::Receive(e.to_string())));
+                        close = Some(super::common::close_after(&e));
+                        open = false;
+                    }
+                }
+                if !open || incoming.len() >= WS_BATCH || bytes >= WS_BATCH_BYTES {
+                    break;
+                }
+                match rx.next().now_or_never() {
+                    Some(Some(m)) => next = m,
+                    Some(None) => {
+                        open = false;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if !incoming.is_empty() && batches.send((started, incoming)).await.is_err() {
+                // The writer stopped: the client no longer takes answers.
+                break;
             }
         }
-        // Each data message, in order, as the collector takes it.
-        let mut incoming: Vec<Incoming> = Vec::with_capacity(messages.len());
-        for m in messages {
-            match m {
-                Ok(m) if m.is_text() => incoming.push(Incoming::Text(m.into_data())),
-                Ok(m) if m.is_binary() => {
-                    incoming.push(Incoming::Refused(m.len() as u64, Refusal::NotText))
-                }
-                Ok(m) if m.is_close() => open = false,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "websocket receive failed");
-                    incoming.push(Incoming::Refused(0, Refusal::Receive(e.to_string())));
-                    close = Some(super::common::close_after(&e));
-                    open = false;
-                }
+        close
+    };
+    let writer = async {
+        // Moved in, so that the reader sees the writer stop.
+        let mut queue = queue;
+        while let Some((started, incoming)) = queue.recv().await {
+            if !store_batch(&app, &tenant, &tx_headers, &mut tx, started, incoming).await {
+                return false;
             }
         }
-        let (received, stored) = app.collector.put_messages(&tenant, incoming).await;
-        let received: Vec<(u64, Option<serde_json::Value>)> = received
-            .into_iter()
-            .map(|(len, refusal)| (len, refusal.map(refusal_answer)))
-            .collect();
-        let rejected = received.iter().filter(|r| r.1.is_some()).count() as u64;
-        ws_stats
-            .messages_received
-            .fetch_add(received.len() as u64, Relaxed);
-        ws_stats.messages_rejected.fetch_add(rejected, Relaxed);
-        let mut answers: Vec<serde_json::Value> = Vec::new();
-        let seconds = started.elapsed().as_secs_f64();
-        let transactions: Vec<Transaction> = received
-            .iter()
-            .map(|(len, error)| {
-                let (response_bytes, error) = match (error, &stored) {
-                    (Some(e), _) => (e.to_string().len() as u64, true),
-                    (None, Err(_)) => (0, true),
-                    (None, Ok(_)) => (0, false),
-                };
-                Transaction {
-                    request_bytes: *len,
-                    response_bytes,
-                    error,
-                    seconds,
-                }
-            })
-            .collect();
-        app.opmetrics.incoming_all(
-            tx_headers.tenant.as_deref(),
-            tx_headers.path.as_deref(),
-            &transactions,
-        );
-        answers.extend(received.into_iter().filter_map(|r| r.1));
-        if let Err(e) = stored {
-            answers.push(ApiError::from(e).ws_body());
-        }
-        for a in answers {
-            if !send(&mut tx, a).await {
-                return;
-            }
-            ws_stats.messages_sent.fetch_add(1, Relaxed);
-        }
+        true
+    };
+    let (close, answering) = tokio::join!(reader, writer);
+    if !answering {
+        return;
     }
     if let Some(frame) = close {
         let _ = tx.send(frame).await;
     }
     let _ = tx.close().await;
+}
+
+/// Stores one batch of a put socket's messages and sends its refusals;
+/// false once the client cannot be sent to.
+async fn store_batch(
+    app: &App,
+    tenant: &Tenant,
+    tx_headers: &TxHeaders,
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    started: Instant,
+    incoming: Vec<Incoming>,
+) -> bool {
+    let ws_stats = &app.run.websocket;
+    let (received, stored) = app.collector.put_messages(tenant, incoming).await;
+    let received: Vec<(u64, Option<serde_json::Value>)> = received
+        .into_iter()
+        .map(|(len, refusal)| (len, refusal.map(refusal_answer)))
+        .collect();
+    let rejected = received.iter().filter(|r| r.1.is_some()).count() as u64;
+    ws_stats
+        .messages_received
+        .fetch_add(received.len() as u64, Relaxed);
+    ws_stats.messages_rejected.fetch_add(rejected, Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    let transactions: Vec<Transaction> = received
+        .iter()
+        .map(|(len, error)| {
+            let (response_bytes, error) = match (error, &stored) {
+                (Some(e), _) => (e.to_string().len() as u64, true),
+                (None, Err(_)) => (0, true),
+                (None, Ok(_)) => (0, false),
+            };
+            Transaction {
+                request_bytes: *len,
+                response_bytes,
+                error,
+                seconds,
+            }
+        })
+        .collect();
+    app.opmetrics.incoming_all(
+        tx_headers.tenant.as_deref(),
+        tx_headers.path.as_deref(),
+        &transactions,
+    );
+    let mut answers: Vec<serde_json::Value> = received.into_iter().filter_map(|r| r.1).collect();
+    if let Err(e) = stored {
+        answers.push(ApiError::from(e).ws_body());
+    }
+    for a in answers {
+        if !send(tx, a).await {
+            return false;
+        }
+        ws_stats.messages_sent.fetch_add(1, Relaxed);
+    }
+    true
 }

@@ -238,7 +238,9 @@ impl Collector {
     /// A WebSocket put: messages that arrived together, each one event.
     /// Those that are not are refused one by one; the others are stored in
     /// one put. Gives each message's length and refusal, in order, and the
-    /// put's outcome.
+    /// put's outcome. As for a batch body, the messages are parsed (in one
+    /// pass each) on the blocking pool with the store's work, and the events
+    /// borrow their text from the messages until stored.
     pub async fn put_messages(
         &self,
         tenant: &Tenant,
@@ -247,34 +249,66 @@ impl Collector {
         Vec<(u64, Option<Refusal>)>,
         Result<PutOutcome, CollectorError>,
     ) {
+        let started = std::time::Instant::now();
         let now = self.now_ms();
-        let mut events = Vec::with_capacity(messages.len());
-        let mut received = Vec::with_capacity(messages.len());
-        for m in messages {
-            let (len, refusal) = match m {
-                Incoming::Text(bytes) => {
-                    let parsed = match std::str::from_utf8(&bytes) {
-                        Ok(text) => parse_message(text, now).map_err(Refusal::Invalid),
-                        Err(_) => Err(Refusal::NotUtf8),
-                    };
-                    match parsed {
-                        Ok(e) => {
-                            events.push(e);
-                            (bytes.len() as u64, None)
-                        }
-                        Err(r) => (bytes.len() as u64, Some(r)),
+        let store = Arc::clone(&self.store);
+        let owned = tenant.clone();
+        let run = Arc::clone(&self.run);
+        let listeners = lock(&self.listeners).clone();
+        let retention = Arc::clone(&self.retention);
+        let joined = tokio::task::spawn_blocking(move || {
+            // Each message's length and refusal, in order; the texts apart,
+            // with the place of their answer, so that events can borrow them.
+            let mut received = Vec::with_capacity(messages.len());
+            let mut texts = Vec::with_capacity(messages.len());
+            for m in messages {
+                match m {
+                    Incoming::Text(bytes) => {
+                        texts.push((received.len(), bytes));
+                        received.push((0, None));
                     }
+                    Incoming::Refused(len, why) => received.push((len, Some(why))),
                 }
-                Incoming::Refused(len, why) => (len, Some(why)),
+            }
+            let mut events = Vec::with_capacity(texts.len());
+            for (slot, bytes) in &texts {
+                let parsed = match std::str::from_utf8(bytes) {
+                    Ok(text) => parse_message(text, now).map_err(Refusal::Invalid),
+                    Err(_) => Err(Refusal::NotUtf8),
+                };
+                match parsed {
+                    Ok(e) => events.push(e),
+                    Err(r) => received[*slot].1 = Some(r),
+                }
+                received[*slot].0 = bytes.len() as u64;
+            }
+            let n = events.len() as u64;
+            let stored = if events.is_empty() {
+                Ok(PutOutcome::default())
+            } else {
+                retention
+                    .check(&owned, &events)
+                    .map_err(CollectorError::Batch)
+                    .and_then(|()| {
+                        store_events(&*store, &run, &listeners, &owned, &events)
+                            .map_err(CollectorError::from)
+                    })
             };
-            received.push((len, refusal));
-        }
+            (received, n, stored)
+        })
+        .await;
+        let (received, n, stored) = match joined {
+            Ok(r) => r,
+            Err(e) => return (Vec::new(), Err(CollectorError::Internal(e.to_string()))),
+        };
         let c = &self.run.collector;
         let refused = received.iter().filter(|r| r.1.is_some()).count();
         c.events_rejected.fetch_add(refused as u64, Relaxed);
         c.bytes_received
             .fetch_add(received.iter().map(|r| r.0).sum(), Relaxed);
-        let stored = self.put(tenant, events).await;
+        if n > 0 && stored.is_ok() {
+            self.acknowledged(n, started);
+        }
         (received, stored)
     }
 

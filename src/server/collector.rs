@@ -224,11 +224,12 @@ async fn send(
 
 /// One event per text message; nothing is sent back on success, an
 /// `{"error": …}` message on failure. Messages that arrive together (at most
-/// [`WS_BATCH`] of them and [`WS_BATCH_BYTES`], the first whatever its size)
-/// are stored in one put. The next batch is read while one is stored, and
-/// batches are stored in the order they came; at most one waits, so a
-/// socket holds at most three batches. Each message is one transaction of
-/// `/admin/metrics`.
+/// [`WS_BATCH`] of them and [`WS_BATCH_BYTES`], the message crossing it taken
+/// whole) are stored in one put, and answered, before the next are read.
+/// (Reading the next batch while one is stored was tried: a client's close
+/// read ahead of an earlier batch's answers means those answers can no
+/// longer be sent, and Cube answered every message before its close.) Each
+/// message is one transaction of `/admin/metrics`.
 async fn ws_put(
     socket: WebSocket,
     app: Arc<App>,
@@ -239,78 +240,59 @@ async fn ws_put(
     let ws_stats = &app.run.websocket;
     let _open = ws_stats.open();
     let (mut tx, mut rx) = socket.split();
-    let (batches, queue) = tokio::sync::mpsc::channel::<(Instant, Vec<Incoming>)>(1);
-    let auth = Arc::clone(&app.auth);
-    let reader = async move {
-        let mut revoked = std::pin::pin!(auth.revoked(key_id));
-        let mut close = None;
-        let mut open = true;
-        while open {
-            let first = tokio::select! {
-                first = rx.next() => first,
-                _ = &mut revoked => {
-                    close = Some(super::common::close_unauthorized());
-                    break;
-                }
-                // The writer stopped: the client no longer takes answers.
-                _ = batches.closed() => break,
-            };
-            let Some(mut next) = first else { break };
-            let started = Instant::now();
-            let mut incoming: Vec<Incoming> = Vec::new();
-            let mut bytes = 0;
-            // Each data message, in order, as the collector takes it.
-            loop {
-                match next {
-                    Ok(m) if m.is_text() => {
-                        bytes += m.len();
-                        incoming.push(Incoming::Text(m.into_data()));
-                    }
-                    Ok(m) if m.is_binary() => {
-                        bytes += m.len();
-                        incoming.push(Incoming::Refused(m.len() as u64, Refusal::NotText));
-                    }
-                    Ok(m) if m.is_close() => open = false,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "websocket receive failed");
-                        incoming.push(Incoming::Refused(0, Refusal::Receive(e.to_string())));
-                        close = Some(super::common::close_after(&e));
-                        open = false;
-                    }
-                }
-                if !open || incoming.len() >= WS_BATCH || bytes >= WS_BATCH_BYTES {
-                    break;
-                }
-                match rx.next().now_or_never() {
-                    Some(Some(m)) => next = m,
-                    Some(None) => {
-                        open = false;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            if !incoming.is_empty() && batches.send((started, incoming)).await.is_err() {
-                // The writer stopped: the client no longer takes answers.
+    let mut revoked = std::pin::pin!(app.auth.revoked(key_id));
+    let mut close = None;
+    let mut open = true;
+    while open {
+        let first = tokio::select! {
+            biased;
+            _ = &mut revoked => {
+                close = Some(super::common::close_unauthorized());
                 break;
             }
-        }
-        close
-    };
-    let writer = async {
-        // Moved in, so that the reader sees the writer stop.
-        let mut queue = queue;
-        while let Some((started, incoming)) = queue.recv().await {
-            if !store_batch(&app, &tenant, &tx_headers, &mut tx, started, incoming).await {
-                return false;
+            first = rx.next() => first,
+        };
+        let Some(mut next) = first else { break };
+        let started = Instant::now();
+        let mut incoming: Vec<Incoming> = Vec::new();
+        let mut bytes = 0;
+        // Each data message, in order, as the collector takes it.
+        loop {
+            match next {
+                Ok(m) if m.is_text() => {
+                    bytes += m.len();
+                    incoming.push(Incoming::Text(m.into_data()));
+                }
+                Ok(m) if m.is_binary() => {
+                    bytes += m.len();
+                    incoming.push(Incoming::Refused(m.len() as u64, Refusal::NotText));
+                }
+                Ok(m) if m.is_close() => open = false,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket receive failed");
+                    incoming.push(Incoming::Refused(0, Refusal::Receive(e.to_string())));
+                    close = Some(super::common::close_after(&e));
+                    open = false;
+                }
+            }
+            if !open || incoming.len() >= WS_BATCH || bytes >= WS_BATCH_BYTES {
+                break;
+            }
+            match rx.next().now_or_never() {
+                Some(Some(m)) => next = m,
+                Some(None) => {
+                    open = false;
+                    break;
+                }
+                None => break,
             }
         }
-        true
-    };
-    let (close, answering) = tokio::join!(reader, writer);
-    if !answering {
-        return;
+        if !incoming.is_empty()
+            && !store_batch(&app, &tenant, &tx_headers, &mut tx, started, incoming).await
+        {
+            return;
+        }
     }
     if let Some(frame) = close {
         let _ = tx.send(frame).await;

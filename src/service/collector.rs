@@ -256,6 +256,14 @@ impl Collector {
         let run = Arc::clone(&self.run);
         let listeners = lock(&self.listeners).clone();
         let retention = Arc::clone(&self.retention);
+        // Each message's length, for the answer if the blocking task fails.
+        let lengths: Vec<u64> = messages
+            .iter()
+            .map(|m| match m {
+                Incoming::Text(bytes) => bytes.len() as u64,
+                Incoming::Refused(len, _) => *len,
+            })
+            .collect();
         let joined = tokio::task::spawn_blocking(move || {
             // Each message's length and refusal, in order; the texts apart,
             // with the place of their answer, so that events can borrow them.
@@ -299,7 +307,10 @@ impl Collector {
         .await;
         let (received, n, stored) = match joined {
             Ok(r) => r,
-            Err(e) => return (Vec::new(), Err(CollectorError::Internal(e.to_string()))),
+            Err(e) => {
+                let received = lengths.into_iter().map(|len| (len, None)).collect();
+                return (received, Err(CollectorError::Internal(e.to_string())));
+            }
         };
         let c = &self.run.collector;
         let refused = received.iter().filter(|r| r.1.is_some()).count();

@@ -86,6 +86,20 @@ pub fn json_response(status: StatusCode, body: &Value) -> warp::reply::Response 
     r
 }
 
+/// A JSON answer already written as bytes, with the headers of
+/// [`json_response`].
+pub fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
+    let mut r = warp::reply::Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
         let mut r = json_response(self.status, &self.body);

@@ -10,9 +10,9 @@ use warp::http::StatusCode;
 
 use super::App;
 use super::common::{access, recover, respond, upgrade_reply, websocket_turn, with_app};
-use super::error::{ApiError, json_response};
+use super::error::{ApiError, json_bytes_response, json_response};
 use super::evaluator_ws::{self, Endpoint};
-use super::wire::{grouped_metric_json, metric_json};
+use super::wire::{grouped_metric_json, metric_series_json};
 use crate::model::access::Role;
 use crate::service::{Access, EventQuery, MetricQuery, Order};
 use warp::Reply;
@@ -108,12 +108,13 @@ async fn metric(
         return Ok(json_response(StatusCode::OK, &Value::Array(out)));
     }
     let values = app.evaluator.values(&tenant, &query).await?;
-    let out: Vec<Value> = values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| metric_json(query.time(i), v, None))
-        .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    let body = metric_series_json(
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (query.time(i), v)),
+    );
+    Ok(json_bytes_response(StatusCode::OK, body))
 }
 
 /// `DELETE /1.0/metric/cache`: drops the tenant's cached bins.

@@ -3,14 +3,12 @@
 use serde_json::Value;
 
 use crate::model::js::number_json;
+use crate::model::time::format_iso;
 
 /// `{time, value?, id?}`: an undefined value is left out; NaN and infinities are null.
 pub fn metric_json(time: i64, value: Option<f64>, id: Option<&Value>) -> Value {
     let mut m = serde_json::Map::new();
-    m.insert(
-        "time".into(),
-        Value::String(crate::model::time::format_iso(time)),
-    );
+    m.insert("time".into(), Value::String(format_iso(time)));
     if let Some(v) = value {
         m.insert("value".into(), number_json(v));
     }
@@ -42,4 +40,183 @@ pub fn grouped_metric_json(
         }
     }
     v
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// An ungrouped metric's bins as HTTP answers them, `[{time, value?}, …]`,
+/// written straight to bytes: the bytes `serde_json` writes for the
+/// [`metric_json`] of each bin (a test compares them), without a JSON value
+/// and a time string made for each bin. A day's date is formatted once.
+pub fn metric_series_json(bins: impl ExactSizeIterator<Item = (i64, Option<f64>)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + bins.len() * 48);
+    let mut days = DayCache {
+        day: None,
+        date: None,
+    };
+    out.push(b'[');
+    for (k, (time, value)) in bins.enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"time\":");
+        days.write_iso(&mut out, time);
+        if let Some(v) = value {
+            out.extend_from_slice(b",\"value\":");
+            // A number (or null): serde_json writes it as it would in a Value.
+            if serde_json::to_writer(&mut out, &number_json(v)).is_err() {
+                out.extend_from_slice(b"null");
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
+/// The date of the last day written, as [`format_iso`] writes it, where it
+/// is the plain `YYYY-MM-DD` form (years 0 to 9999).
+struct DayCache {
+    day: Option<i64>,
+    date: Option<[u8; 10]>,
+}
+
+impl DayCache {
+    /// Writes `ms` as a JSON string, as `format_iso` gives it.
+    fn write_iso(&mut self, out: &mut Vec<u8>, ms: i64) {
+        let day = ms.div_euclid(DAY_MS);
+        if self.day != Some(day) {
+            self.day = Some(day);
+            self.date = day.checked_mul(DAY_MS).and_then(|start| {
+                let s = format_iso(start);
+                let b = s.as_bytes();
+                (b.len() == 24 && s.ends_with("T00:00:00.000Z") && b[0].is_ascii_digit()).then(
+                    || {
+                        let mut d = [0u8; 10];
+                        d.copy_from_slice(&b[..10]);
+                        d
+                    },
+                )
+            });
+        }
+        let Some(date) = self.date else {
+            if serde_json::to_writer(&mut *out, &format_iso(ms)).is_err() {
+                out.extend_from_slice(b"null");
+            }
+            return;
+        };
+        let rem = ms.rem_euclid(DAY_MS);
+        let (h, m, sec, milli) = (
+            rem / 3_600_000,
+            rem / 60_000 % 60,
+            rem / 1000 % 60,
+            rem % 1000,
+        );
+        let digit = |x: i64| b'0' + x as u8;
+        out.push(b'"');
+        out.extend_from_slice(&date);
+        out.extend_from_slice(&[
+            b'T',
+            digit(h / 10),
+            digit(h % 10),
+            b':',
+            digit(m / 10),
+            digit(m % 10),
+            b':',
+            digit(sec / 10),
+            digit(sec % 10),
+            b'.',
+            digit(milli / 100),
+            digit(milli / 10 % 10),
+            digit(milli % 10),
+            b'Z',
+            b'"',
+        ]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the HTTP answer was before: a JSON value per bin, serialised.
+    fn by_values(bins: &[(i64, Option<f64>)]) -> Vec<u8> {
+        let values: Vec<Value> = bins.iter().map(|&(t, v)| metric_json(t, v, None)).collect();
+        serde_json::to_vec(&Value::Array(values)).unwrap_or_default()
+    }
+
+    fn time() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            -100_000_000_000_000i64..400_000_000_000_000,
+            // around year 0, year 10,000, 1970 and the ends
+            (-62_167_219_200_000i64 - DAY_MS..-62_167_219_200_000 + DAY_MS),
+            (253_402_300_800_000i64 - DAY_MS..253_402_300_800_000 + DAY_MS),
+            (-2 * DAY_MS..2 * DAY_MS),
+            (i64::MIN..i64::MIN + 2 * DAY_MS),
+            (i64::MAX - 2 * DAY_MS..=i64::MAX),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Option<f64>> {
+        prop_oneof![
+            Just(None),
+            any::<f64>().prop_map(Some),
+            (-1_000_000i64..1_000_000).prop_map(|x| Some(x as f64)),
+            prop::sample::select(vec![
+                0.0,
+                -0.0,
+                9_007_199_254_740_992.0,
+                9_007_199_254_740_993.0,
+                -9_007_199_254_740_992.0,
+                9_007_199_254_740_994.0,
+                1e21,
+                1e-7,
+                0.1,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::MAX,
+                f64::MIN_POSITIVE,
+            ])
+            .prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        /// Any bins, in steps or scattered: the same bytes as before.
+        #[test]
+        fn series_bytes_are_those_of_the_values(
+            first in time(),
+            step in prop::sample::select(vec![1i64, 10_000, 60_000, 300_000, 3_600_000, DAY_MS]),
+            values in prop::collection::vec(value(), 0..50),
+            scattered in prop::collection::vec((time(), value()), 0..20),
+        ) {
+            let stepped: Vec<(i64, Option<f64>)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (first.saturating_add(i as i64 * step), v))
+                .collect();
+            for bins in [stepped, scattered] {
+                let written = String::from_utf8_lossy(&metric_series_json(bins.iter().copied())).into_owned();
+                let before = String::from_utf8_lossy(&by_values(&bins)).into_owned();
+                prop_assert_eq!(written, before);
+            }
+        }
+    }
+
+    #[test]
+    fn a_day_of_ten_second_bins_is_written_as_before() {
+        let bins: Vec<(i64, Option<f64>)> = (0..8640)
+            .map(|i| {
+                (
+                    1_700_000_000_000 / DAY_MS * DAY_MS + i * 10_000,
+                    Some(i as f64 / 3.0),
+                )
+            })
+            .collect();
+        assert_eq!(metric_series_json(bins.iter().copied()), by_values(&bins));
+    }
 }

@@ -103,14 +103,8 @@ fn events_accepted(evaluator: &str) -> u64 {
         .call()
         .expect("status");
     let status: serde_json::Value = r.body_mut().read_json().expect("status JSON");
-    status
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["module_name"] == "collector")
-        .flat_map(|m| m["metrics"].as_array().into_iter().flatten())
-        .find(|m| m["metric"] == "events_accepted")
-        .and_then(|m| m["value"].as_u64())
+    spawn::status_figure_in(&status, "collector", "events_accepted")
+        .map(|x| x as u64)
         .expect("collector events_accepted")
 }
 

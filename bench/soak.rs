@@ -166,14 +166,7 @@ fn agent() -> ureq::Agent {
 /// engine's memtables and block cache, and the answers queued for
 /// WebSockets; and the bins being evaluated. NaNs if it did not answer.
 fn held(evaluator: &str) -> [f64; 5] {
-    let figure = |v: &Value, module: &str, metric: &str| -> Option<f64> {
-        let doc = v.as_array()?.iter().find(|d| d["module_name"] == module)?;
-        doc["metrics"]
-            .as_array()?
-            .iter()
-            .find(|m| m["metric"] == metric)?["value"]
-            .as_f64()
-    };
+    let figure = spawn::status_figure_in;
     let v = agent()
         .get(&format!("http://{evaluator}/1.0/status"))
         .call()

@@ -4,8 +4,7 @@
 //! put on every ingest path, and must answer metrics that equal the events.
 
 mod common;
-#[path = "common/spawn.rs"]
-mod spawn;
+use common::spawn;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -388,14 +387,7 @@ fn a_day_step_over_the_default_range_computes_only_its_bins() {
     assert!(bins.iter().all(|b| b["value"] == json!(0)));
     let (status, modules) = c.get("/1.0/status");
     assert_eq!(status, 200);
-    let computed = modules
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["module_name"] == "evaluator")
-        .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
-        .find(|m| m["metric"] == "bins_computed")
-        .and_then(|m| m["value"].as_f64());
+    let computed = spawn::status_figure_in(&modules, "evaluator", "bins_computed");
     assert_eq!(
         computed,
         Some(10_000.0),
@@ -810,16 +802,7 @@ fn concurrent_computations_take_turns_under_the_cap() {
         assert_eq!(total, (k + 1) as f64, "sum({})", types[k]);
     }
     let (_, modules) = get(&s.evaluator_url("/1.0/status"), None);
-    let figure = |name: &str| {
-        modules
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["module_name"] == "evaluator")
-            .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
-            .find(|m| m["metric"] == name)
-            .and_then(|m| m["value"].as_f64())
-    };
+    let figure = |name: &str| spawn::status_figure_in(&modules, "evaluator", name);
     assert_eq!(figure("computations_peak"), Some(1.0), "{modules}");
     assert_eq!(figure("computations_waiting"), Some(0.0), "{modules}");
 }

@@ -6,8 +6,7 @@
 //! its cap is refused with 429.
 
 mod common;
-#[path = "common/spawn.rs"]
-mod spawn;
+use common::spawn;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@ use cubed::storage::mongo::{CacheMode, MongoStore};
 use cubed::storage::{EventStore, MetricCache};
 
 pub mod mongo;
+pub mod spawn;
 
 pub struct TestServer {
     pub collector: SocketAddr,
@@ -268,13 +269,6 @@ pub fn error_of((status, body): (u16, serde_json::Value)) -> (u16, String) {
 pub fn status_figure(server: &TestServer, module: &str, name: &str) -> f64 {
     let (status, modules) = get(&server.evaluator_url("/1.0/status"), None);
     assert_eq!(status, 200, "{modules}");
-    modules
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["module_name"] == module)
-        .flat_map(|m| m["metrics"].as_array().cloned().unwrap_or_default())
-        .find(|m| m["metric"] == name)
-        .and_then(|m| m["value"].as_f64())
+    spawn::status_figure_in(&modules, module, name)
         .unwrap_or_else(|| panic!("no figure {name} of {module} in /1.0/status"))
 }

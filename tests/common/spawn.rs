@@ -82,3 +82,15 @@ impl Spawned {
         self.child.wait().expect("wait")
     }
 }
+
+/// One figure of a module in a `/1.0/status` answer (`[{module_name,
+/// metrics: [{metric, value}]}]`); `None` if it is not there.
+pub fn status_figure_in(status: &serde_json::Value, module: &str, name: &str) -> Option<f64> {
+    status
+        .as_array()?
+        .iter()
+        .filter(|m| m["module_name"] == module)
+        .flat_map(|m| m["metrics"].as_array().into_iter().flatten())
+        .find(|m| m["metric"] == name)?["value"]
+        .as_f64()
+}

@@ -125,7 +125,7 @@ fn websocket_put_then_close_stores_everything_read_and_closes_cleanly() {
     let url = format!("ws://{}/1.0/event/put", s.collector);
     let rt = tokio::runtime::Runtime::new().unwrap();
     // A first batch (1,000 messages) with the bad one, and the rest with the
-    // close in a second, read while the first is stored.
+    // close in a second, read once the first is answered.
     let n = 1_500;
     let replies = rt.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(&url)

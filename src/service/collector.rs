@@ -272,8 +272,8 @@ impl Collector {
             for m in messages {
                 match m {
                     Incoming::Text(bytes) => {
-                        texts.push((received.len(), bytes));
-                        received.push((0, None));
+                        received.push((bytes.len() as u64, None));
+                        texts.push((received.len() - 1, bytes));
                     }
                     Incoming::Refused(len, why) => received.push((len, Some(why))),
                 }
@@ -288,7 +288,6 @@ impl Collector {
                     Ok(e) => events.push(e),
                     Err(r) => received[*slot].1 = Some(r),
                 }
-                received[*slot].0 = bytes.len() as u64;
             }
             let n = events.len() as u64;
             let stored = if events.is_empty() {

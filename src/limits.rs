@@ -192,3 +192,7 @@ pub const MAX_RETENTION_OVERRIDES: usize = 1024;
 /// Default of the most distinct expressions (leaf sources) cached per
 /// service (`--max-cached-expressions`); more are computed, not cached.
 pub const DEFAULT_MAX_CACHED_EXPRESSIONS: usize = 10_000;
+/// Bytes of decoded cached bins the embedded store keeps in memory to
+/// answer repeated cache reads without a range scan (see
+/// `storage::embedded::memo`); the least recently read go first.
+pub const CACHE_READ_MEMO_BYTES: usize = 48 * 1024 * 1024;

@@ -25,7 +25,8 @@ fn the_readme_states_every_limit() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a Limits section");
-    let limits: [(&str, i128); 55] = [
+    let limits: [(&str, i128); 56] = [
+        ("CACHE_READ_MEMO_BYTES", CACHE_READ_MEMO_BYTES as i128),
         ("MAX_OPMETRICS_ROWS", MAX_OPMETRICS_ROWS as i128),
         (
             "MAX_PROMETHEUS_FORM_BYTES",

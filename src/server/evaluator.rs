@@ -82,6 +82,7 @@ async fn metric(
     q: HashMap<String, String>,
     app: Arc<App>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let tenant = access?.tenant;
     let p = |k: &str| q.get(k).map(String::as_str);
     let query = MetricQuery::parse(
@@ -105,7 +106,8 @@ async fn metric(
                 ));
             }
         }
-        return Ok(json_response(StatusCode::OK, &Value::Array(out)));
+        let r = json_response(StatusCode::OK, &Value::Array(out));
+        return Ok(with_server_timing(r, started));
     }
     let values = app.evaluator.values(&tenant, &query).await?;
     let body = metric_series_json(
@@ -114,7 +116,21 @@ async fn metric(
             .enumerate()
             .map(|(i, v)| (query.time(i), v)),
     );
-    Ok(json_bytes_response(StatusCode::OK, body))
+    Ok(with_server_timing(
+        json_bytes_response(StatusCode::OK, body),
+        started,
+    ))
+}
+
+/// Adds `Server-Timing: cubed;dur=MS`: the milliseconds from the request's
+/// parameters to its answer's bytes (not their sending), as browsers'
+/// developer tools and `bench/query.rs` read it.
+fn with_server_timing(mut r: Response, started: std::time::Instant) -> Response {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = warp::http::HeaderValue::from_str(&format!("cubed;dur={ms:.3}")) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
 }
 
 /// `DELETE /1.0/metric/cache`: drops the tenant's cached bins.

@@ -44,6 +44,17 @@ pub fn grouped_metric_json(
 
 const DAY_MS: i64 = 86_400_000;
 
+/// `"00"` to `"99"`.
+const TWO_DIGITS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
 /// An ungrouped metric's bins as HTTP answers them, `[{time, value?}, …]`,
 /// written straight to bytes: the bytes `serde_json` writes for the
 /// [`metric_json`] of each bin (a test compares them), without a JSON value
@@ -63,15 +74,31 @@ pub fn metric_series_json(bins: impl ExactSizeIterator<Item = (i64, Option<f64>)
         days.write_iso(&mut out, time);
         if let Some(v) = value {
             out.extend_from_slice(b",\"value\":");
-            // A number (or null): serde_json writes it as it would in a Value.
-            if serde_json::to_writer(&mut out, &number_json(v)).is_err() {
-                out.extend_from_slice(b"null");
-            }
+            write_number(&mut out, v);
         }
         out.push(b'}');
     }
     out.push(b']');
     out
+}
+
+/// Writes `x` as serde_json writes its [`number_json`] (an integer up to
+/// 2^53 in magnitude without a fraction, other finite numbers in their
+/// shortest round-trip form, NaN and infinities as `null`), without the
+/// JSON value.
+fn write_number(out: &mut Vec<u8>, x: f64) {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    let written = if x.fract() == 0.0 && x.abs() <= SAFE {
+        serde_json::to_writer(&mut *out, &(x as i64))
+    } else if x.is_finite() {
+        serde_json::to_writer(&mut *out, &x)
+    } else {
+        out.extend_from_slice(b"null");
+        Ok(())
+    };
+    if written.is_err() {
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// The date of the last day written, as [`format_iso`] writes it, where it
@@ -105,33 +132,27 @@ impl DayCache {
             }
             return;
         };
-        let rem = ms.rem_euclid(DAY_MS);
-        let (h, m, sec, milli) = (
-            rem / 3_600_000,
-            rem / 60_000 % 60,
-            rem / 1000 % 60,
-            rem % 1000,
-        );
-        let digit = |x: i64| b'0' + x as u8;
-        out.push(b'"');
-        out.extend_from_slice(&date);
-        out.extend_from_slice(&[
-            b'T',
-            digit(h / 10),
-            digit(h % 10),
-            b':',
-            digit(m / 10),
-            digit(m % 10),
-            b':',
-            digit(sec / 10),
-            digit(sec % 10),
-            b'.',
-            digit(milli / 100),
-            digit(milli / 10 % 10),
-            digit(milli % 10),
-            b'Z',
-            b'"',
-        ]);
+        // Under 86,400,000: u32 arithmetic, two digits at a time.
+        let rem = u32::try_from(ms.rem_euclid(DAY_MS)).unwrap_or(0);
+        let (secs, milli) = (rem / 1000, rem % 1000);
+        let (h, m, sec) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let two = |x: u32| TWO_DIGITS[x as usize % 100];
+        let (m1, m2) = (milli / 100, milli % 100);
+        let mut text = [0u8; 26];
+        text[0] = b'"';
+        text[1..11].copy_from_slice(&date);
+        text[11] = b'T';
+        text[12..14].copy_from_slice(&two(h));
+        text[14] = b':';
+        text[15..17].copy_from_slice(&two(m));
+        text[17] = b':';
+        text[18..20].copy_from_slice(&two(sec));
+        text[20] = b'.';
+        text[21] = b'0' + m1 as u8;
+        text[22..24].copy_from_slice(&two(m2));
+        text[24] = b'Z';
+        text[25] = b'"';
+        out.extend_from_slice(&text);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use fjall::PersistMode;
 
 use super::keys;
+use super::memo::Lookup;
 use super::{EmbeddedStore, corrupt, engine, fits};
 use crate::model::Tenant;
 use crate::storage::{CachedBin, CachedGroups, DirtyMark, MetricCache, StoreError};
@@ -122,6 +123,14 @@ pub(super) fn log_record(prefix_len: usize, value: &[u8]) -> (&[u8], u64) {
         }
         _ => (value, entry_bytes(prefix_len, value.len())),
     }
+}
+
+/// `(source, tier, time)` of a metric key whose type prefix is `prefix_len` bytes.
+fn key_bin(prefix_len: usize, key: &[u8]) -> Option<(String, i64, i64)> {
+    let tier = keys::decode_i64(key.get(prefix_len..)?)?;
+    let time = keys::decode_i64(key.get(prefix_len + 8..)?)?;
+    let source = std::str::from_utf8(key.get(prefix_len + 16..)?).ok()?;
+    Some((source.to_owned(), tier, time))
 }
 
 pub(super) fn log_key(prefix: &[u8], seq: u64) -> Vec<u8> {
@@ -254,6 +263,7 @@ impl EmbeddedStore {
         let usage = &mut copy;
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         // Evict the oldest entries until the new ones fit.
+        let mut evicted: Vec<Option<(String, i64, i64)>> = Vec::new();
         if usage.bytes + adding > cap {
             let mut end = prefix.clone();
             end.extend_from_slice(&[0xff; 9]);
@@ -282,6 +292,7 @@ impl EmbeddedStore {
                     .is_some_and(|(_, _, s)| s == seq);
                 if latest_in_store {
                     batch.remove(&self.metrics, mk.to_vec());
+                    evicted.push(key_bin(prefix.len(), mk));
                 }
             }
         }
@@ -311,6 +322,28 @@ impl EmbeddedStore {
             batch.insert(&self.metrics, key, entry.encode(seq));
         }
         batch.commit().map_err(engine)?;
+        {
+            let mut memo = lock(&self.memo);
+            for bin in &evicted {
+                match bin {
+                    Some((src, tier, time)) => memo.remove(&prefix, Some(src), &[(*tier, *time)]),
+                    // A key not read back (never written so): nothing of the type is trusted.
+                    None => memo.forget_type(&prefix),
+                }
+            }
+            let put: Vec<CachedBin> = bins
+                .iter()
+                .map(|(time, e)| CachedBin {
+                    time: *time,
+                    // As a plain read decodes it: a grouped bin has no value.
+                    value: match e {
+                        Entry::Plain(v) => *v,
+                        Entry::Grouped(_) => None,
+                    },
+                })
+                .collect();
+            memo.put(&prefix, source, tier, &put);
+        }
         *entry = copy;
         self.cache_total.store(
             total.saturating_sub(before).saturating_add(copy.bytes),
@@ -330,15 +363,21 @@ impl MetricCache for EmbeddedStore {
         start: i64,
         stop: i64,
     ) -> Result<Vec<CachedBin>, StoreError> {
-        self.valid_entries(tenant, event_type, source, tier, start, stop, |v| {
-            let (valid, value, _) = decode_bin(v)?;
-            Some((valid, CachedBin { time: 0, value }))
-        })
-        .map(|bins| {
-            bins.into_iter()
-                .map(|(time, b)| CachedBin { time, ..b })
-                .collect()
-        })
+        let prefix = keys::type_prefix(tenant, event_type);
+        let generation = match lock(&self.memo).lookup(&prefix, source, tier, start, stop) {
+            Lookup::Hit(bins) => return Ok(bins),
+            Lookup::Miss(generation) => generation,
+        };
+        let bins: Vec<CachedBin> = self
+            .valid_entries(tenant, event_type, source, tier, start, stop, |v| {
+                let (valid, value, _) = decode_bin(v)?;
+                Some((valid, CachedBin { time: 0, value }))
+            })?
+            .into_iter()
+            .map(|(time, b)| CachedBin { time, ..b })
+            .collect();
+        lock(&self.memo).keep(&prefix, source, tier, start, stop, generation, &bins);
+        Ok(bins)
     }
 
     fn put(
@@ -402,6 +441,7 @@ impl MetricCache for EmbeddedStore {
         self.metric_log.clear().map_err(engine)?;
         self.metric_sources.clear().map_err(engine)?;
         usage.clear();
+        lock(&self.memo).forget_all();
         self.sources.clear();
         self.tenant_sources.clear();
         self.cache_total.store(0, Ordering::Relaxed);
@@ -419,6 +459,7 @@ impl MetricCache for EmbeddedStore {
             }
         }
         batch.commit().map_err(engine)?;
+        lock(&self.memo).forget_all();
         usage.retain(|k, _| !k.starts_with(&prefix));
         self.sources.retain(|k, _| !k.starts_with(&prefix));
         self.tenant_sources.remove(tenant.key());
@@ -460,6 +501,7 @@ impl MetricCache for EmbeddedStore {
         }
         let _guard = lock(&self.cache_usage);
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        let mut changed = Vec::new();
         for (tier, bin) in bins {
             for source in &sources {
                 let key = keys::metric_key(&prefix, tier, bin, source);
@@ -467,12 +509,139 @@ impl MetricCache for EmbeddedStore {
                     && let Some((true, _, _)) = decode_bin(&v)
                 {
                     batch.insert(&self.metrics, key, invalidated(&v));
+                    changed.push((tier, bin));
                 }
             }
         }
         for DirtyMark(m) in marks {
             batch.remove(&self.dirty, m.clone());
         }
-        batch.commit().map_err(engine)
+        batch.commit().map_err(engine)?;
+        if !changed.is_empty() {
+            lock(&self.memo).remove(&prefix, None, &changed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::storage::embedded::Durability;
+
+    const TIERS: [i64; 2] = [10_000, 60_000];
+    const SOURCES: [&str; 2] = ["sum(a)", "max(a(x))"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put {
+            source: usize,
+            tier: usize,
+            first: i64,
+            n: i64,
+            value: Option<i32>,
+        },
+        PutGrouped {
+            source: usize,
+            tier: usize,
+            at: i64,
+        },
+        Invalidate(Vec<i64>),
+        Get {
+            source: usize,
+            tier: usize,
+            first: i64,
+            n: i64,
+        },
+        Expire(i64),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..2usize, 0..2usize, 0..40i64, 1..20i64, proptest::option::of(-5..5i32))
+                .prop_map(|(source, tier, first, n, value)| Op::Put { source, tier, first, n, value }),
+            1 => (0..2usize, 0..2usize, 0..40i64)
+                .prop_map(|(source, tier, at)| Op::PutGrouped { source, tier, at }),
+            2 => proptest::collection::vec(0..2_400_000i64, 0..4).prop_map(Op::Invalidate),
+            6 => (0..2usize, 0..2usize, 0..40i64, 1..40i64)
+                .prop_map(|(source, tier, first, n)| Op::Get { source, tier, first, n }),
+            1 => (0..2_400_000i64).prop_map(Op::Expire),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    /// What the store holds, read past the memo.
+    fn scanned(
+        s: &EmbeddedStore,
+        t: &Tenant,
+        src: &str,
+        tier: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Vec<CachedBin> {
+        s.valid_entries(t, "a", src, tier, lo, hi, |v| {
+            let (valid, value, _) = decode_bin(v)?;
+            Some((valid, value))
+        })
+        .expect("scan")
+        .into_iter()
+        .map(|(time, value)| CachedBin { time, value })
+        .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever writes come (puts that evict under a small cap,
+        /// invalidations, expiries, clears), every read through the memo
+        /// answers exactly what the store holds.
+        #[test]
+        fn reads_through_the_memo_answer_what_the_store_holds(
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            // Room for a few dozen bins: puts evict.
+            let s = EmbeddedStore::open(dir.path(), Durability::Process, 4_000).expect("open");
+            let t = Tenant::default_tenant();
+            for op in ops {
+                match op {
+                    Op::Put { source, tier, first, n, value } => {
+                        let step = TIERS[tier];
+                        let bins: Vec<CachedBin> = (first..first + n)
+                            .map(|i| CachedBin { time: i * step, value: value.map(|v| f64::from(v) + i as f64) })
+                            .collect();
+                        s.put(&t, "a", SOURCES[source], step, &bins).expect("put");
+                    }
+                    Op::PutGrouped { source, tier, at } => {
+                        let step = TIERS[tier];
+                        let g = CachedGroups { time: at * step, groups: vec![("g".into(), Some(1.0))] };
+                        s.put_grouped(&t, "a", SOURCES[source], step, &[g]).expect("put grouped");
+                    }
+                    Op::Invalidate(times) => {
+                        s.invalidate(&t, "a", &TIERS, &times, &[]).expect("invalidate");
+                    }
+                    Op::Get { source, tier, first, n } => {
+                        let step = TIERS[tier];
+                        let (lo, hi) = (first * step, (first + n) * step);
+                        let got = s.get(&t, "a", SOURCES[source], step, lo, hi).expect("get");
+                        prop_assert_eq!(got, scanned(&s, &t, SOURCES[source], step, lo, hi));
+                    }
+                    Op::Expire(before) => {
+                        s.expire_bins(&t, "a", before).expect("expire");
+                    }
+                    Op::Clear => s.clear_tenant(&t).expect("clear"),
+                }
+                // Every run the memo holds agrees with the store.
+                for src in SOURCES {
+                    for step in TIERS {
+                        let got = s.get(&t, "a", src, step, 0, 60 * step).expect("get");
+                        prop_assert_eq!(got, scanned(&s, &t, src, step, 0, 60 * step));
+                    }
+                }
+            }
+        }
     }
 }

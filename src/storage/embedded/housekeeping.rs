@@ -265,6 +265,7 @@ impl EmbeddedStore {
         // Their records in `metric_log` stay charged to the type's cap
         // until eviction reaches them (it skips records whose entry is gone).
         batch.commit().map_err(engine)?;
+        lock(&self.memo).forget_type(&prefix);
         Ok(n)
     }
 }

@@ -31,6 +31,7 @@ pub mod columns;
 pub mod credentials;
 mod housekeeping;
 pub mod keys;
+pub mod memo;
 pub mod reopen;
 mod select;
 
@@ -164,6 +165,9 @@ pub struct EmbeddedStore {
     tenant_sources: DashMap<String, usize>,
     /// Most sources cached per tenant (`--max-cached-expressions`).
     max_sources: AtomicUsize,
+    /// Recent cache reads' answers (see [`memo`]); bumped after every
+    /// committed write to `metrics`.
+    memo: Mutex<memo::ReadMemo>,
 }
 
 /// The engine's block cache unless configured (fjall's own default is 32 MiB).
@@ -364,6 +368,7 @@ impl EmbeddedStore {
             cache_budget: AtomicU64::new(u64::MAX),
             tenant_sources: DashMap::new(),
             max_sources: AtomicUsize::new(usize::MAX),
+            memo: Mutex::new(memo::ReadMemo::new(memo::CACHE_READ_MEMO_BYTES)),
         };
         store.load_indexes()?;
         store.recover_dirty()?;

@@ -139,6 +139,14 @@ pub(super) fn log_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     k
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Run once by the next `get` of this thread between its scan and the
+    /// memo: the tests' way to commit a write during a scan.
+    static AFTER_SCAN: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What one cached entry holds.
 enum Entry<'a> {
     Plain(Option<f64>),
@@ -376,6 +384,10 @@ impl MetricCache for EmbeddedStore {
             .into_iter()
             .map(|(time, b)| CachedBin { time, ..b })
             .collect();
+        #[cfg(test)]
+        if let Some(write) = AFTER_SCAN.with(|h| h.borrow_mut().take()) {
+            write();
+        }
         lock(&self.memo).keep(&prefix, source, tier, start, stop, generation, &bins);
         Ok(bins)
     }
@@ -437,11 +449,13 @@ impl MetricCache for EmbeddedStore {
 
     fn clear(&self) -> Result<(), StoreError> {
         let mut usage = lock(&self.cache_usage);
-        self.metrics.clear().map_err(engine)?;
+        // Whatever part of the clear is done, the memo holds none of it.
+        let cleared = self.metrics.clear().map_err(engine);
+        lock(&self.memo).forget_all();
+        cleared?;
         self.metric_log.clear().map_err(engine)?;
         self.metric_sources.clear().map_err(engine)?;
         usage.clear();
-        lock(&self.memo).forget_all();
         self.sources.clear();
         self.tenant_sources.clear();
         self.cache_total.store(0, Ordering::Relaxed);
@@ -486,6 +500,9 @@ impl MetricCache for EmbeddedStore {
         marks: &[DirtyMark],
     ) -> Result<(), StoreError> {
         let prefix = keys::type_prefix(tenant, event_type);
+        // The sources as of now, under the lock that puts of a new source
+        // hold: none of them can add a bin this misses.
+        let _guard = lock(&self.cache_usage);
         let sources = self
             .sources
             .get(&prefix)
@@ -499,7 +516,6 @@ impl MetricCache for EmbeddedStore {
                 }
             }
         }
-        let _guard = lock(&self.cache_usage);
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         let mut changed = Vec::new();
         for (tier, bin) in bins {
@@ -590,6 +606,68 @@ mod tests {
         .into_iter()
         .map(|(time, value)| CachedBin { time, value })
         .collect()
+    }
+
+    /// A write that commits while a read scans (run from the test hook
+    /// between the scan and the memo): the read's scan is not kept.
+    fn write_during_the_next_scan(write: impl FnOnce() + 'static) {
+        AFTER_SCAN.with(|h| *h.borrow_mut() = Some(Box::new(write)));
+    }
+
+    #[test]
+    fn a_scan_raced_by_an_invalidation_is_not_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = std::sync::Arc::new(
+            EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).expect("open"),
+        );
+        let t = Tenant::default_tenant();
+        let step = TIERS[0];
+        let bins: Vec<CachedBin> = (0..10)
+            .map(|i| CachedBin {
+                time: i * step,
+                value: Some(i as f64),
+            })
+            .collect();
+        s.put(&t, "a", SOURCES[0], step, &bins).expect("put");
+        let (s2, t2) = (s.clone(), t.clone());
+        write_during_the_next_scan(move || {
+            s2.invalidate(&t2, "a", &TIERS, &[5 * step], &[])
+                .expect("invalidate");
+        });
+        let raced = s.get(&t, "a", SOURCES[0], step, 0, 10 * step).expect("get");
+        assert_eq!(raced, bins, "the scan ran before the invalidation");
+        for _ in 0..2 {
+            let got = s.get(&t, "a", SOURCES[0], step, 0, 10 * step).expect("get");
+            assert_eq!(got.len(), 9);
+            assert_eq!(got, scanned(&s, &t, SOURCES[0], step, 0, 10 * step));
+        }
+    }
+
+    #[test]
+    fn a_scan_raced_by_a_clear_is_not_kept_even_of_a_type_the_memo_never_saw() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Tenant::default_tenant();
+        let step = TIERS[0];
+        let bins: Vec<CachedBin> = (0..10)
+            .map(|i| CachedBin {
+                time: i * step,
+                value: Some(i as f64),
+            })
+            .collect();
+        {
+            let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).expect("open");
+            s.put(&t, "a", SOURCES[0], step, &bins).expect("put");
+        }
+        // Reopened: the bins are there, the memo knows nothing of them.
+        let s = std::sync::Arc::new(
+            EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).expect("reopen"),
+        );
+        let (s2, t2) = (s.clone(), t.clone());
+        write_during_the_next_scan(move || s2.clear_tenant(&t2).expect("clear"));
+        let raced = s.get(&t, "a", SOURCES[0], step, 0, 10 * step).expect("get");
+        assert_eq!(raced, bins);
+        let got = s.get(&t, "a", SOURCES[0], step, 0, 10 * step).expect("get");
+        assert_eq!(got, Vec::new());
     }
 
     proptest! {

@@ -51,6 +51,9 @@ struct TypeMemo {
 /// The memo of one store, by type prefix.
 pub struct ReadMemo {
     types: HashMap<Vec<u8>, TypeMemo>,
+    /// Advanced by [`forget_all`](Self::forget_all): a scan begun before a
+    /// clear is not kept, also of a type the memo had no entry for.
+    epoch: u64,
     bytes: usize,
     cap: usize,
     clock: u64,
@@ -59,13 +62,18 @@ pub struct ReadMemo {
 /// A read's outcome: the bins, or the generation to merge a scan under.
 pub enum Lookup {
     Hit(Vec<CachedBin>),
-    Miss(u64),
+    Miss(Generation),
 }
+
+/// The memo's epoch and the type's generation when a read missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64, u64);
 
 impl ReadMemo {
     pub fn new(cap: usize) -> Self {
         ReadMemo {
             types: HashMap::new(),
+            epoch: 0,
             bytes: 0,
             cap,
             clock: 0,
@@ -83,8 +91,12 @@ impl ReadMemo {
         stop: i64,
     ) -> Lookup {
         self.clock += 1;
+        if start >= stop {
+            return Lookup::Hit(Vec::new());
+        }
+        let epoch = self.epoch;
         let Some(t) = self.types.get_mut(prefix) else {
-            return Lookup::Miss(0);
+            return Lookup::Miss(Generation(epoch, 0));
         };
         // No allocation for the key on the hot path: the runs of a type are few.
         let run = t
@@ -97,7 +109,7 @@ impl ReadMemo {
                 r.used = self.clock;
                 Lookup::Hit(r.bins[r.at(start)..r.at(stop)].to_vec())
             }
-            _ => Lookup::Miss(t.generation),
+            _ => Lookup::Miss(Generation(epoch, t.generation)),
         }
     }
 
@@ -112,14 +124,19 @@ impl ReadMemo {
         tier: i64,
         start: i64,
         stop: i64,
-        generation: u64,
+        generation: Generation,
         bins: &[CachedBin],
     ) {
-        if start >= stop {
+        if start >= stop || generation.0 != self.epoch {
+            return;
+        }
+        // A type never written (or asked for by a made-up name) gets no
+        // entry for an empty scan: such reads do not grow the memo.
+        if bins.is_empty() && !self.types.contains_key(prefix) {
             return;
         }
         let t = self.types.entry(prefix.to_vec()).or_default();
-        if t.generation != generation {
+        if t.generation != generation.1 {
             return;
         }
         let key = (source.to_owned(), tier);
@@ -220,7 +237,11 @@ impl ReadMemo {
                     j += 1;
                 }
                 (_, Some(b)) => {
-                    merged.push(*b);
+                    // Of two puts of one time in a batch, the store keeps the last.
+                    match merged.last_mut() {
+                        Some(last) if last.time == b.time => *last = *b,
+                        _ => merged.push(*b),
+                    }
                     j += 1;
                 }
                 (Some(a), None) => {
@@ -270,6 +291,7 @@ impl ReadMemo {
 
     /// The whole cache was cleared (or a tenant's): every run goes.
     pub fn forget_all(&mut self) {
+        self.epoch += 1;
         let prefixes: Vec<Vec<u8>> = self.types.keys().cloned().collect();
         for p in prefixes {
             self.forget_type(&p);
@@ -399,6 +421,16 @@ mod tests {
         m.remove(b"a", None, &[(STEP, 40)]);
         m.keep(b"a", "s", STEP, 0, 100, g, &bins(0, 100, 1.0));
         assert!(read(&mut m, b"a", "s", 0, 100).is_none());
+        // Nor does a clear, for a type the memo had no entry for.
+        let Lookup::Miss(g) = m.lookup(b"b", "s", STEP, 0, 100) else {
+            panic!("expected a miss");
+        };
+        m.forget_all();
+        m.keep(b"b", "s", STEP, 0, 100, g, &bins(0, 100, 1.0));
+        assert!(read(&mut m, b"b", "s", 0, 100).is_none());
+        // Reads of a type never written keep nothing when they find nothing.
+        scan(&mut m, b"c", "s", 0, 100, &[]);
+        assert!(!m.types.contains_key(b"c".as_slice()));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod blocks;
 mod cache;
 pub mod columns;
 pub mod credentials;
+mod group_sync;
 mod housekeeping;
 pub mod keys;
 pub mod memo;
@@ -168,6 +169,8 @@ pub struct EmbeddedStore {
     /// Recent cache reads' answers (see [`memo`]); bumped after every
     /// committed write to `metrics`.
     memo: Mutex<memo::ReadMemo>,
+    /// `--durability sync`: concurrent puts share one sync (group commit).
+    group_sync: group_sync::GroupSync,
 }
 
 /// The engine's block cache unless configured (fjall's own default is 32 MiB).
@@ -369,6 +372,7 @@ impl EmbeddedStore {
             tenant_sources: DashMap::new(),
             max_sources: AtomicUsize::new(usize::MAX),
             memo: Mutex::new(memo::ReadMemo::new(memo::CACHE_READ_MEMO_BYTES)),
+            group_sync: group_sync::GroupSync::default(),
         };
         store.load_indexes()?;
         store.recover_dirty()?;
@@ -761,11 +765,15 @@ impl EventStore for EmbeddedStore {
             }
         }
         if self.durability == Durability::Sync
-            && let Err(e) = self.db.persist(PersistMode::SyncData)
+            && let Err(reason) = self.group_sync.after_commit(|| {
+                self.db
+                    .persist(PersistMode::SyncData)
+                    .map_err(|e| e.to_string())
+            })
         {
             return Err(StoreError::NotSynced {
                 outcome: Box::new(outcome),
-                reason: e.to_string(),
+                reason,
             });
         }
         Ok(outcome)

@@ -98,13 +98,8 @@ impl ReadMemo {
         let Some(t) = self.types.get_mut(prefix) else {
             return Lookup::Miss(Generation(epoch, 0));
         };
-        // No allocation for the key on the hot path: the runs of a type are few.
-        let run = t
-            .runs
-            .iter_mut()
-            .find(|((s, tr), _)| *tr == tier && s == source)
-            .map(|(_, r)| r);
-        match run {
+        // By key: a type may have thousands of sources at several tiers.
+        match t.runs.get_mut(&(source.to_owned(), tier)) {
             Some(r) if r.lo <= start && stop <= r.hi => {
                 r.used = self.clock;
                 Lookup::Hit(r.bins[r.at(start)..r.at(stop)].to_vec())
@@ -172,18 +167,28 @@ impl ReadMemo {
         self.shrink();
     }
 
-    /// Drops the least recently read runs until the memo fits its cap.
+    /// Once over its cap, drops the least recently read runs until the
+    /// memo holds at most 7/8 of it (one sort of the runs, however many
+    /// go, and room for a while before the next).
     fn shrink(&mut self) {
-        while self.bytes > self.cap {
-            let oldest = self
-                .types
-                .iter()
-                .flat_map(|(p, t)| t.runs.iter().map(move |(k, r)| (r.used, p, k)))
-                .min_by_key(|(used, _, _)| *used)
-                .map(|(_, p, k)| (p.clone(), k.clone()));
-            let Some((p, k)) = oldest else {
+        if self.bytes <= self.cap {
+            return;
+        }
+        let target = self.cap / 8 * 7;
+        let mut by_use: Vec<(u64, Vec<u8>, (String, i64))> = self
+            .types
+            .iter()
+            .flat_map(|(p, t)| {
+                t.runs
+                    .iter()
+                    .map(move |(k, r)| (r.used, p.clone(), k.clone()))
+            })
+            .collect();
+        by_use.sort_unstable_by_key(|(used, _, _)| *used);
+        for (_, p, k) in by_use {
+            if self.bytes <= target {
                 break;
-            };
+            }
             if let Some(t) = self.types.get_mut(&p)
                 && let Some(r) = t.runs.remove(&k)
             {
@@ -205,12 +210,7 @@ impl ReadMemo {
     /// hold them from now on.
     pub fn put(&mut self, prefix: &[u8], source: &str, tier: i64, bins: &[CachedBin]) {
         let t = self.written(prefix);
-        let Some(r) = t
-            .runs
-            .iter_mut()
-            .find(|((s, tr), _)| *tr == tier && s == source)
-            .map(|(_, r)| r)
-        else {
+        let Some(r) = t.runs.get_mut(&(source.to_owned(), tier)) else {
             return;
         };
         let before = r.bins.len();

@@ -2,7 +2,9 @@
 //! GET, cold (nothing cached: `DELETE /1.0/metric/cache` before each; with
 //! `--restart-each` the server also restarts with --reset-cache, so the
 //! storage engine's block cache is cold too) and cached (median of 5 after one
-//! warm-up), on 1,000,000 events (`-- --events 10000000` for ten million).
+//! warm-up: at the client, at the server from its `Server-Timing`, and over
+//! one WebSocket from the request to its end marker), on 1,000,000 events
+//! (`-- --events 10000000` for ten million).
 //!
 //!     cargo bench --bench query [-- --events N] [--restart-each] [--data-dir DIR] [--only Q3]
 //!
@@ -15,6 +17,7 @@ use std::time::Instant;
 
 use common::enc;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 #[path = "common.rs"]
 mod common;
@@ -60,6 +63,61 @@ fn query(agent: &ureq::Agent, s: &Server, expr: &str, step: i64) -> (f64, usize,
         .and_then(|(_, d)| d.parse().ok())
         .unwrap_or(f64::NAN);
     (ms, v.as_array().map_or(0, Vec::len), server_ms)
+}
+
+/// One query over a WebSocket `/1.0/metric/get` (already open): the
+/// milliseconds from sending the request to its end marker, and the bins
+/// that came before it.
+async fn ws_query<S>(ws: &mut S, expr: &str, step: i64) -> (f64, usize)
+where
+    S: futures_util::Sink<Message> + futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    <S as futures_util::Sink<Message>>::Error: std::fmt::Debug,
+{
+    use futures_util::{SinkExt, StreamExt};
+    let req = json!({
+        "expression": expr,
+        "start": workload::DAY_START,
+        "stop": workload::DAY_START + workload::DAY_MS,
+        "step": step,
+        "id": 1,
+    });
+    let end = chrono::DateTime::from_timestamp_millis(workload::DAY_START + workload::DAY_MS)
+        .expect("end")
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let t0 = Instant::now();
+    ws.send(Message::text(req.to_string())).await.expect("send");
+    let mut bins = 0;
+    while let Some(m) = ws.next().await {
+        let m = m.expect("message");
+        let Ok(text) = m.to_text() else { continue };
+        let v: serde_json::Value = serde_json::from_str(text).expect("json");
+        assert!(v.get("error").is_none(), "{text}");
+        if v.get("value").is_none() && v["time"] == end.as_str() {
+            break;
+        }
+        bins += 1;
+    }
+    (t0.elapsed().as_secs_f64() * 1000.0, bins)
+}
+
+/// Median of 5 cached answers of `expr` over one WebSocket (after a warm-up).
+fn ws_cached(s: &Server, expr: &str, step: i64, bins: usize) -> f64 {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let url = format!("ws://{}/1.0/metric/get", s.evaluator);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("ws connect");
+        let (_, n) = ws_query(&mut ws, expr, step).await;
+        assert_eq!(n, bins, "every bin over the socket");
+        let mut ms = Vec::new();
+        for _ in 0..5 {
+            ms.push(ws_query(&mut ws, expr, step).await.0);
+        }
+        ms.sort_by(f64::total_cmp);
+        ms[2]
+    })
 }
 
 fn main() {
@@ -120,8 +178,8 @@ fn main() {
 
     let mut rows = Vec::new();
     println!(
-        "{:<4} {:<58} {:>6} {:>10} {:>10} {:>10}",
-        "", "query", "bins", "cold ms", "cached ms", "at server"
+        "{:<4} {:<58} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "", "query", "bins", "cold ms", "cached ms", "at server", "websocket"
     );
     let only = argv
         .iter()
@@ -153,11 +211,12 @@ fn main() {
         warm.sort_by(f64::total_cmp);
         at_server.sort_by(f64::total_cmp);
         let (cached, cached_server) = (warm[2], at_server[2]);
+        let cached_ws = ws_cached(&s, &expr, step, bins);
         println!(
-            "{name:<4} {:<58} {bins:>6} {cold:>10.1} {cached:>10.2} {cached_server:>10.2}",
+            "{name:<4} {:<58} {bins:>6} {cold:>10.1} {cached:>10.2} {cached_server:>10.2} {cached_ws:>10.2}",
             format!("{expr} @{}s", step / 1000)
         );
-        rows.push(json!({"query": name, "expression": expr, "step": step, "bins": bins, "cold_ms": cold, "cached_ms": cached, "cached_server_ms": cached_server}));
+        rows.push(json!({"query": name, "expression": expr, "step": step, "bins": bins, "cold_ms": cold, "cached_ms": cached, "cached_server_ms": cached_server, "cached_websocket_ms": cached_ws}));
         if restart_each {
             stop(s);
         } else {

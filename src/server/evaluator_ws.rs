@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::App;
 use super::admin::TxHeaders;
 use super::error::ApiError;
-use super::wire::{grouped_metric_json, metric_json};
+use super::wire::{BinMessages, grouped_metric_json, metric_json};
 use crate::limits::{MAX_LIVE_DELAY_MS, MAX_REQUEST_ID_BYTES};
 use crate::model::Tenant;
 use crate::service::{EventQuery, EventQueryError, MetricQuery, MetricQueryError, Order};
@@ -159,6 +159,12 @@ impl Answers {
             self.error = true;
         }
         let text = v.to_string();
+        self.bytes += text.len() as u64;
+        self.out.push(text)
+    }
+
+    /// Queues one message already written to text (not an error).
+    pub fn send_text(&mut self, text: String) -> bool {
         self.bytes += text.len() as u64;
         self.out.push(text)
     }
@@ -456,8 +462,9 @@ async fn send_bins(
         }
         Ok(())
     } else {
+        let mut messages = BinMessages::new(id);
         let mut emit = |i: usize, v: Option<f64>| {
-            let _ = out.send(metric_json(query.time(i), v, id));
+            let _ = out.send_text(messages.text(query.time(i), v));
         };
         app.evaluator.evaluate(tenant, query, &mut emit).await
     }

@@ -70,16 +70,61 @@ pub fn metric_series_json(bins: impl ExactSizeIterator<Item = (i64, Option<f64>)
         if k > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"time\":");
-        days.write_iso(&mut out, time);
-        if let Some(v) = value {
-            out.extend_from_slice(b",\"value\":");
-            write_number(&mut out, v);
-        }
-        out.push(b'}');
+        write_bin(&mut out, &mut days, time, value, None);
     }
     out.push(b']');
     out
+}
+
+/// `{"time":…,"value":…,"id":…}` as serde_json writes [`metric_json`]
+/// (`id`: the id's JSON text).
+fn write_bin(
+    out: &mut Vec<u8>,
+    days: &mut DayCache,
+    time: i64,
+    value: Option<f64>,
+    id: Option<&str>,
+) {
+    out.extend_from_slice(b"{\"time\":");
+    days.write_iso(out, time);
+    if let Some(v) = value {
+        out.extend_from_slice(b",\"value\":");
+        write_number(out, v);
+    }
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        out.extend_from_slice(id.as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// One request's bins as WebSocket messages, `{time, value?, id?}` each:
+/// the text of [`metric_json`] (a test compares them), without a JSON
+/// value per bin; the id is written to JSON once.
+pub struct BinMessages {
+    days: DayCache,
+    id: Option<String>,
+}
+
+impl BinMessages {
+    pub fn new(id: Option<&Value>) -> Self {
+        BinMessages {
+            days: DayCache {
+                day: None,
+                date: None,
+            },
+            id: id.map(Value::to_string),
+        }
+    }
+
+    /// The message of one bin.
+    pub fn text(&mut self, time: i64, value: Option<f64>) -> String {
+        let mut out = Vec::with_capacity(64 + self.id.as_ref().map_or(0, String::len));
+        write_bin(&mut out, &mut self.days, time, value, self.id.as_deref());
+        // Only ASCII and the id's own JSON text were written.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
 }
 
 /// Writes `x` as serde_json writes its [`number_json`] (an integer up to
@@ -224,6 +269,32 @@ mod tests {
                 let written = String::from_utf8_lossy(&metric_series_json(bins.iter().copied())).into_owned();
                 let before = String::from_utf8_lossy(&by_values(&bins)).into_owned();
                 prop_assert_eq!(written, before);
+            }
+        }
+    }
+
+    fn id() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            any::<String>().prop_map(|s| Some(Value::String(s))),
+            any::<i64>().prop_map(|n| Some(Value::from(n))),
+            any::<f64>().prop_map(|x| Some(
+                serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+            )),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        /// Any bin and id: a WebSocket message's text as that of its value.
+        #[test]
+        fn bin_messages_are_the_text_of_the_values(
+            bins in prop::collection::vec((time(), value()), 1..20),
+            id in id(),
+        ) {
+            let mut m = BinMessages::new(id.as_ref());
+            for (t, v) in bins {
+                prop_assert_eq!(m.text(t, v), metric_json(t, v, id.as_ref()).to_string());
             }
         }
     }

@@ -223,7 +223,11 @@ pub async fn serve(
     let writer = tokio::spawn(async move {
         while let Some(mut item) = out_rx.recv().await {
             let text = std::mem::take(&mut item.text);
-            if sink.send(Message::text(text)).await.is_err() {
+            // Into the socket's write buffer (8 KiB, written out whenever it
+            // fills: a client that stops reading stops this here), flushed
+            // once nothing more is queued: one write for many small answers
+            // instead of one each.
+            if sink.feed(Message::text(text)).await.is_err() {
                 break;
             }
             // Written: no longer queued.
@@ -231,6 +235,9 @@ pub async fn serve(
             let sent_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
             last_sent_ms.store(sent_ms, Relaxed);
             writer_app.run.websocket.messages_sent.fetch_add(1, Relaxed);
+            if out_rx.is_empty() && sink.flush().await.is_err() {
+                break;
+            }
         }
         if let Ok(frame) = close_rx.await {
             let _ = sink.send(frame).await;

@@ -7,12 +7,17 @@ use serde_json::Value;
 /// A finite number as JSON: integral values within 2^53 as integers; NaN and
 /// infinities (which JSON cannot spell) as `null`.
 pub fn number_json(x: f64) -> Value {
-    const SAFE: f64 = 9_007_199_254_740_992.0;
-    if x.fract() == 0.0 && x.abs() <= SAFE {
-        Value::from(x as i64)
-    } else {
-        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    match safe_integer(x) {
+        Some(n) => Value::from(n),
+        None => serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number),
     }
+}
+
+/// `x` as an integer if it is integral and within 2^53 in magnitude (how
+/// [`number_json`] spells it).
+pub fn safe_integer(x: f64) -> Option<i64> {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    (x.fract() == 0.0 && x.abs() <= SAFE).then_some(x as i64)
 }
 
 /// `String(x)` of a double, as JavaScript writes it: the shortest digits

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::model::js::number_json;
+use crate::model::js::{number_json, safe_integer};
 use crate::model::time::format_iso;
 
 /// `{time, value?, id?}`: an undefined value is left out; NaN and infinities are null.
@@ -61,10 +61,7 @@ const TWO_DIGITS: [[u8; 2]; 100] = {
 /// and a time string made for each bin. A day's date is formatted once.
 pub fn metric_series_json(bins: impl ExactSizeIterator<Item = (i64, Option<f64>)>) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + bins.len() * 48);
-    let mut days = DayCache {
-        day: None,
-        date: None,
-    };
+    let mut days = DayCache::default();
     out.push(b'[');
     for (k, (time, value)) in bins.enumerate() {
         if k > 0 {
@@ -109,10 +106,7 @@ pub struct BinMessages {
 impl BinMessages {
     pub fn new(id: Option<&Value>) -> Self {
         BinMessages {
-            days: DayCache {
-                day: None,
-                date: None,
-            },
+            days: DayCache::default(),
             id: id.map(Value::to_string),
         }
     }
@@ -132,9 +126,8 @@ impl BinMessages {
 /// shortest round-trip form, NaN and infinities as `null`), without the
 /// JSON value.
 fn write_number(out: &mut Vec<u8>, x: f64) {
-    const SAFE: f64 = 9_007_199_254_740_992.0;
-    let written = if x.fract() == 0.0 && x.abs() <= SAFE {
-        serde_json::to_writer(&mut *out, &(x as i64))
+    let written = if let Some(n) = safe_integer(x) {
+        serde_json::to_writer(&mut *out, &n)
     } else if x.is_finite() {
         serde_json::to_writer(&mut *out, &x)
     } else {
@@ -148,6 +141,7 @@ fn write_number(out: &mut Vec<u8>, x: f64) {
 
 /// The date of the last day written, as [`format_iso`] writes it, where it
 /// is the plain `YYYY-MM-DD` form (years 0 to 9999).
+#[derive(Default)]
 struct DayCache {
     day: Option<i64>,
     date: Option<[u8; 10]>,

@@ -2,7 +2,7 @@
 //! insertion order in `metric_log` (for the byte cap per type), the sources
 //! cached per type in `metric_sources` (for invalidation).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use fjall::PersistMode;
@@ -332,12 +332,20 @@ impl EmbeddedStore {
         batch.commit().map_err(engine)?;
         {
             let mut memo = lock(&self.memo);
+            // One removal per source evicted from, not one per bin (each
+            // walks the type's runs).
+            let mut by_source: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
             for bin in &evicted {
                 match bin {
-                    Some((src, tier, time)) => memo.remove(&prefix, Some(src), &[(*tier, *time)]),
+                    Some((src, tier, time)) => {
+                        by_source.entry(src).or_default().push((*tier, *time))
+                    }
                     // A key not read back (never written so): nothing of the type is trusted.
                     None => memo.forget_type(&prefix),
                 }
+            }
+            for (src, bins) in by_source {
+                memo.remove(&prefix, Some(src), &bins);
             }
             let put: Vec<CachedBin> = bins
                 .iter()
@@ -519,14 +527,19 @@ impl MetricCache for EmbeddedStore {
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         let mut changed = Vec::new();
         for (tier, bin) in bins {
+            let mut any = false;
             for source in &sources {
                 let key = keys::metric_key(&prefix, tier, bin, source);
                 if let Some(v) = self.metrics.get(&key).map_err(engine)?
                     && let Some((true, _, _)) = decode_bin(&v)
                 {
                     batch.insert(&self.metrics, key, invalidated(&v));
-                    changed.push((tier, bin));
+                    any = true;
                 }
+            }
+            // Listed once: the memo drops it from every source's run.
+            if any {
+                changed.push((tier, bin));
             }
         }
         for DirtyMark(m) in marks {
@@ -614,6 +627,16 @@ mod tests {
         AFTER_SCAN.with(|h| *h.borrow_mut() = Some(Box::new(write)));
     }
 
+    /// Bins 0 to 9 of `step`, each valued its index.
+    fn ten_bins(step: i64) -> Vec<CachedBin> {
+        (0..10)
+            .map(|i| CachedBin {
+                time: i * step,
+                value: Some(i as f64),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_scan_raced_by_an_invalidation_is_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -622,12 +645,7 @@ mod tests {
         );
         let t = Tenant::default_tenant();
         let step = TIERS[0];
-        let bins: Vec<CachedBin> = (0..10)
-            .map(|i| CachedBin {
-                time: i * step,
-                value: Some(i as f64),
-            })
-            .collect();
+        let bins = ten_bins(step);
         s.put(&t, "a", SOURCES[0], step, &bins).expect("put");
         let (s2, t2) = (s.clone(), t.clone());
         write_during_the_next_scan(move || {
@@ -648,12 +666,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Tenant::default_tenant();
         let step = TIERS[0];
-        let bins: Vec<CachedBin> = (0..10)
-            .map(|i| CachedBin {
-                time: i * step,
-                value: Some(i as f64),
-            })
-            .collect();
+        let bins = ten_bins(step);
         {
             let s = EmbeddedStore::open(dir.path(), Durability::Process, 1 << 20).expect("open");
             s.put(&t, "a", SOURCES[0], step, &bins).expect("put");
